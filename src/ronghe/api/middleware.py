@@ -1,0 +1,191 @@
+"""ASGI middleware: request ids and access logs, metrics, body size limits, forgiving JSON.
+
+Written as plain ASGI (not BaseHTTPMiddleware) so streaming responses pass straight through
+and a client disconnect reaches the endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import json5
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ronghe.api.envelopes import error_body, family_of
+from ronghe.errors import PayloadTooLarge
+
+log = structlog.get_logger("ronghe.access")
+
+
+class HttpMetrics:
+    """Per-app registry, so several apps in one process (tests) never collide."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter("ronghe_http_requests_total", "HTTP requests",
+                                ["method", "route", "status"], registry=registry)
+        self.latency = Histogram(
+            "ronghe_http_request_duration_seconds", "Time to the end of the response",
+            ["method", "route"], registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+        )
+
+
+class RequestContextMiddleware:
+    """Request id (``X-Request-ID`` in or a new one), access log line, metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
+        request_id = given if given.isprintable() and given else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", []).append(
+                    (b"x-request-id", request_id.encode("latin-1"))
+                )
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            # The route template, not the raw path, keeps label cardinality bounded.
+            label = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(scope["method"], label, str(status)).inc()
+            self.metrics.latency.labels(scope["method"], label).observe(elapsed)
+            if label not in ("/healthz", "/metrics"):
+                log.info("request", method=scope["method"], path=scope["path"],
+                         status=status, ms=round(elapsed * 1000, 1))
+            structlog.contextvars.unbind_contextvars("request_id")
+
+
+class BodyMiddleware:
+    """Caps request bodies and repairs JSON that the vendor's own examples get wrong.
+
+    The spec's curl examples carry a trailing comma before ``}``; rather than reject what a
+    user pasted from the vendor's page, bodies that fail strict parsing are parsed as JSON5
+    (a superset) and handed on re-encoded as strict JSON.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._too_large(scope, send)
+            return
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if ctype in (b"application/json", b"", b"application/x-www-form-urlencoded"):
+            body = await self._read_all(receive)
+            if body is None:
+                await self._too_large(scope, send)
+                return
+            if ctype != b"application/json" and body.lstrip()[:1] == b"{":
+                # `curl -d '{…}'` without -H sends JSON labelled as a form; take it as JSON.
+                scope = dict(scope)
+                scope["headers"] = [(k, v) for k, v in scope["headers"]
+                                    if k != b"content-type"]
+                scope["headers"].append((b"content-type", b"application/json"))
+                ctype = b"application/json"
+            if ctype == b"application/json":
+                body = _repair_json(body)
+            await self.app(scope, _replay(body, receive), send)
+            return
+        await self.app(scope, self._counting(receive, scope, send), send)
+
+    async def _read_all(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    def _counting(self, receive: Receive, scope: Scope, send: Send) -> Receive:
+        seen = 0
+
+        async def wrapped() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise BodyTooLarge(self.max_bytes)
+            return message
+
+        return wrapped
+
+    async def _too_large(self, scope: Scope, send: Send) -> None:
+        msg = f"request body is larger than {self.max_bytes} bytes"
+        body = json.dumps(error_body(family_of(scope["path"]), 413, msg)).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class BodyTooLarge(PayloadTooLarge):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body is larger than {limit} bytes")
+
+
+def _repair_json(body: bytes) -> bytes:
+    if not body.strip():
+        return body
+    try:
+        json.loads(body)
+        return body
+    except ValueError:
+        pass
+    try:
+        value: Any = json5.loads(body.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return body  # let the endpoint report the original error
+    return json.dumps(value, ensure_ascii=False).encode("utf-8")
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        # After the body, pass through so endpoints can still see the client disconnect.
+        return await receive()
+
+    return replay

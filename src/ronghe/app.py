@@ -1,0 +1,58 @@
+"""The app factory: Settings in, a FastAPI app out.  Features plug in through ``features``."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from ronghe import __version__, features
+from ronghe.api import account, envelopes, files, system
+from ronghe.api.middleware import BodyMiddleware, HttpMetrics, RequestContextMiddleware
+from ronghe.db.migrate import upgrade
+from ronghe.services import Services
+from ronghe.settings import Settings
+
+
+def create_app(settings: Settings, *, services: Services | None = None,
+               migrate: bool = True) -> FastAPI:
+    """Build the app.  ``migrate`` brings the schema up to date on startup (embedded mode)."""
+    services = services or Services.build(settings)
+    if migrate:
+        upgrade(services.db.engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for feature in features.enabled():
+            await feature.start(app, services)
+        try:
+            yield
+        finally:
+            for feature in reversed(features.enabled()):
+                await feature.stop(app, services)
+            services.close()
+
+    app = FastAPI(
+        title="Ronghe",
+        version=__version__,
+        description="Self-hosted server for SenseTime's fusion API: chat, Miaohua image "
+        "tasks and LoRA training on open models.",
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.state.settings = settings
+    registry = CollectorRegistry()
+    app.state.metrics_registry = registry
+
+    envelopes.install(app)
+    app.include_router(system.router)
+    app.include_router(account.router)
+    app.include_router(files.router)
+    for feature in features.enabled():
+        feature.install(app, services, registry)
+
+    app.add_middleware(BodyMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))
+    return app

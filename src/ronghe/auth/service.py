@@ -1,0 +1,204 @@
+"""Users, login tokens and API keys: the rules live here; routes and the CLI only call in."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ronghe.auth import passwords
+from ronghe.auth.secrets import KEY_PREFIX, TOKEN_PREFIX, digest, new_secret
+from ronghe.auth.throttle import LoginThrottle
+from ronghe.db import Database, utcnow
+from ronghe.db.models import ApiKey, LoginToken, User
+from ronghe.errors import BadRequest, Conflict, NotFound, RateLimited, Unauthorized
+from ronghe.settings import Settings
+
+EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,189}$")
+BAD_LOGIN = "email or password is incorrect"
+
+
+@dataclass(frozen=True)
+class Issued:
+    """A secret shown to its owner exactly once, with its record's id and expiry."""
+
+    id: int
+    secret: str
+    expires_at: datetime | None = None
+
+
+def normalise_email(email: str) -> str:
+    email = email.strip().lower()
+    if not EMAIL_RE.match(email):
+        raise BadRequest("email must look like name@example.com (at most 254 characters)",
+                         field="email")
+    return email
+
+
+def check_password(password: str) -> None:
+    if not passwords.MIN_PASSWORD <= len(password) <= passwords.MAX_PASSWORD:
+        raise BadRequest(
+            f"password must be {passwords.MIN_PASSWORD}-{passwords.MAX_PASSWORD} characters",
+            field="password",
+        )
+
+
+class AuthService:
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.throttle = LoginThrottle(
+            settings.login_max_failures, settings.login_failure_window_seconds
+        )
+
+    # --- users
+
+    def add_user(self, email: str, password: str) -> User:
+        email = normalise_email(email)
+        check_password(password)
+        with self.db.session() as s:
+            if s.scalar(select(User).where(User.email == email)):
+                raise Conflict(f"a user with email {email} already exists", field="email")
+            user = User(email=email, password_hash=passwords.hash_password(password))
+            s.add(user)
+            s.flush()
+            return user
+
+    def list_users(self) -> list[User]:
+        with self.db.session() as s:
+            return list(s.scalars(select(User).order_by(User.id)))
+
+    def get_user_by_email(self, s: Session, email: str) -> User:
+        user = s.scalar(select(User).where(User.email == normalise_email(email)))
+        if user is None:
+            raise NotFound(f"no user with email {email}", field="email")
+        return user
+
+    def set_password(self, email: str, password: str) -> None:
+        check_password(password)
+        with self.db.session() as s:
+            user = self.get_user_by_email(s, email)
+            user.password_hash = passwords.hash_password(password)
+            # A new password ends every session opened with the old one.
+            self._revoke_user_tokens(s, user.id)
+
+    def set_active(self, email: str, active: bool) -> None:
+        with self.db.session() as s:
+            user = self.get_user_by_email(s, email)
+            user.is_active = active
+            if not active:
+                self._revoke_user_tokens(s, user.id)
+
+    # --- login tokens
+
+    def login(self, email: str, password: str, client_ip: str = "") -> Issued:
+        """Checks credentials and issues a token; one answer for every kind of failure."""
+        keys = (f"email:{email.strip().lower()}", f"ip:{client_ip}")
+        wait = self.throttle.blocked(*keys)
+        if wait > 0:
+            raise RateLimited(f"too many failed logins; try again in {int(wait) + 1} seconds")
+        with self.db.session() as s:
+            user = s.scalar(select(User).where(User.email == email.strip().lower()))
+            ok = passwords.verify_password(user.password_hash if user else None, password)
+            if not ok or user is None or not user.is_active:
+                self.throttle.failed(*keys)
+                time.sleep(self.settings.login_delay_seconds)
+                raise Unauthorized(BAD_LOGIN)
+            self.throttle.succeeded(keys[0])
+            if passwords.needs_rehash(user.password_hash):
+                user.password_hash = passwords.hash_password(password)
+            return self._issue_token(s, user.id)
+
+    def _issue_token(self, s: Session, user_id: int) -> Issued:
+        secret = new_secret(TOKEN_PREFIX)
+        expires = utcnow() + timedelta(seconds=self.settings.token_ttl_seconds)
+        row = LoginToken(user_id=user_id, token_hash=digest(secret), expires_at=expires)
+        s.add(row)
+        s.flush()
+        return Issued(row.id, secret, expires)
+
+    def issue_token(self, email: str) -> Issued:
+        with self.db.session() as s:
+            return self._issue_token(s, self.get_user_by_email(s, email).id)
+
+    def user_for_token(self, token: str) -> User:
+        with self.db.session() as s:
+            row = s.scalar(select(LoginToken).where(LoginToken.token_hash == digest(token)))
+            if row is None or row.revoked_at is not None:
+                raise Unauthorized("token is invalid or revoked; get a new one from get_token")
+            if row.expires_at <= utcnow():
+                raise Unauthorized("token has expired; get a new one from get_token")
+            user = s.get(User, row.user_id)
+            if user is None or not user.is_active:
+                raise Unauthorized("token is invalid or revoked; get a new one from get_token")
+            return user
+
+    def revoke_token(self, token: str) -> bool:
+        with self.db.session() as s:
+            result = s.execute(
+                update(LoginToken)
+                .where(LoginToken.token_hash == digest(token), LoginToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+            return bool(result.rowcount)
+
+    def revoke_user_tokens(self, email: str) -> int:
+        with self.db.session() as s:
+            return self._revoke_user_tokens(s, self.get_user_by_email(s, email).id)
+
+    def _revoke_user_tokens(self, s: Session, user_id: int) -> int:
+        result = s.execute(
+            update(LoginToken)
+            .where(LoginToken.user_id == user_id, LoginToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        return int(result.rowcount or 0)
+
+    # --- API keys
+
+    def create_key(self, email: str, name: str = "") -> Issued:
+        if len(name) > 128:
+            raise BadRequest("name must be at most 128 characters", field="name")
+        secret = new_secret(KEY_PREFIX)
+        with self.db.session() as s:
+            user = self.get_user_by_email(s, email)
+            row = ApiKey(user_id=user.id, name=name, prefix=secret[:12], key_hash=digest(secret))
+            s.add(row)
+            s.flush()
+            return Issued(row.id, secret)
+
+    def list_keys(self, email: str | None = None) -> list[tuple[ApiKey, str]]:
+        with self.db.session() as s:
+            q = select(ApiKey, User.email).join(User, User.id == ApiKey.user_id)
+            if email:
+                q = q.where(User.email == normalise_email(email))
+            return [(k, e) for k, e in s.execute(q.order_by(ApiKey.id))]
+
+    def revoke_key(self, key_id: int) -> None:
+        with self.db.session() as s:
+            row = s.get(ApiKey, key_id)
+            if row is None:
+                raise NotFound(f"no API key with id {key_id}", field="id")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+
+    def user_for_secret(self, secret: str) -> User:
+        """Chat auth: an API key, or a get_token token (both are bearer secrets)."""
+        if secret.startswith(TOKEN_PREFIX):
+            return self.user_for_token(secret)
+        with self.db.session() as s:
+            row = s.scalar(select(ApiKey).where(ApiKey.key_hash == digest(secret)))
+            if row is None or row.revoked_at is not None:
+                raise Unauthorized("API key is invalid or revoked")
+            user = s.get(User, row.user_id)
+            if user is None or not user.is_active:
+                raise Unauthorized("API key is invalid or revoked")
+            now = utcnow()
+            # Avoid a write per request: last-used is only advisory.
+            if row.last_used_at is None or now - row.last_used_at > timedelta(minutes=5):
+                row.last_used_at = now
+            return user

