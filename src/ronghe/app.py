@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
@@ -12,6 +13,7 @@ from ronghe import __version__, features
 from ronghe.api import account, envelopes, files, system
 from ronghe.api.middleware import BodyMiddleware, HttpMetrics, RequestContextMiddleware
 from ronghe.db.migrate import upgrade
+from ronghe.jobs import make_dispatcher
 from ronghe.services import Services
 from ronghe.settings import Settings
 
@@ -20,6 +22,8 @@ def create_app(settings: Settings, *, services: Services | None = None,
                migrate: bool = True) -> FastAPI:
     """Build the app.  ``migrate`` brings the schema up to date on startup (embedded mode)."""
     services = services or Services.build(settings)
+    if services.dispatcher is None:
+        services.dispatcher = make_dispatcher(services)
     if migrate:
         upgrade(services.db.engine)
 
@@ -27,9 +31,11 @@ def create_app(settings: Settings, *, services: Services | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for feature in features.enabled():
             await feature.start(app, services)
+        services.dispatcher.start()
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(services.dispatcher.stop)
             for feature in reversed(features.enabled()):
                 await feature.stop(app, services)
             services.close()

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ronghe.auth.service import AuthService
+from ronghe.catalog.service import LoraCatalog
 from ronghe.db import Database
+from ronghe.jobs.store import TaskStore
 from ronghe.settings import Settings
 from ronghe.storage import make_storage
 from ronghe.storage.files import FileService
@@ -20,6 +22,10 @@ class Services:
     db: Database
     auth: AuthService
     files: FileService
+    tasks: TaskStore
+    loras: LoraCatalog
+    # Set by the app or worker that owns this Services (see ronghe.jobs.make_dispatcher).
+    dispatcher: Any = None
     # Features register their own long-lived objects here (chat engines, job dispatch, …).
     extras: dict[str, Any] = field(default_factory=dict)
     # name -> () -> (ready, detail); /readyz reports them all.
@@ -35,7 +41,9 @@ class Services:
         signer = UrlSigner(settings.secret_key.get_secret_value())
         files = FileService(db, make_storage(settings), signer,
                             settings.signed_url_ttl_seconds, settings.public_base_url)
-        return cls(settings=settings, db=db, auth=AuthService(db, settings), files=files)
+        tasks = TaskStore(db, settings.task_lease_seconds, settings.task_max_attempts)
+        return cls(settings=settings, db=db, auth=AuthService(db, settings), files=files,
+                   tasks=tasks, loras=LoraCatalog(db))
 
     def close(self) -> None:
         for closer in reversed(self.closers):

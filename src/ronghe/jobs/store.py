@@ -1,0 +1,246 @@
+"""Task state transitions.  Every transition is one conditional UPDATE, so any number of API
+processes and workers (threads or machines) can share the table without locks of their own.
+
+Guarantees (documented in docs/deployment.md):
+- a task is *claimed* by one worker at a time: ``claim`` only moves pending -> running, or
+  takes over a running task whose lease expired;
+- a worker's writes (progress, result) only land while it still holds the claim, so a worker
+  that was presumed dead and comes back cannot overwrite its successor's result;
+- execution is at-least-once: a task whose worker dies mid-run is run again, up to
+  ``max_attempts`` times in all, then failed with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.orm import Session
+
+from ronghe.db import Database, utcnow
+from ronghe.errors import NotFound
+from ronghe.jobs.models import Task
+from ronghe.jobs.status import Status
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """A read-only snapshot of a task row."""
+
+    id: str
+    user_id: int
+    kind: str
+    queue: str
+    state: Status
+    params: dict[str, Any]
+    result: dict[str, Any] | None
+    error_msg: str
+    progress: float
+    detail: dict[str, Any] | None
+    attempts: int
+    cancel_requested: bool
+    worker_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, t: Task) -> TaskView:
+        return cls(t.id, t.user_id, t.kind, t.queue, Status(t.state), t.params, t.result,
+                   t.error_msg, t.progress, t.detail, t.attempts, t.cancel_requested,
+                   t.worker_id, t.created_at, t.started_at, t.finished_at)
+
+
+class Lost(Exception):
+    """This worker no longer holds the task (cancelled, or re-claimed after a lease expired)."""
+
+
+class TaskStore:
+    def __init__(self, db: Database, lease_seconds: float = 120.0, max_attempts: int = 3) -> None:
+        self.db = db
+        self.lease = timedelta(seconds=lease_seconds)
+        self.max_attempts = max_attempts
+
+    # --- API side
+
+    def create(self, user_id: int, kind: str, queue: str, params: dict[str, Any],
+               task_id: str | None = None) -> TaskView:
+        task = Task(user_id=user_id, kind=kind, queue=queue, params=params,
+                    state=Status.PENDING.value)
+        if task_id:
+            task.id = task_id
+        with self.db.session() as s:
+            s.add(task)
+            s.flush()
+            return TaskView.of(task)
+
+    def get(self, task_id: str, user_id: int | None = None) -> TaskView:
+        with self.db.session() as s:
+            task = s.get(Task, task_id) if isinstance(task_id, str) and task_id else None
+            if task is None or (user_id is not None and task.user_id != user_id):
+                raise NotFound(f"task {str(task_id)[:64]!r} not found", field="task_id")
+            return TaskView.of(task)
+
+    def get_many(self, task_ids: Sequence[str], user_id: int) -> dict[str, TaskView]:
+        with self.db.session() as s:
+            rows = s.scalars(select(Task).where(Task.id.in_(list(task_ids)),
+                                                Task.user_id == user_id))
+            return {t.id: TaskView.of(t) for t in rows}
+
+    def list(self, user_id: int, kind: str | None = None, state: Status | None = None,
+             offset: int = 0, limit: int = 100) -> list[TaskView]:
+        with self.db.session() as s:
+            q = select(Task).where(Task.user_id == user_id)
+            if kind:
+                q = q.where(Task.kind == kind)
+            if state:
+                q = q.where(Task.state == state.value)
+            q = q.order_by(Task.created_at.desc()).offset(offset).limit(limit)
+            return [TaskView.of(t) for t in s.scalars(q)]
+
+    def request_cancel(self, task_id: str, user_id: int) -> TaskView:
+        """A pending task is cancelled at once; a running one is flagged and its worker stops
+        at the next step.  Cancelling a finished task changes nothing."""
+        self.get(task_id, user_id)
+        now = utcnow()
+        with self.db.session() as s:
+            s.execute(update(Task).where(Task.id == task_id, Task.state == Status.PENDING.value)
+                      .values(state=Status.CANCELLED.value, cancel_requested=True,
+                              finished_at=now, error_msg="cancelled by the user"))
+            s.execute(update(Task).where(Task.id == task_id, Task.state == Status.RUNNING.value)
+                      .values(cancel_requested=True))
+        return self.get(task_id, user_id)
+
+    # --- dispatch side
+
+    def mark_dispatched(self, task_id: str) -> None:
+        with self.db.session() as s:
+            s.execute(update(Task).where(Task.id == task_id).values(dispatched_at=utcnow()))
+
+    def pending(self, queues: Sequence[str] | None = None, limit: int = 200,
+                queue_prefix: str | None = None) -> list[TaskView]:
+        """Oldest first; the in-process worker applies per-user fairness on top."""
+        with self.db.session() as s:
+            q = select(Task).where(Task.state == Status.PENDING.value)
+            if queues is not None:
+                q = q.where(Task.queue.in_(list(queues)))
+            if queue_prefix is not None:
+                q = q.where(Task.queue.startswith(queue_prefix))
+            q = q.order_by(Task.created_at, Task.id).limit(limit)
+            return [TaskView.of(t) for t in s.scalars(q)]
+
+    def claim(self, task_id: str, worker_id: str) -> TaskView | None:
+        """Take a task to run; None when someone else has it or it is finished."""
+        now = utcnow()
+        with self.db.session() as s:
+            result = s.execute(
+                update(Task)
+                .where(Task.id == task_id, Task.cancel_requested.is_(False),
+                       Task.attempts < self.max_attempts,
+                       or_(Task.state == Status.PENDING.value,
+                           and_(Task.state == Status.RUNNING.value,
+                                Task.lease_expires_at < now)))
+                .values(state=Status.RUNNING.value, worker_id=worker_id,
+                        attempts=Task.attempts + 1, lease_expires_at=now + self.lease,
+                        started_at=now, error_msg="")
+            )
+            if not result.rowcount:
+                return None
+            task = s.get(Task, task_id)
+            assert task is not None
+            s.refresh(task)
+            return TaskView.of(task)
+
+    def _owned(self, task_id: str, worker_id: str) -> Any:
+        return and_(Task.id == task_id, Task.worker_id == worker_id,
+                    Task.state == Status.RUNNING.value)
+
+    def heartbeat(self, task_id: str, worker_id: str, progress: float | None = None,
+                  detail: dict[str, Any] | None = None) -> bool:
+        """Extends the lease and records progress; returns True when cancel was requested.
+        Raises Lost when the claim is gone."""
+        values: dict[str, Any] = {"lease_expires_at": utcnow() + self.lease}
+        if progress is not None:
+            values["progress"] = max(0.0, min(1.0, progress))
+        if detail is not None:
+            values["detail"] = detail
+        with self.db.session() as s:
+            result = s.execute(update(Task).where(self._owned(task_id, worker_id))
+                               .values(**values))
+            if not result.rowcount:
+                raise Lost(task_id)
+            return bool(s.scalar(select(Task.cancel_requested).where(Task.id == task_id)))
+
+    def finish(self, task_id: str, worker_id: str, result: dict[str, Any]) -> bool:
+        return self._end(task_id, worker_id, Status.DONE, result=result, progress=1.0)
+
+    def fail(self, task_id: str, worker_id: str, error_msg: str) -> bool:
+        return self._end(task_id, worker_id, Status.FAILED, error_msg=error_msg[:2000])
+
+    def cancelled(self, task_id: str, worker_id: str) -> bool:
+        return self._end(task_id, worker_id, Status.CANCELLED, error_msg="cancelled by the user")
+
+    def release(self, task_id: str, worker_id: str, reason: str) -> bool:
+        """Give a claimed task back (worker shutting down): it runs again later."""
+        with self.db.session() as s:
+            result = s.execute(update(Task).where(self._owned(task_id, worker_id)).values(
+                state=Status.PENDING.value, worker_id=None, lease_expires_at=None,
+                attempts=Task.attempts - 1, error_msg=reason[:2000]))
+            return bool(result.rowcount)
+
+    def _end(self, task_id: str, worker_id: str, state: Status, **values: Any) -> bool:
+        with self.db.session() as s:
+            result = s.execute(update(Task).where(self._owned(task_id, worker_id)).values(
+                state=state.value, finished_at=utcnow(), lease_expires_at=None, **values))
+            return bool(result.rowcount)
+
+    # --- recovery
+
+    def recover(self, stale_pending_seconds: float | None = None,
+                orphaned_worker_prefix: str | None = None) -> tuple[list[str], list[str]]:
+        """Finds lost work.  Returns (task ids to dispatch again, task ids failed for good).
+
+        - running tasks whose lease expired (their worker died), or that belong to workers
+          known to be gone (``orphaned_worker_prefix``, e.g. this process's previous life):
+          back to pending while attempts remain, else failed with the reason;
+        - pending tasks whose message was sent more than ``stale_pending_seconds`` ago and
+          never picked up: dispatched again.
+        """
+        now = utcnow()
+        redo: list[str] = []
+        failed: list[str] = []
+        with self.db.session() as s:
+            lost = or_(Task.lease_expires_at < now,
+                       Task.worker_id.startswith(orphaned_worker_prefix)
+                       if orphaned_worker_prefix else False)
+            rows = s.execute(select(Task.id, Task.attempts, Task.cancel_requested).where(
+                Task.state == Status.RUNNING.value, lost)).all()
+            for task_id, attempts, cancel in rows:
+                if cancel:
+                    self._force(s, task_id, Status.CANCELLED, "cancelled by the user")
+                    failed.append(task_id)
+                elif attempts >= self.max_attempts:
+                    self._force(s, task_id, Status.FAILED,
+                                f"worker lost {attempts} times; giving up")
+                    failed.append(task_id)
+                else:
+                    s.execute(update(Task).where(Task.id == task_id,
+                                                 Task.state == Status.RUNNING.value)
+                              .values(state=Status.PENDING.value, worker_id=None,
+                                      lease_expires_at=None, dispatched_at=None,
+                                      error_msg="worker lost; retrying"))
+                    redo.append(task_id)
+            if stale_pending_seconds is not None:
+                cutoff = now - timedelta(seconds=stale_pending_seconds)
+                stale = s.scalars(select(Task.id).where(
+                    Task.state == Status.PENDING.value,
+                    or_(Task.dispatched_at.is_(None), Task.dispatched_at < cutoff)))
+                redo.extend(t for t in stale if t not in redo)
+        return redo, failed
+
+    def _force(self, s: Session, task_id: str, state: Status, msg: str) -> None:
+        s.execute(update(Task).where(Task.id == task_id).values(
+            state=state.value, error_msg=msg, finished_at=utcnow(), lease_expires_at=None))
