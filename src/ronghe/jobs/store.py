@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select, update
-from sqlalchemy.orm import Session
 
 from ronghe.db import Database, utcnow
 from ronghe.errors import NotFound
@@ -201,46 +200,51 @@ class TaskStore:
 
     def recover(self, stale_pending_seconds: float | None = None,
                 orphaned_worker_prefix: str | None = None) -> tuple[list[str], list[str]]:
-        """Finds lost work.  Returns (task ids to dispatch again, task ids failed for good).
+        """Finds lost work.  Returns (task ids to dispatch again, task ids ended for good).
 
         - running tasks whose lease expired (their worker died), or that belong to workers
           known to be gone (``orphaned_worker_prefix``, e.g. this process's previous life):
           back to pending while attempts remain, else failed with the reason;
-        - pending tasks whose message was sent more than ``stale_pending_seconds`` ago and
-          never picked up: dispatched again.
+        - pending tasks never dispatched, or dispatched more than ``stale_pending_seconds``
+          ago and never picked up (a lost message): dispatched again.
+
+        Every change is a conditional UPDATE, so when several processes recover at once each
+        task is handed back exactly once per attempt.
         """
         now = utcnow()
         redo: list[str] = []
-        failed: list[str] = []
+        ended: list[str] = []
         with self.db.session() as s:
             lost = or_(Task.lease_expires_at < now,
                        Task.worker_id.startswith(orphaned_worker_prefix)
                        if orphaned_worker_prefix else False)
-            rows = s.execute(select(Task.id, Task.attempts, Task.cancel_requested).where(
-                Task.state == Status.RUNNING.value, lost)).all()
-            for task_id, attempts, cancel in rows:
+            rows = s.execute(select(Task.id, Task.attempts, Task.cancel_requested,
+                                    Task.worker_id)
+                             .where(Task.state == Status.RUNNING.value, lost)).all()
+            for task_id, attempts, cancel, worker in rows:
+                still_lost = and_(Task.id == task_id, Task.state == Status.RUNNING.value,
+                                  Task.worker_id == worker)
                 if cancel:
-                    self._force(s, task_id, Status.CANCELLED, "cancelled by the user")
-                    failed.append(task_id)
+                    values = {"state": Status.CANCELLED.value, "finished_at": now,
+                              "error_msg": "cancelled by the user"}
                 elif attempts >= self.max_attempts:
-                    self._force(s, task_id, Status.FAILED,
-                                f"worker lost {attempts} times; giving up")
-                    failed.append(task_id)
+                    values = {"state": Status.FAILED.value, "finished_at": now,
+                              "error_msg": f"worker lost {attempts} times; giving up"}
                 else:
-                    s.execute(update(Task).where(Task.id == task_id,
-                                                 Task.state == Status.RUNNING.value)
-                              .values(state=Status.PENDING.value, worker_id=None,
-                                      lease_expires_at=None, dispatched_at=None,
-                                      error_msg="worker lost; retrying"))
-                    redo.append(task_id)
+                    values = {"state": Status.PENDING.value, "worker_id": None,
+                              "dispatched_at": now, "error_msg": "worker lost; retrying"}
+                result = s.execute(update(Task).where(still_lost)
+                                   .values(lease_expires_at=None, **values))
+                if result.rowcount:
+                    (redo if values["state"] == Status.PENDING.value else ended).append(task_id)
             if stale_pending_seconds is not None:
                 cutoff = now - timedelta(seconds=stale_pending_seconds)
-                stale = s.scalars(select(Task.id).where(
-                    Task.state == Status.PENDING.value,
-                    or_(Task.dispatched_at.is_(None), Task.dispatched_at < cutoff)))
-                redo.extend(t for t in stale if t not in redo)
-        return redo, failed
+                stale_cond = and_(Task.state == Status.PENDING.value,
+                                  or_(Task.dispatched_at.is_(None), Task.dispatched_at < cutoff))
+                for task_id in list(s.scalars(select(Task.id).where(stale_cond))):
+                    result = s.execute(update(Task).where(Task.id == task_id, stale_cond)
+                                       .values(dispatched_at=now))
+                    if result.rowcount:
+                        redo.append(task_id)
+        return redo, ended
 
-    def _force(self, s: Session, task_id: str, state: Status, msg: str) -> None:
-        s.execute(update(Task).where(Task.id == task_id).values(
-            state=state.value, error_msg=msg, finished_at=utcnow(), lease_expires_at=None))

@@ -1,0 +1,114 @@
+"""Task state transitions on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from ronghe.auth.service import AuthService
+from ronghe.db import Database, utcnow
+from ronghe.db.migrate import upgrade
+from ronghe.errors import NotFound
+from ronghe.jobs.models import Task
+from ronghe.jobs.status import Status
+from ronghe.jobs.store import Lost, TaskStore
+from tests.conftest import make_settings
+
+
+@pytest.fixture
+def store(db_url: str, tmp_path) -> Iterator[TaskStore]:  # type: ignore[no-untyped-def]
+    db = Database(db_url)
+    upgrade(db.engine)
+    auth = AuthService(db, make_settings(tmp_path))
+    auth.add_user("a@b.co", "longenough")
+    auth.add_user("c@d.co", "longenough")
+    yield TaskStore(db, lease_seconds=60, max_attempts=2)
+    db.dispose()
+
+
+def expire_lease(store: TaskStore, task_id: str) -> None:
+    with store.db.session() as s:
+        s.execute(update(Task).where(Task.id == task_id)
+                  .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+
+
+def test_claim_is_exclusive_and_writes_need_the_claim(store: TaskStore) -> None:
+    t = store.create(1, "image", "images.demo", {"prompt": "x"})
+    assert t.state is Status.PENDING
+    claimed = store.claim(t.id, "w1")
+    assert claimed is not None and claimed.state is Status.RUNNING and claimed.attempts == 1
+    assert store.claim(t.id, "w2") is None
+    assert store.heartbeat(t.id, "w1", 0.5, {"step": 5}) is False
+    with pytest.raises(Lost):
+        store.heartbeat(t.id, "w2", 0.9)
+    assert not store.finish(t.id, "w2", {"bad": True})
+    assert store.finish(t.id, "w1", {"ok": True})
+    done = store.get(t.id)
+    assert (done.state, done.result, done.progress, done.detail) == (
+        Status.DONE, {"ok": True}, 1.0, {"step": 5})
+    assert store.claim(t.id, "w3") is None
+
+
+def test_other_users_tasks_are_not_found(store: TaskStore) -> None:
+    t = store.create(1, "image", "images.demo", {})
+    with pytest.raises(NotFound):
+        store.get(t.id, user_id=2)
+    assert store.get_many([t.id], user_id=2) == {}
+    with pytest.raises(NotFound):
+        store.request_cancel(t.id, user_id=2)
+
+
+def test_cancel_pending_and_running(store: TaskStore) -> None:
+    a = store.create(1, "image", "images.demo", {})
+    assert store.request_cancel(a.id, 1).state is Status.CANCELLED
+    assert store.claim(a.id, "w1") is None
+    b = store.create(1, "image", "images.demo", {})
+    store.claim(b.id, "w1")
+    assert store.request_cancel(b.id, 1).state is Status.RUNNING
+    assert store.heartbeat(b.id, "w1") is True
+    assert store.cancelled(b.id, "w1")
+    assert store.get(b.id).state is Status.CANCELLED
+
+
+def test_lost_workers_are_recovered_then_given_up(store: TaskStore) -> None:
+    t = store.create(1, "train", "training", {})
+    store.claim(t.id, "w1")
+    expire_lease(store, t.id)
+    redo, failed = store.recover()
+    assert (redo, failed) == ([t.id], [])
+    assert store.get(t.id).state is Status.PENDING
+    # The dead worker coming back must not clobber anything.
+    assert not store.finish(t.id, "w1", {"stale": True})
+    store.claim(t.id, "w2")
+    expire_lease(store, t.id)
+    redo, failed = store.recover()
+    assert (redo, failed) == ([], [t.id])
+    gone = store.get(t.id)
+    assert gone.state is Status.FAILED and "worker lost 2 times" in gone.error_msg
+
+
+def test_orphans_of_a_previous_process_and_stale_messages(store: TaskStore) -> None:
+    t = store.create(1, "image", "images.demo", {})
+    store.claim(t.id, "embedded:/data:cpu:123")
+    u = store.create(1, "image", "images.demo", {})
+    store.mark_dispatched(u.id)
+    redo, _ = store.recover(orphaned_worker_prefix="embedded:/data:")
+    assert redo == [t.id]
+    v = store.create(1, "image", "images.demo", {})  # created, message never sent
+    redo, _ = store.recover(stale_pending_seconds=3600)
+    assert redo == [v.id]
+    redo, _ = store.recover(stale_pending_seconds=3600)
+    assert redo == []  # each lost message is re-sent once, not on every sweep
+    redo, _ = store.recover(stale_pending_seconds=-1)
+    assert set(redo) == {t.id, u.id, v.id}
+
+
+def test_release_returns_the_attempt(store: TaskStore) -> None:
+    t = store.create(1, "image", "images.demo", {})
+    store.claim(t.id, "w1")
+    assert store.release(t.id, "w1", "shutting down")
+    back = store.get(t.id)
+    assert back.state is Status.PENDING and back.attempts == 0
