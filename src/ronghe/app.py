@@ -58,6 +58,7 @@ def create_app(settings: Settings, *, services: Services | None = None,
     app.include_router(files.router)
     for feature in features.enabled():
         feature.install(app, services, registry)
+    features.register_jobs(services)
 
     app.add_middleware(BodyMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))

@@ -6,7 +6,9 @@ A feature is a module with a module-level ``feature`` object that has:
   metrics (on the app's own Prometheus ``registry``), put shared objects in
   ``services.extras``;
 - ``async start(app, services)`` / ``async stop(app, services)``: start and stop background
-  work (model loading, workers) with the app's lifespan.
+  work (model loading, workers) with the app's lifespan;
+- optionally ``register_jobs(services)``: register job handlers (``ronghe.jobs.register``).
+  Called by the app and by ``ronghe worker``, which runs jobs without an HTTP app.
 
 Built-in features are listed in ``BUILTIN``; third-party ones register under the
 ``ronghe.features`` entry-point group.
@@ -75,3 +77,11 @@ def enabled() -> tuple[Feature, ...]:
     for ep in entry_points(group="ronghe.features"):
         found.append(ep.load())
     return tuple(found)
+
+
+def register_jobs(services: Services) -> None:
+    """Job handlers of every feature, for processes that run jobs (app or Celery worker)."""
+    for feature in enabled():
+        hook = getattr(feature, "register_jobs", None)
+        if hook is not None:
+            hook(services)

@@ -153,12 +153,14 @@ class Settings(BaseSettings):
     image_default_model: str = "ronghe-demo"
     pipeline_cache_size: int = Field(default=2, ge=1, le=64)
     task_max_attempts: int = Field(default=3, ge=1, le=100)
-    task_lease_seconds: float = Field(default=120, ge=5, le=86_400)
+    task_lease_seconds: float = Field(default=120, ge=2, le=86_400)
     upload_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     upload_max_pixels: int = Field(default=40_000_000, ge=64 * 64)
     upload_max_files: int = Field(default=32, ge=1, le=1000)
 
-    # --- CPU
+    # --- devices
+    # Torch device for image generation and training in this process ("cpu", "cuda:0", …).
+    device: str = Field(default="cpu", pattern=r"^(cpu|mps|cuda(:\d+)?)$")
     # Threads for torch and llama.cpp; never let both spin all cores at once.
     cpu_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1)
 

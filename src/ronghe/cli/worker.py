@@ -1,0 +1,58 @@
+"""``ronghe worker``: a Celery worker for image and training tasks (scale-out mode)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Annotated
+
+import typer
+
+from ronghe.cli import ConfigFile, DataDir, err, fail, load_settings
+
+
+def default_queues(settings: object) -> list[str]:
+    """Every image family configured, plus training: a worker that can run anything."""
+    families = sorted({m.family for m in settings.image_models})  # type: ignore[attr-defined]
+    return [f"images.{f}" for f in families] + ["training"]
+
+
+def worker(
+    queues: Annotated[str | None, typer.Option(
+        "--queues", "-Q", help="Comma-separated queues: images.<family> (demo, sd15, sdxl) "
+        "and training. Default: all of them.", show_default=False)] = None,
+    device: Annotated[str | None, typer.Option(
+        help="Torch device for this worker: cpu, cuda, cuda:N, mps. Env: RONGHE_DEVICE.",
+        show_default=False)] = None,
+    include: Annotated[list[str] | None, typer.Option(
+        "--import", "-I", help="Extra module(s) to import that register job handlers.",
+        show_default=False)] = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    data_dir: DataDir = None,
+    config: ConfigFile = None,
+) -> None:
+    """Run one Celery worker: one task at a time on one device. Needs RONGHE_BROKER_URL and,
+    shared with the API processes, RONGHE_DATABASE_URL, RONGHE_STORAGE_URL, RONGHE_SECRET_KEY."""
+    from ronghe import features
+    from ronghe.jobs.celery_dispatch import run_worker
+    from ronghe.logs import configure
+    from ronghe.services import Services
+
+    settings = load_settings(data_dir, config, device=device)
+    if not settings.broker_url:
+        fail("worker needs a broker: set RONGHE_BROKER_URL (redis://… or amqp://…)")
+    configure(settings.log_level, settings.log_json)
+    services = Services.build(settings)
+    features.register_jobs(services)
+    for module in include or []:
+        importlib.import_module(module)
+    chosen = [q.strip() for q in (queues or "").split(",") if q.strip()]
+    chosen = chosen or default_queues(settings)
+    err.print(f"worker on {settings.device}, queues: {', '.join(chosen)}", highlight=False)
+    try:
+        run_worker(services, chosen, loglevel.upper())
+    finally:
+        services.close()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("worker")(worker)
