@@ -1,5 +1,5 @@
 """Imports every module that defines tables, so Base.metadata is complete for Alembic."""
 
+from ronghe.catalog import models as _catalog  # noqa: F401
 from ronghe.db import models  # noqa: F401
 from ronghe.jobs import models as _jobs  # noqa: F401
-from ronghe.catalog import models as _catalog  # noqa: F401
