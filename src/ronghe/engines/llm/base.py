@@ -1,0 +1,116 @@
+"""The chat-engine interface every backend (llama.cpp, an upstream server) implements.
+
+Engines speak plain dataclasses, not HTTP models, so the vendor API and the OpenAI API share
+them.  A generation is a two-step affair: ``await engine.start(params)`` admits or rejects it
+at once (full queue, prompt too long, upstream refusing), so such errors surface before a
+response has begun; the returned ``ChatStream`` is then iterated for text deltas, the last of
+which carries ``finish_reason`` and ``usage``.  ``aclose()`` on the stream stops the
+generation (a client went away); engines must honour it promptly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "content_filter"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    messages: list[ChatMessage]
+    # 0 means greedy decoding (the OpenAI API allows it; the vendor API does not).
+    temperature: float = 0.8
+    top_p: float = 0.7
+    # None: as many as the model's context leaves room for.
+    max_new_tokens: int | None = 2048
+    # Hugging Face semantics: applied over prompt and output, 1.0 means off.
+    repetition_penalty: float = 1.0
+    # OpenAI semantics: over the generated tokens only, 0 means off.
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    # token id -> bias added to its logit (OpenAI's logit_bias).
+    logit_bias: dict[int, float] = field(default_factory=dict)
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = None
+    user: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class ChatDelta:
+    """New text; the final delta of a stream has ``finish_reason`` set (and usage if known)."""
+
+    text: str
+    finish_reason: FinishReason | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    text: str
+    finish_reason: FinishReason
+    usage: Usage | None
+
+
+class ChatStream(Protocol):
+    def __aiter__(self) -> ChatStream: ...
+
+    async def __anext__(self) -> ChatDelta: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ChatEngine(Protocol):
+    name: str
+
+    async def start(self, params: GenerationParams) -> ChatStream: ...
+
+    async def count_tokens(self, messages: list[ChatMessage]) -> int | None:
+        """Prompt tokens for these messages, or None where the engine cannot tell."""
+        ...
+
+    def context_length(self) -> int: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    async def aclose(self) -> None: ...
+
+
+async def collect(stream: ChatStream) -> ChatResult:
+    """Drain a stream into one result; closes the stream if the caller is cancelled."""
+    parts: list[str] = []
+    finish: FinishReason = "stop"
+    usage: Usage | None = None
+    try:
+        async for delta in stream:
+            parts.append(delta.text)
+            if delta.finish_reason is not None:
+                finish = delta.finish_reason
+                usage = delta.usage
+    finally:
+        await stream.aclose()
+    return ChatResult("".join(parts), finish, usage)
