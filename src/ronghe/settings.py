@@ -152,6 +152,10 @@ class Settings(BaseSettings):
     image_models: list[ImageModelSpec] = Field(default_factory=_default_image_models)
     image_default_model: str = "ronghe-demo"
     pipeline_cache_size: int = Field(default=2, ge=1, le=64)
+    # Total weight bytes of cached image models (MiB); 0 = limit by count only.
+    pipeline_memory_budget_mb: int = Field(default=0, ge=0)
+    # Generate in a child process, so the denoising loop never holds the API's GIL.
+    image_worker_process: bool = True
     task_max_attempts: int = Field(default=3, ge=1, le=100)
     task_lease_seconds: float = Field(default=120, ge=2, le=86_400)
     upload_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ronghe.cli import app
+from tests.conftest import free_port
 
 runner = CliRunner()
 
@@ -84,11 +84,6 @@ def test_env_data_dir_and_bad_settings(tmp_path: Path) -> None:
     r = run("user", "list", env={**env, "RONGHE_PORT": "nope"})
     assert r.exit_code == 1 and "invalid setting port" in r.output
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_serve_starts_fast_and_answers(tmp_path: Path) -> None:

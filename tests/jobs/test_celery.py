@@ -20,7 +20,7 @@ from ronghe.db.migrate import upgrade
 from ronghe.jobs.celery_dispatch import CeleryDispatcher
 from ronghe.jobs.status import Status
 from ronghe.services import Services
-from tests.conftest import make_settings
+from tests.conftest import free_port, make_settings
 
 pytestmark = pytest.mark.scaleout
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,11 +32,6 @@ def reachable(port: int) -> bool:
         s.settimeout(1)
         return s.connect_ex(("127.0.0.1", port)) == 0
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Cluster:

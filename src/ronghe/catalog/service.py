@@ -69,6 +69,12 @@ class LoraCatalog:
             s.flush()
             return LoraInfo.of(row)
 
+    def delete(self, lora_id: int) -> None:
+        with self.db.session() as s:
+            row = s.get(LoraModel, lora_id)
+            if row is not None:
+                s.delete(row)
+
     def get(self, lora_id: int, user_id: int | None = None) -> LoraInfo:
         with self.db.session() as s:
             row = s.get(LoraModel, lora_id)

@@ -1,5 +1,6 @@
 """Imports every module that defines tables, so Base.metadata is complete for Alembic."""
 
 from ronghe.catalog import models as _catalog  # noqa: F401
+from ronghe.datasets import models as _datasets  # noqa: F401
 from ronghe.db import models  # noqa: F401
 from ronghe.jobs import models as _jobs  # noqa: F401

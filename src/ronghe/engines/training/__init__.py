@@ -1,0 +1,1 @@
+"""LoRA training of image models: presets, captions, the trainer, checkpoints and exports."""

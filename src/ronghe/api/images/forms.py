@@ -1,0 +1,168 @@
+"""The generation form and the model / ControlNet listings, built from the live registry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from ronghe.api.images.protocol import MAX_CN_UNITS, MAX_LORAS, SEED_MAX
+from ronghe.api.images.serving import RANDOM_SEED_MAX
+from ronghe.api.images.state import ImageState
+from ronghe.catalog.models import LoraModel
+from ronghe.catalog.service import READY, LoraInfo
+from ronghe.db.models import User
+from ronghe.engines.diffusion.registry import DEFAULT_GUIDANCE, ModelEntry
+from ronghe.services import Services
+
+# The spec's resolution choices; each model shows those within its own size range.
+RESOLUTIONS = {
+    "1:1": ["512x512", "640x640", "768x768", "1024x1024"],
+    "2:3": ["512x768", "640x960", "768x1152", "1024x1536"],
+    "3:2": ["768x512", "960x640", "1152x768", "1536x1024"],
+}
+CN_DESCRIPTIONS = {
+    "canny": ("Canny 边缘", "Follows the outlines (canny edges) of the control image"),
+}
+
+
+def resolutions(entry: ModelEntry) -> dict[str, list[str]]:
+    def fits(size: str) -> bool:
+        return all(entry.min_size <= int(side) <= entry.max_size for side in size.split("x"))
+
+    return {ratio: [s for s in sizes if fits(s)] for ratio, sizes in RESOLUTIONS.items()}
+
+
+def model_info(entry: ModelEntry, default: bool) -> dict[str, Any]:
+    return {
+        "name": entry.name, "aliases": list(entry.spec.aliases), "family": entry.family,
+        "description": entry.spec.description, "default": default,
+        "min_size": entry.min_size, "max_size": entry.max_size,
+        "native_resolution": entry.native_resolution, "resolution": resolutions(entry),
+        "controlnets": sorted(entry.controlnets), "default_steps": entry.default_steps,
+        "default_scale": entry.recommended_guidance or DEFAULT_GUIDANCE,
+    }
+
+
+def generation_form(services: Services, state: ImageState, user: User | None) -> dict[str, Any]:
+    registry = state.registry
+    default_entry = registry.find("")
+    models = [model_info(e, e is default_entry) for e in registry.entries()]
+    choices = registry.choices()
+    trained: list[dict[str, Any]] = []
+    if user is not None:
+        loras, _ = services.loras.list(user.id, limit=100)
+        trained = [{"name": x.name, "base_model": x.base_model, "versionid": x.id}
+                   for x in loras]
+        choices += [x["name"] for x in trained if x["name"] not in choices]
+    all_cn = sorted({cn for e in registry.entries() for cn in e.controlnets})
+    default_sizes = resolutions(default_entry) if default_entry else RESOLUTIONS
+    info: list[dict[str, Any]] = [
+        {"name": "model_name", "type": "list", "description": "model name",
+         "choices": choices, "default": registry.default_choice(), "models": models,
+         "trained": trained},
+        {"name": "prompt", "type": "string", "description": "prompt", "default": ""},
+        {"name": "neg_prompt", "type": "string", "description": "negative prompt",
+         "default": ""},
+        {"name": "n_images", "type": "int", "description": "number of images",
+         "default": 2, "min": 1, "max": 8},
+        {"name": "scale", "type": "int", "description": "Guidance Scale", "default": 7,
+         "min": 1, "max": 20},
+        {"name": "select_seed", "type": "int", "description": "seed", "default": -1,
+         "min": 0, "max": RANDOM_SEED_MAX, "accepted_max": SEED_MAX},
+        {"name": "resolution", "type": "dict", "description": "resolution",
+         "submit_as": "output_size", "choices": default_sizes, "default": "512x512"},
+        {"name": "init_img", "type": "str", "description": "init image url", "default": ""},
+        {"name": "controlnet_model", "type": "str", "description": "controlnet model",
+         "default": "", "choices": ["", *all_cn]},
+        {"name": "strength", "type": "float", "description": "image weight for img2img",
+         "default": 0.6, "min": 0, "max": 1},
+        {"name": "ddim_steps", "type": "int", "description": "sampling steps",
+         "default": default_entry.default_steps if default_entry else 50, "min": 1, "max": 150},
+        {"name": "add_prompt", "type": "bool", "description": "let the chat model improve "
+         "the prompt first", "default": False},
+        {"name": "cn_configs", "type": "list", "description": "ControlNet units",
+         "default": [], "max_items": MAX_CN_UNITS, "choices": all_cn},
+        {"name": "lora_configs", "type": "list", "description": "LoRA models "
+         "({versionid, merge_weight 0-2})", "default": [], "max_items": MAX_LORAS},
+    ]
+    return {"code": 0, "info": info, "msg": ""}
+
+
+# --- model listings
+
+
+def page_of(rows: list[dict[str, Any]], total: int, page: int, per_page: int) -> dict[str, Any]:
+    return {"code": 0, "msg": "", "info": {"has_next": page * per_page < total, "page": page,
+                                           "per_page": per_page, "total": total,
+                                           "models": rows}}
+
+
+def matches(query: str, *texts: str) -> bool:
+    q = query.strip().lower()
+    return not q or any(q in t.lower() for t in texts)
+
+
+def base_models(state: ImageState, page: int, per_page: int, query: str) -> dict[str, Any]:
+    rows = [{
+        "author": "ronghe", "base_model": "", "demo_picture": "",
+        "description": e.spec.description, "is_opensource": True, "model_id": e.name,
+        "model_name": e.name, "tag": e.family, "versionid": e.name,
+        "aliases": list(e.spec.aliases), "controlnets": sorted(e.controlnets),
+    } for e in state.registry.entries()
+        if matches(query, e.name, e.spec.description, e.family, *e.spec.aliases)]
+    start = (page - 1) * per_page
+    return page_of(rows[start:start + per_page], len(rows), page, per_page)
+
+
+def lora_row(info: LoraInfo, author: str) -> dict[str, Any]:
+    return {"author": author, "base_model": info.base_model, "demo_picture": "",
+            "description": info.description, "is_opensource": bool(info.meta.get("public")),
+            "model_id": info.id, "model_name": info.name, "tag": info.main_body,
+            "versionid": info.id, "trigger_word": info.trigger_word}
+
+
+def private_models(services: Services, user: User, page: int, per_page: int,
+                   query: str) -> dict[str, Any]:
+    items, total = services.loras.list(user.id, query, (page - 1) * per_page, per_page)
+    return page_of([lora_row(x, user.email) for x in items], total, page, per_page)
+
+
+def public_loras(services: Services, page: int, per_page: int, query: str) -> dict[str, Any]:
+    """Ready LoRAs whose owner (or an admin) marked them public (``meta.public``)."""
+    with services.db.session() as s:
+        rows = s.scalars(select(LoraModel).where(LoraModel.state == READY)
+                         .order_by(LoraModel.id.desc())).all()
+        infos = [LoraInfo.of(r) for r in rows]
+    public = [x for x in infos if x.meta.get("public")
+              and matches(query, x.name, x.description, x.trigger_word)]
+    start = (page - 1) * per_page
+    return page_of([lora_row(x, str(x.user_id)) for x in public[start:start + per_page]],
+                   len(public), page, per_page)
+
+
+# --- ControlNet listings
+
+
+def controlnet_rows(entries: list[ModelEntry]) -> list[dict[str, Any]]:
+    supported: dict[str, list[str]] = {}
+    for entry in entries:
+        for cn in entry.controlnets:
+            supported.setdefault(cn, []).append(entry.name)
+    rows = []
+    for cn in sorted(supported):
+        local, desc = CN_DESCRIPTIONS.get(cn, (cn, f"ControlNet {cn}"))
+        rows.append({"name": cn, "local_name": local, "desc": desc, "demo_picture": "",
+                     "demo_preview": "", "demo_result": "", "models": supported[cn]})
+    return rows
+
+
+def artist_controlnets(state: ImageState) -> dict[str, Any]:
+    """ControlNets of the house model (the default one, aliased Artist_V0.1.3)."""
+    default = state.registry.find("")
+    return {"code": 0, "info": controlnet_rows([default] if default else []), "msg": ""}
+
+
+def opensource_controlnets(state: ImageState) -> dict[str, Any]:
+    """ControlNets of every configured model, each with the models that support it."""
+    return {"code": 0, "info": controlnet_rows(state.registry.entries()), "msg": ""}

@@ -1,0 +1,188 @@
+"""Request bodies of the Miaohua image endpoints, with every field's range.
+
+Range errors read ``n_images: must be an integer 1-8 (got 9)``: the envelope layer names the
+field and the value, the validators here say what is allowed.  Unknown fields are ignored,
+because real clients send extras (``sensitive_limit_value`` on submit, ``user_id`` …).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+SEED_MAX = 2**32 - 1
+MAX_PROMPT_CHARS = 2000
+MAX_CN_UNITS = 3
+MAX_LORAS = 5
+MAX_BATCH_IDS = 50
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _span(lo: float, hi: float) -> str:
+    return f"{_num(lo)}-{_num(hi)}" if lo >= 0 else f"from {_num(lo)} to {_num(hi)}"
+
+
+def _int_range(lo: int, hi: int) -> Any:
+    def check(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError(f"must be an integer {_span(lo, hi)}")
+        if isinstance(value, str):
+            value = value.strip()
+            try:
+                value = int(value)
+            except ValueError:
+                raise ValueError(f"must be an integer {_span(lo, hi)}") from None
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or not lo <= value <= hi:
+            raise ValueError(f"must be an integer {_span(lo, hi)}")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _float_range(lo: float, hi: float) -> Any:
+    def check(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number {_span(lo, hi)}")
+        try:
+            number = float(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            raise ValueError(f"must be a number {_span(lo, hi)}") from None
+        if not math.isfinite(number) or not lo <= number <= hi:
+            raise ValueError(f"must be a number {_span(lo, hi)}")
+        return number
+
+    return BeforeValidator(check)
+
+
+def _text(limit: int) -> Any:
+    def check(value: Any) -> str:
+        if value is None:
+            return ""
+        if not isinstance(value, str):
+            raise ValueError("must be a string")
+        if len(value) > limit:
+            raise ValueError(f"must be at most {limit} characters (got {len(value)})")
+        return value
+
+    return BeforeValidator(check)
+
+
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", ""):
+        return value.strip().lower() in ("true", "1")
+    raise ValueError("must be true or false")
+
+
+Prompt = Annotated[str, _text(MAX_PROMPT_CHARS)]
+Name = Annotated[str, _text(256)]
+Url = Annotated[str, _text(4096)]
+Flag = Annotated[bool, BeforeValidator(_flag)]
+
+
+def _drop_nulls(data: Any) -> Any:
+    """``"ddim_steps": null`` means the default, as lenient clients send it."""
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if v is not None}
+    return data
+
+
+class Loose(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nulls(cls, data: Any) -> Any:
+        return _drop_nulls(data)
+
+
+class Lenient(Loose):
+    token: Annotated[str, _text(512)] = ""
+
+
+class CnProcessorConfig(Loose):
+    control_processor: Annotated[str, _text(64)] = ""
+    low_threshold: Annotated[int, _int_range(1, 255)] = 100
+    high_threshold: Annotated[int, _int_range(1, 255)] = 200
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CnProcessorConfig:
+        if self.low_threshold > self.high_threshold:
+            raise ValueError(f"low_threshold ({self.low_threshold}) must not exceed "
+                             f"high_threshold ({self.high_threshold})")
+        return self
+
+
+class CnConfig(Loose):
+    cn: Annotated[str, _text(64)] = Field(min_length=1)
+    weight: Annotated[float, _float_range(0, 2)] = 1.0
+    guidance_start: Annotated[float, _float_range(0, 1)] = 0.0
+    guidance_end: Annotated[float, _float_range(0, 1)] = 1.0
+    img: Url = ""
+    config: CnProcessorConfig = Field(default_factory=CnProcessorConfig)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CnConfig:
+        if self.guidance_start > self.guidance_end:
+            raise ValueError(f"guidance_start ({self.guidance_start:g}) must not exceed "
+                             f"guidance_end ({self.guidance_end:g})")
+        return self
+
+
+def _version_id(value: Any) -> int | str:
+    if isinstance(value, bool) or not isinstance(value, int | str) or value in ("", None):
+        raise ValueError("must be a model id (integer) or your model's name")
+    return value
+
+
+class LoraConfig(Loose):
+    versionid: Annotated[int | str, BeforeValidator(_version_id)]
+    merge_weight: Annotated[float, _float_range(0, 2)] = 1.0
+
+
+class TaskSubmitRequest(Lenient):
+    model_name: Name = ""
+    prompt: Prompt = ""
+    neg_prompt: Prompt = ""
+    n_images: Annotated[int, _int_range(1, 8)] = 2
+    # None: the model's recommended guidance, else the spec's 7.
+    scale: Annotated[float | None, _float_range(1, 20)] = None
+    select_seed: Annotated[int, _int_range(-1, SEED_MAX)] = -1
+    output_size: Annotated[str, _text(32)] = "960x960"
+    init_img: Url = ""
+    strength: Annotated[float, _float_range(0, 1)] = 0.6
+    ddim_steps: Annotated[int | None, _int_range(1, 150)] = None
+    controlnet_model: Annotated[str, _text(64)] = ""
+    cn_configs: list[CnConfig] = Field(default_factory=list, max_length=MAX_CN_UNITS)
+    lora_configs: list[LoraConfig] = Field(default_factory=list, max_length=MAX_LORAS)
+    add_prompt: Flag = False
+
+
+class TaskResultRequest(Lenient):
+    task_id: Annotated[str, _text(64)] = Field(min_length=1)
+    sensitive_limit_value: Annotated[float, _float_range(0, 1)] = 0.0
+
+
+class TaskResultsRequest(Lenient):
+    task_ids: list[Annotated[str, _text(64)]] = Field(min_length=1, max_length=MAX_BATCH_IDS)
+    sensitive_limit_value: Annotated[float, _float_range(0, 1)] = 0.0
+
+
+class TaskCancelRequest(Lenient):
+    task_id: Annotated[str, _text(64)] = Field(min_length=1)
+
+
+class ModelListRequest(Lenient):
+    page: Annotated[int, _int_range(1, 100_000)] = 1
+    per_page: Annotated[int, _int_range(1, 100)] = 20
+    query: Annotated[str, _text(128)] = ""

@@ -1,0 +1,96 @@
+"""Miaohua image routes: parse, call the service, return its envelope (no logic here).
+
+Routes are sync on purpose: FastAPI runs them in its threadpool, so database work never
+blocks the event loop, and pollers stay fast while a generation runs in the worker thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from ronghe.api.images import forms, serving
+from ronghe.api.images.protocol import (
+    ModelListRequest,
+    TaskCancelRequest,
+    TaskResultRequest,
+    TaskResultsRequest,
+    TaskSubmitRequest,
+)
+from ronghe.api.images.state import ImageState, image_state
+from ronghe.auth.deps import (
+    OptionalTokenUser,
+    RequestToken,
+    ServicesDep,
+    TokenUser,
+    token_user,
+)
+from ronghe.services import Services
+
+router = APIRouter(prefix="/api/v1b", tags=["images"])
+
+
+def _state(services: Services) -> ImageState:
+    return image_state(services)
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url)
+
+
+@router.post("/task_submit", summary="Submit an image generation task")
+def task_submit(body: TaskSubmitRequest, user: TokenUser, services: ServicesDep) -> Any:
+    return serving.submit(services, _state(services), user, body)
+
+
+# The polling endpoints resolve the token inside the route: one threadpool hop per poll
+# instead of two (the TokenUser dependency is a hop of its own), the biggest cost of a poll.
+@router.post("/task_result", summary="State, progress and images of one task")
+def task_result(body: TaskResultRequest, token: RequestToken, services: ServicesDep,
+                request: Request) -> Any:
+    user = token_user(token, services)
+    task = services.tasks.get(body.task_id, user.id)
+    return serving.task_body(services, task, _base(request))
+
+
+@router.post("/task_results", summary="State and images of up to 50 tasks")
+def task_results(body: TaskResultsRequest, token: RequestToken, services: ServicesDep,
+                 request: Request) -> Any:
+    user = token_user(token, services)
+    return serving.results_body(services, user, body.task_ids, _base(request))
+
+
+@router.post("/task_cancel", summary="Cancel a pending or running task")
+def task_cancel(body: TaskCancelRequest, user: TokenUser, services: ServicesDep) -> Any:
+    return serving.cancel(services, user, body.task_id)
+
+
+@router.get("/get_generation_form", summary="The fields of task_submit and their choices")
+def get_generation_form(services: ServicesDep, user: OptionalTokenUser) -> Any:
+    return forms.generation_form(services, _state(services), user)
+
+
+@router.post("/models/base", summary="Base image models")
+def models_base(body: ModelListRequest, services: ServicesDep) -> Any:
+    return forms.base_models(_state(services), body.page, body.per_page, body.query)
+
+
+@router.post("/models/lora", summary="Public LoRA models")
+def models_lora(body: ModelListRequest, services: ServicesDep) -> Any:
+    return forms.public_loras(services, body.page, body.per_page, body.query)
+
+
+@router.post("/models/private", summary="Your own trained or uploaded models")
+def models_private(body: ModelListRequest, user: TokenUser, services: ServicesDep) -> Any:
+    return forms.private_models(services, user, body.page, body.per_page, body.query)
+
+
+@router.post("/cn/artist", summary="ControlNets of the house model")
+def cn_artist(services: ServicesDep) -> Any:
+    return forms.artist_controlnets(_state(services))
+
+
+@router.post("/cn/opensource", summary="ControlNets of every configured model")
+def cn_opensource(services: ServicesDep) -> Any:
+    return forms.opensource_controlnets(_state(services))

@@ -1,0 +1,261 @@
+"""Image task services: validate -> create the task -> dispatch; and the result envelopes.
+
+Everything that can be checked without running the model is checked here, so a bad request
+fails at submit with the field named, and the stored params are complete and normalised:
+the worker (in-process or Celery) needs nothing but the task row.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Any
+
+from sqlalchemy import select
+
+from ronghe.api.images import prompt as add_prompt
+from ronghe.api.images.protocol import (
+    MAX_CN_UNITS,
+    CnConfig,
+    LoraConfig,
+    TaskSubmitRequest,
+)
+from ronghe.api.images.state import ImageState
+from ronghe.catalog.service import READY, LoraInfo
+from ronghe.db.models import StoredFile, User
+from ronghe.engines.diffusion.control import PROCESSORS
+from ronghe.engines.diffusion.registry import DEFAULT_GUIDANCE, SIZE_STEP, ModelEntry
+from ronghe.errors import BadRequest, NotFound, field_error
+from ronghe.jobs import Status, TaskView
+from ronghe.services import Services
+from ronghe.storage.files import FileInfo
+
+KIND = "image"
+SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX*×]\s*(\d{1,5})\s*$")
+# Seeds drawn for select_seed -1, in the range the generation form advertises.
+RANDOM_SEED_MAX = 9_999_999
+
+
+def parse_size(text: str, entry: ModelEntry) -> tuple[int, int]:
+    lo, hi = entry.min_size, entry.max_size
+    allowed = (f"WxH with each side a multiple of {SIZE_STEP} from {lo} to {hi} "
+               f"for model {entry.name!r}, e.g. 960x960")
+    match = SIZE_RE.match(text or "")
+    if not match:
+        raise field_error("output_size", allowed, text)
+    width, height = int(match[1]), int(match[2])
+    for side in (width, height):
+        if side % SIZE_STEP or not lo <= side <= hi:
+            raise field_error("output_size", allowed, text)
+    return width, height
+
+
+def lora_for(services: Services, user_id: int, versionid: Any, field: str) -> LoraInfo:
+    """One of the user's ready LoRAs, or a public one (``meta.public``) by its id."""
+    try:
+        return services.loras.resolve_version(user_id, versionid, field)
+    except BadRequest as own_error:
+        if isinstance(versionid, int) or (isinstance(versionid, str) and versionid.isdigit()):
+            try:
+                info = services.loras.get(int(versionid))
+            except NotFound:
+                raise own_error from None
+            if info.meta.get("public") and info.state == READY:
+                return info
+        raise
+
+
+def resolve_model(services: Services, state: ImageState, user: User,
+                  name: str) -> tuple[ModelEntry, list[LoraInfo]]:
+    """model_name -> a registry model, or a trained LoRA of the user's (its base + it)."""
+    registry = state.registry
+    entry = registry.find(name)
+    if entry is not None:
+        return entry, []
+    lora = services.loras.find(user.id, name) if name else None
+    if lora is None:
+        raise BadRequest(f"model_name: unknown model {name!r}; available: "
+                         + ", ".join(registry.choices()) + " or one of your trained models "
+                         "(see /api/v1b/models/private)", field="model_name")
+    if lora.state != READY:
+        raise BadRequest(f"model_name: your model {name!r} is not ready "
+                         f"(state {lora.state})", field="model_name")
+    return registry.get(lora.base_model, "model_name"), [lora]
+
+
+def lora_params(entry: ModelEntry, state: ImageState, lora: LoraInfo, weight: float,
+                field: str) -> dict[str, Any]:
+    base = state.registry.find(lora.base_model)
+    if base is None or base.name != entry.name:
+        raise BadRequest(f"{field}: model {lora.name!r} was trained on {lora.base_model!r} "
+                         f"and cannot be used with {entry.name!r}", field=field)
+    return {"id": lora.id, "name": lora.name, "weight": weight}
+
+
+def control_params(services: Services, user: User, entry: ModelEntry, cn: str, url: str,
+                   unit: CnConfig | None, field: str) -> dict[str, Any]:
+    if cn not in entry.controlnets:
+        available = ", ".join(sorted(entry.controlnets)) or "none"
+        raise BadRequest(f"{field}: ControlNet {cn!r} is not available for model "
+                         f"{entry.name!r}; available: {available}", field=field)
+    where = f"{field.rsplit('.', 1)[0]}.img" if unit is not None else "init_img"
+    if not url:
+        raise BadRequest(f"{where}: a control image is required for ControlNet {cn!r} "
+                         "(an image URL returned by upload_imgs)", field=where)
+    info = image_file(services, user, url, where)
+    config = unit.config if unit is not None else None
+    processor = (config.control_processor if config else "") or "canny"
+    if processor not in PROCESSORS:
+        cfield = f"{field.rsplit('.', 1)[0]}.config.control_processor"
+        raise field_error(cfield, "one of " + ", ".join(PROCESSORS), processor)
+    return {"cn": cn, "file_id": info.id, "processor": processor,
+            "weight": unit.weight if unit else 1.0,
+            "start": unit.guidance_start if unit else 0.0,
+            "end": unit.guidance_end if unit else 1.0,
+            "low": config.low_threshold if config else 100,
+            "high": config.high_threshold if config else 200}
+
+
+def image_file(services: Services, user: User, url: str, field: str) -> Any:
+    info = services.files.resolve_url(url, user.id, field)
+    if not info.content_type.startswith("image/"):
+        raise BadRequest(f"{field}: {url[:200]!r} is not an image", field=field)
+    return info
+
+
+def build_params(services: Services, state: ImageState, user: User,
+                 body: TaskSubmitRequest) -> dict[str, Any]:
+    entry, implied = resolve_model(services, state, user, body.model_name)
+    state.registry.check(entry)
+    width, height = parse_size(body.output_size, entry)
+    controls: list[dict[str, Any]] = []
+    if body.controlnet_model:
+        controls.append(control_params(services, user, entry, body.controlnet_model,
+                                       body.init_img, None, "controlnet_model"))
+    for i, unit in enumerate(body.cn_configs):
+        # A unit without its own image uses init_img as its control image.
+        controls.append(control_params(services, user, entry, unit.cn,
+                                       unit.img or body.init_img, unit, f"cn_configs[{i}].cn"))
+    if len(controls) > MAX_CN_UNITS:
+        raise field_error("cn_configs", f"at most {MAX_CN_UNITS} ControlNet units, "
+                          "controlnet_model included", len(controls))
+    init_used_as_control = body.controlnet_model or any(not u.img for u in body.cn_configs)
+    init_file_id = None
+    if body.init_img and not init_used_as_control:
+        init_file_id = image_file(services, user, body.init_img, "init_img").id
+    loras = [lora_params(entry, state, lora, 1.0, "model_name") for lora in implied]
+    for i, unit in enumerate(body.lora_configs):
+        loras.append(lora_from_config(services, state, user, entry, unit, i))
+    if len({x["id"] for x in loras}) != len(loras):
+        raise BadRequest("lora_configs: the same model is listed twice", field="lora_configs")
+    if body.add_prompt:
+        add_prompt.check_available(services)
+    task_type = "controlnet" if controls else ("img2img" if init_file_id else "txt2img")
+    scale = body.scale if body.scale is not None else (entry.recommended_guidance
+                                                      or DEFAULT_GUIDANCE)
+    seed = body.select_seed if body.select_seed >= 0 else random.randint(0, RANDOM_SEED_MAX)
+    return {
+        "model": entry.name, "model_name": body.model_name, "prompt": body.prompt,
+        "neg_prompt": body.neg_prompt, "n_images": body.n_images, "scale": scale,
+        "seed": seed, "width": width, "height": height,
+        "steps": body.ddim_steps or entry.default_steps, "strength": body.strength,
+        "init_file_id": init_file_id, "controls": controls, "loras": loras,
+        "add_prompt": body.add_prompt, "task_type": task_type,
+    }
+
+
+def lora_from_config(services: Services, state: ImageState, user: User, entry: ModelEntry,
+                     unit: LoraConfig, index: int) -> dict[str, Any]:
+    field = f"lora_configs[{index}].versionid"
+    info = lora_for(services, user.id, unit.versionid, field)
+    return lora_params(entry, state, info, unit.merge_weight, field)
+
+
+def submit(services: Services, state: ImageState, user: User,
+           body: TaskSubmitRequest) -> dict[str, Any]:
+    params = build_params(services, state, user, body)
+    entry = state.registry.get(params["model"])
+    task = services.tasks.create(user.id, KIND, entry.queue, params)
+    services.dispatcher.submit(task)
+    if state.metrics is not None:
+        state.metrics.submitted.labels(entry.name, params["task_type"]).inc()
+    return {"task_id": task.id}
+
+
+# --- results
+
+
+def file_ids(task: TaskView) -> list[str]:
+    if task.state is not Status.DONE or not task.result:
+        return []
+    return [item[v] for item in task.result.get("images", [])
+            for v in ("large", "middle", "small")]
+
+
+def stored_files(services: Services, user_id: int, ids: list[str]) -> dict[str, FileInfo]:
+    """One query for every image of a poll (a batch poll can name 50 x 8 x 3 files)."""
+    if not ids:
+        return {}
+    with services.db.session() as s:
+        rows = s.scalars(select(StoredFile).where(StoredFile.id.in_(ids),
+                                                  StoredFile.user_id == user_id))
+        return {row.id: FileInfo.of(row) for row in rows}
+
+
+def image_urls(services: Services, task: TaskView, base_url: str,
+               files: dict[str, FileInfo] | None = None) -> list[dict[str, Any]]:
+    if task.state is not Status.DONE or not task.result:
+        return []
+    if files is None:
+        files = stored_files(services, task.user_id, file_ids(task))
+    out = []
+    for item in task.result.get("images", []):
+        entry: dict[str, Any] = {}
+        for variant in ("large", "middle", "small"):
+            info = files.get(item[variant])
+            # An image the user deleted since has no URL any more.
+            entry[variant] = services.files.url(info, base_url) if info else ""
+        entry.update(save_index=item["save_index"], seed=item.get("seed"),
+                     width=item.get("width"), height=item.get("height"),
+                     share=False, shareable=True)
+        out.append(entry)
+    return out
+
+
+def task_body(services: Services, task: TaskView, base_url: str,
+              files: dict[str, FileInfo] | None = None) -> dict[str, Any]:
+    """task_result's answer: ``{state, images, error_msg, progress}`` plus what was used."""
+    result = task.result or {}
+    return {
+        "task_id": task.id, "state": task.state.value,
+        "images": image_urls(services, task, base_url, files),
+        "error_msg": task.error_msg if task.state is not Status.DONE else "",
+        "progress": round(task.progress, 4),
+        "seed": result.get("seed", task.params.get("seed")),
+        "prompt": result.get("prompt", task.params.get("prompt")),
+        "task_type": task.params.get("task_type", ""),
+    }
+
+
+def results_body(services: Services, user: User, task_ids: list[str],
+                 base_url: str) -> dict[str, Any]:
+    found = services.tasks.get_many(task_ids, user.id)
+    files = stored_files(services, user.id, [f for t in found.values() for f in file_ids(t)])
+    info = []
+    for task_id in task_ids:
+        task = found.get(task_id)
+        if task is None:
+            info.append({"task_id": task_id, "state": "not_found",
+                         "error_msg": "task not found", "progress": 0.0, "images": []})
+            continue
+        body = task_body(services, task, base_url, files)
+        for image in body["images"]:
+            image.update(task_id=task.id, task_type=body["task_type"])
+        info.append(body)
+    return {"code": 0, "info": info, "msg": ""}
+
+
+def cancel(services: Services, user: User, task_id: str) -> dict[str, Any]:
+    task = services.tasks.request_cancel(task_id, user.id)
+    return {"code": 0, "info": {"task_id": task.id, "state": task.state.value,
+                                "cancel_requested": task.cancel_requested}, "msg": ""}

@@ -1,0 +1,1 @@
+"""HTTP API of uploads, datasets and LoRA training."""

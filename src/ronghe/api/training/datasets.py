@@ -1,0 +1,93 @@
+"""Upload and dataset routes: translate HTTP to the upload and dataset services."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Query, Request, UploadFile
+
+from ronghe.api.training.protocol import DatasetCreate, DatasetImages, DatasetPage
+from ronghe.auth.deps import ServicesDep, TokenUser
+from ronghe.datasets.service import DatasetInfo, DatasetService
+from ronghe.errors import BadRequest
+from ronghe.services import Services
+from ronghe.uploads.service import FIELD, Upload, check_count, store_uploads
+
+router = APIRouter(tags=["training"])
+DEFAULT_PER_PAGE = 20
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+Files = Annotated[list[UploadFile], File(description="image files (JPEG, PNG, WebP)")]
+
+
+def _datasets(services: Services) -> DatasetService:
+    return services.extras["datasets"]
+
+
+def _upload(request: Request, user: TokenUser, services: Services,
+            parts: list[UploadFile]) -> dict[str, Any]:
+    check_count(len(parts), services.settings)
+    limit = services.settings.upload_max_bytes
+    # Reading one byte past the limit is enough to know a file is too large.
+    uploads = [Upload(p.filename or "", p.file.read(limit + 1)) for p in parts]
+    stored = store_uploads(services.files, services.settings, user.id, uploads)
+    base = str(request.base_url)
+    return {"code": 0, "info": [services.files.url(i, base) for i in stored], "msg": ""}
+
+
+@router.post("/api/v1b/upload_imgs", summary="Upload images (many files under init_img)")
+def upload_imgs(request: Request, user: TokenUser, services: ServicesDep,
+                init_img: Files) -> dict[str, Any]:
+    return _upload(request, user, services, init_img)
+
+
+@router.post("/api/v1b/upload_img", summary="Upload one image (init_img)")
+def upload_img(request: Request, user: TokenUser, services: ServicesDep,
+               init_img: Files) -> dict[str, Any]:
+    if len(init_img) != 1:
+        raise BadRequest(f"{FIELD}: upload_img takes exactly one file (got {len(init_img)}); "
+                         "use upload_imgs for several", field=FIELD)
+    return _upload(request, user, services, init_img)
+
+
+def describe(info: DatasetInfo, services: Services, base_url: str) -> dict[str, Any]:
+    urls = [services.files.url(i, base_url) for i in info.images]
+    return {"id": info.id, "name": info.name, "description": info.description,
+            "demo_picture": urls[0] if urls else "",
+            "create_time": info.created_at.strftime(TIME_FORMAT),
+            "update_time": info.updated_at.strftime(TIME_FORMAT),
+            "images": urls, "images_num": len(urls)}
+
+
+@router.post("/api/v1b/dataset", summary="Create a dataset from uploaded images")
+def create_dataset(body: DatasetCreate, user: TokenUser,
+                   services: ServicesDep) -> dict[str, Any]:
+    info = _datasets(services).create(user.id, body.name, body.description, body.images)
+    return {"code": 0, "info": {"dataset_id": info.id}, "msg": ""}
+
+
+@router.post("/api/v1b/dataset_all", summary="Your datasets, a page at a time")
+def dataset_all(request: Request, user: TokenUser, services: ServicesDep,
+                body: DatasetPage | None = None,
+                page: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
+                per_page: Annotated[int | None, Query(ge=1, le=100)] = None) -> dict[str, Any]:
+    page = page or (body.page if body else None) or 1
+    per_page = per_page or (body.per_page if body else None) or DEFAULT_PER_PAGE
+    items, total = _datasets(services).page(user.id, page, per_page)
+    pages = -(-total // per_page)
+    base = str(request.base_url)
+    return {"code": 0, "msg": "", "items": [describe(i, services, base) for i in items],
+            "page": page, "per_page": per_page, "total": total, "has_next": page < pages,
+            "has_prev": page > 1, "totalPages": pages}
+
+
+@router.post("/api/v1b/dataset/add_images", summary="Add uploaded images to a dataset")
+def add_images(body: DatasetImages, user: TokenUser, services: ServicesDep) -> dict[str, Any]:
+    _datasets(services).add_images(user.id, body.dataset, body.images)
+    return {"code": 0, "info": "", "msg": "OK"}
+
+
+@router.post("/api/v1b/dataset/delete_images", summary="Remove images from a dataset")
+def delete_images(body: DatasetImages, user: TokenUser,
+                  services: ServicesDep) -> dict[str, Any]:
+    _datasets(services).delete_images(user.id, body.dataset, body.images)
+    return {"code": 0, "info": "", "msg": "OK"}

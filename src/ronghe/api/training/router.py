@@ -1,0 +1,46 @@
+"""Training routes: translate HTTP to TrainingService (serving.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+
+from ronghe.api.training.protocol import TaskRef, TrainSubmit
+from ronghe.api.training.serving import TrainingService
+from ronghe.auth.deps import TokenUser
+
+router = APIRouter(tags=["training"])
+KEY = "training"
+
+
+def get_training(request: Request) -> TrainingService:
+    return request.app.state.services.extras[KEY]
+
+
+Training = Annotated[TrainingService, Depends(get_training)]
+
+
+@router.get("/api/v1b/get_train_form", summary="Trainable base models and main bodies")
+def get_train_form(training: Training) -> dict[str, Any]:
+    return {"code": 0, "info": training.form(), "msg": ""}
+
+
+@router.post("/api/v1b/train_submit", summary="Train a LoRA on your datasets")
+def train_submit(body: TrainSubmit, user: TokenUser, training: Training) -> dict[str, Any]:
+    task = training.submit(user.id, body)
+    return {"code": 0, "info": {"task_id": task.id}, "msg": ""}
+
+
+@router.post("/api/v1b/train_progress", summary="State and progress of a training task")
+def train_progress(body: TaskRef, user: TokenUser, training: Training,
+                   request: Request) -> dict[str, Any]:
+    # Flat like the vendor's answer, plus code/msg so envelope-checking clients work too.
+    return {"code": 0, "msg": "",
+            **training.progress(user.id, body.task_id, str(request.base_url))}
+
+
+@router.post("/api/v1b/train_cancel", summary="Cancel a training task")
+def train_cancel(body: TaskRef, user: TokenUser, training: Training) -> dict[str, Any]:
+    task = training.cancel(user.id, body.task_id)
+    return {"code": 0, "info": {"task_id": task.id, "state": task.state.value}, "msg": ""}

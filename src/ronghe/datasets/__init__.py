@@ -1,0 +1,1 @@
+"""Users' image datasets: named, ordered sets of their own uploaded images, used for training."""

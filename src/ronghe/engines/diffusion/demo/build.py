@@ -1,0 +1,390 @@
+"""Build (train) the demo model and its canny ControlNet. Resumable.
+
+Two phases, both on procedurally drawn 32x32 images:
+1. UNet + text encoder, trained jointly (text-to-image, v-prediction, zero-SNR).
+2. ControlNet (canny edges -> image) on top of the frozen phase-1 model.
+
+Training state is checkpointed to ``<work>/checkpoint.pt`` every few minutes and
+on SIGTERM/SIGINT; batches are drawn from an RNG seeded with (seed, phase, step),
+so a resumed run sees exactly the batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ronghe.engines.diffusion.demo import modules, shapes
+from ronghe.engines.diffusion.demo.tokenizer import build_tokenizer
+
+
+@dataclass
+class BuildConfig:
+    seed: int = 0
+    steps: int = 6000
+    controlnet_steps: int = 1500
+    batch_size: int = 32
+    lr: float = 1e-3
+    controlnet_lr: float = 5e-4
+    warmup: int = 200
+    empty_caption_p: float = 0.1
+    controlnet_empty_caption_p: float = 0.2
+    # Min-SNR-style cap: steps with SNR + 1 above this are down-weighted, so the
+    # many easy low-noise steps do not drown the high-noise ones that fix colour
+    # and layout. Capping SNR + 1 rather than SNR keeps a weight of 1 at the
+    # zero-SNR terminal step (v-prediction's min(SNR, g)/(SNR+1) would be 0 there).
+    snr_gamma: float = 5.0
+    ema_decay: float = 0.999
+    checkpoint_minutes: float = 3.0
+    threads: int = 2
+    # Recorded in ronghe.json; sampling defaults the eval (and the API) should use.
+    sample: dict[str, float] = field(
+        default_factory=lambda: {"num_inference_steps": 20, "guidance_scale": 5.0}
+    )
+
+    @classmethod
+    def smoke(cls, seed: int = 0) -> BuildConfig:
+        """Same architecture, a handful of tiny batches: exercises the machinery only."""
+        return cls(seed=seed, steps=6, controlnet_steps=4, batch_size=4, warmup=2)
+
+
+# Config fields that may differ on resume: none of them changes what a given
+# step computes (the LR schedule does not depend on the total step count).
+_FREE_ON_RESUME = {"checkpoint_minutes", "steps", "controlnet_steps", "threads"}
+
+
+def _lr_factor(step: int, warmup: int) -> float:
+    """Linear warm-up, then inverse-square-root decay.
+
+    Deliberately independent of the total step count (unlike cosine): a build
+    stopped at step N is exactly a build run with ``steps=N``, so a run on a busy
+    machine can be cut short or extended on resume and stay reproducible. The EMA
+    of the weights does the smoothing a final LR decay would otherwise do.
+    """
+    if step < warmup:
+        return (step + 1) / warmup
+    return math.sqrt(5 * warmup / max(step, 5 * warmup))
+
+
+def _to_tensor(images: list) -> torch.Tensor:
+    array = np.stack([np.asarray(image, dtype=np.float32) for image in images])
+    return torch.from_numpy(array).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+class _Trainer:
+    def __init__(self, config: BuildConfig, work: Path) -> None:
+        self.config = config
+        self.work = work
+        torch.manual_seed(config.seed)
+        self.tokenizer = build_tokenizer()
+        self.unet = modules.make_unet()
+        self.text_encoder = modules.make_text_encoder()
+        self.ema_unet = copy.deepcopy(self.unet).requires_grad_(False)
+        self.ema_text = copy.deepcopy(self.text_encoder).requires_grad_(False)
+        self.noise_scheduler = modules.make_train_scheduler()
+        alphas = self.noise_scheduler.alphas_cumprod
+        self.sqrt_alpha = alphas.sqrt()
+        self.sqrt_sigma = (1 - alphas).sqrt()
+        snr = alphas / (1 - alphas)
+        self.loss_weight = torch.clamp(config.snr_gamma / (snr + 1), max=1.0)
+        self.optimizer = torch.optim.AdamW(
+            [*self.unet.parameters(), *self.text_encoder.parameters()],
+            lr=config.lr,
+            weight_decay=0.01,
+        )
+        self.controlnet: torch.nn.Module | None = None
+        self.cn_optimizer: torch.optim.Optimizer | None = None
+        self.phase = "unet"
+        self.step = 0
+        self.unet_steps_done = 0
+        self.elapsed = {"unet": 0.0, "controlnet": 0.0}
+        self.stop_requested = False
+
+    # -- state -------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.work / "checkpoint.pt"
+
+    def save(self) -> None:
+        state = {
+            "config": asdict(self.config),
+            "phase": self.phase,
+            "step": self.step,
+            "unet_steps_done": self.unet_steps_done,
+            "elapsed": self.elapsed,
+            "unet": self.unet.state_dict(),
+            "text_encoder": self.text_encoder.state_dict(),
+            "ema_unet": self.ema_unet.state_dict(),
+            "ema_text": self.ema_text.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        if self.controlnet is not None and self.cn_optimizer is not None:
+            state["controlnet"] = self.controlnet.state_dict()
+            state["cn_optimizer"] = self.cn_optimizer.state_dict()
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def load(self) -> bool:
+        if not self.checkpoint_path.exists():
+            return False
+        state = torch.load(self.checkpoint_path, weights_only=False)
+        saved = {k: v for k, v in state["config"].items() if k not in _FREE_ON_RESUME}
+        wanted = {k: v for k, v in asdict(self.config).items() if k not in _FREE_ON_RESUME}
+        if saved != wanted:
+            raise RuntimeError(
+                f"{self.checkpoint_path} was made with a different config; "
+                "use --no-resume or another --work folder"
+            )
+        self.phase, self.step, self.elapsed = state["phase"], state["step"], state["elapsed"]
+        self.unet_steps_done = state["unet_steps_done"]
+        self.unet.load_state_dict(state["unet"])
+        self.text_encoder.load_state_dict(state["text_encoder"])
+        self.ema_unet.load_state_dict(state["ema_unet"])
+        self.ema_text.load_state_dict(state["ema_text"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if "controlnet" in state:
+            self._start_controlnet()
+            assert self.controlnet is not None and self.cn_optimizer is not None
+            self.controlnet.load_state_dict(state["controlnet"])
+            self.cn_optimizer.load_state_dict(state["cn_optimizer"])
+        # Last: _start_controlnet reseeds the global RNG.
+        torch.set_rng_state(state["torch_rng"])
+        if self.phase == "done" and self.step < self.config.controlnet_steps:
+            self.phase = "controlnet"  # resumed with more ControlNet steps
+        return True
+
+    # -- training ----------------------------------------------------------
+    def _batch(self, phase: str, step: int, empty_p: float):
+        rng = np.random.default_rng([self.config.seed, 0 if phase == "unet" else 1, step])
+        images, _, combos = shapes.sample_batch(rng, self.config.batch_size)
+        captions = ["" if rng.random() < empty_p else combo.caption for combo in combos]
+        ids = self.tokenizer(
+            captions, padding="max_length", truncation=True, return_tensors="pt"
+        ).input_ids
+        return images, ids
+
+    def _noisy(self, x0: torch.Tensor):
+        t = torch.randint(0, len(self.sqrt_alpha), (x0.shape[0],))
+        noise = torch.randn_like(x0)
+        a = self.sqrt_alpha[t].view(-1, 1, 1, 1)
+        s = self.sqrt_sigma[t].view(-1, 1, 1, 1)
+        return a * x0 + s * noise, t, a * noise - s * x0
+
+    def _loss(self, pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
+        return (per_sample * self.loss_weight[t]).mean()
+
+    def _ema(self, decay: float) -> None:
+        with torch.no_grad():
+            for ema, live in ((self.ema_unet, self.unet), (self.ema_text, self.text_encoder)):
+                for e, p in zip(ema.parameters(), live.parameters(), strict=True):
+                    e.lerp_(p, 1 - decay)
+
+    def train_unet_step(self) -> float:
+        cfg = self.config
+        images, ids = self._batch("unet", self.step, cfg.empty_caption_p)
+        x0 = _to_tensor(images)
+        xt, t, target = self._noisy(x0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * _lr_factor(self.step, cfg.warmup)
+        hidden = self.text_encoder(ids)[0]
+        pred = self.unet(xt, t, encoder_hidden_states=hidden).sample
+        loss = self._loss(pred, target, t)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(
+            [*self.unet.parameters(), *self.text_encoder.parameters()], 1.0
+        )
+        self.optimizer.step()
+        # EMA warm-up so a short (smoke) build is not dominated by the random init.
+        self._ema(min(cfg.ema_decay, (1 + self.step) / (10 + self.step)))
+        return float(loss.detach())
+
+    def _start_controlnet(self) -> None:
+        self.ema_unet.requires_grad_(False)
+        self.ema_text.requires_grad_(False)
+        torch.manual_seed(self.config.seed + 1)
+        self.controlnet = modules.make_controlnet(self.ema_unet)
+        self.cn_optimizer = torch.optim.AdamW(
+            self.controlnet.parameters(), lr=self.config.controlnet_lr, weight_decay=0.01
+        )
+
+    def train_controlnet_step(self) -> float:
+        cfg = self.config
+        assert self.controlnet is not None and self.cn_optimizer is not None
+        images, ids = self._batch("controlnet", self.step, cfg.controlnet_empty_caption_p)
+        x0 = _to_tensor(images)
+        control = _to_tensor([shapes.canny(image) for image in images]) * 0.5 + 0.5
+        xt, t, target = self._noisy(x0)
+        for group in self.cn_optimizer.param_groups:
+            group["lr"] = cfg.controlnet_lr * _lr_factor(self.step, cfg.warmup)
+        with torch.no_grad():
+            hidden = self.ema_text(ids)[0]
+        down, mid = self.controlnet(
+            xt, t, encoder_hidden_states=hidden, controlnet_cond=control, return_dict=False
+        )
+        pred = self.ema_unet(
+            xt,
+            t,
+            encoder_hidden_states=hidden,
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
+        ).sample
+        loss = self._loss(pred, target, t)
+        self.cn_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.controlnet.parameters(), 1.0)
+        self.cn_optimizer.step()
+        return float(loss.detach())
+
+    def run(self, log_every: int = 50, stop_after: int | None = None) -> bool:
+        """Train to the end (True), or checkpoint and stop early (False) after
+        ``stop_after`` steps or on SIGTERM/SIGINT."""
+        cfg = self.config
+        last_save = time.monotonic()
+        done_here = 0
+        for phase, total in (("unet", cfg.steps), ("controlnet", cfg.controlnet_steps)):
+            if phase == "unet" and self.phase != "unet":
+                continue
+            if phase == "controlnet" and self.phase == "unet":
+                self.unet_steps_done = self.step
+                self.phase, self.step = "controlnet", 0
+                self._start_controlnet()
+                self.save()
+            train = self.train_unet_step if phase == "unet" else self.train_controlnet_step
+            bar = tqdm(
+                total=total,
+                initial=min(self.step, total),
+                desc=phase,
+                unit="step",
+                smoothing=0.05,
+                # A log file gets a line every 30 s instead of one per step.
+                mininterval=0.1 if sys.stderr.isatty() else 30.0,
+            )
+            running = None
+            while self.step < total:
+                started = time.monotonic()
+                loss = train()
+                self.step += 1
+                done_here += 1
+                self.elapsed[phase] += time.monotonic() - started
+                running = loss if running is None else 0.98 * running + 0.02 * loss
+                bar.update(1)
+                if self.step % log_every == 0:
+                    bar.set_postfix(loss=f"{running:.4f}")
+                if time.monotonic() - last_save > cfg.checkpoint_minutes * 60:
+                    self.save()
+                    last_save = time.monotonic()
+                if self.stop_requested or (stop_after is not None and done_here >= stop_after):
+                    bar.close()
+                    self.save()
+                    return False
+            bar.close()
+            self.save()
+        self.phase = "done"
+        self.save()
+        return True
+
+
+def build(
+    out: Path,
+    controlnet_out: Path,
+    config: BuildConfig,
+    work: Path,
+    resume: bool = True,
+) -> dict | None:
+    """Train (or resume) and write both diffusers folders.
+
+    Returns the metadata, or None when stopped by a signal before the end (the
+    checkpoint is saved; run again to resume).
+    """
+    torch.set_num_threads(config.threads)
+    work.mkdir(parents=True, exist_ok=True)
+    trainer = _Trainer(config, work)
+    if resume and trainer.load():
+        print(f"resumed from {trainer.checkpoint_path}: phase {trainer.phase}, step {trainer.step}")
+
+    def request_stop(signum: int, frame: object) -> None:
+        trainer.stop_requested = True
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        if trainer.phase != "done" and not trainer.run():
+            print(f"stopped at phase {trainer.phase}, step {trainer.step}; checkpoint saved")
+            return None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return export(trainer, out, controlnet_out)
+
+
+def export(trainer: _Trainer, out: Path, controlnet_out: Path) -> dict:
+    from diffusers import StableDiffusionPipeline
+
+    cfg = trainer.config
+    pipe = StableDiffusionPipeline(
+        vae=modules.make_identity_vae(),
+        text_encoder=trainer.ema_text,
+        tokenizer=trainer.tokenizer,
+        unet=trainer.ema_unet,
+        scheduler=modules.make_sample_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    pipe.save_pretrained(out, safe_serialization=True)
+    _write_slow_tokenizer_files(trainer.tokenizer, out / "tokenizer")
+    unet_steps = trainer.step if trainer.phase == "unet" else trainer.unet_steps_done
+    controlnet_steps = 0 if trainer.phase == "unet" else trainer.step
+    metadata = {
+        "family": "demo",
+        "native_resolution": shapes.RESOLUTION,
+        "note": "renders at 32x32 pixels; callers resize up to the requested size",
+        "prediction_type": "v_prediction",
+        "recommended": dict(cfg.sample),
+        "build": {
+            "seed": cfg.seed,
+            "steps": unet_steps,
+            "controlnet_steps": controlnet_steps,
+            "batch_size": cfg.batch_size,
+            "train_seconds": round(trainer.elapsed["unet"]),
+            "controlnet_train_seconds": round(trainer.elapsed["controlnet"]),
+        },
+        "held_out": [list(combo) for combo in shapes.HELD_OUT],
+        "controlnet": {"canny": controlnet_out.name},
+    }
+    (out / "ronghe.json").write_text(json.dumps(metadata, indent=2) + "\n")
+    if trainer.controlnet is not None:
+        controlnet_out.mkdir(parents=True, exist_ok=True)
+        trainer.controlnet.save_pretrained(controlnet_out, safe_serialization=True)
+        (controlnet_out / "ronghe.json").write_text(
+            json.dumps(
+                {"family": "demo", "control": "canny", "base": out.name, **metadata["build"]},
+                indent=2,
+            )
+            + "\n"
+        )
+    return metadata
+
+
+def _write_slow_tokenizer_files(tokenizer, folder: Path) -> None:
+    """vocab.json + merges.txt, so transformers 4.x's slow CLIPTokenizer loads it too."""
+    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
+    (folder / "vocab.json").write_text(json.dumps(model["vocab"], indent=1) + "\n")
+    merges = [" ".join(m) if isinstance(m, list) else m for m in model["merges"]]
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")

@@ -1,0 +1,171 @@
+"""Held-out evaluation of the demo model through the real diffusers pipelines."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from ronghe.engines.diffusion.demo import scoring, shapes
+
+DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2, 3)
+
+
+@dataclass
+class Sample:
+    combo: shapes.Combo
+    seed: int
+    image: Image.Image
+    reading: scoring.Reading
+    control: Image.Image | None = None
+    iou: float | None = None
+
+
+@dataclass
+class Report:
+    colour: float
+    background: float
+    shape: float
+    controlnet_iou: float | None
+    controlnet_colour: float | None
+    seconds_per_image: float
+    settings: dict
+    samples: list[Sample] = field(default_factory=list)
+    control_samples: list[Sample] = field(default_factory=list)
+
+    def figures(self) -> dict[str, float | None]:
+        return {
+            "shape_colour_accuracy": round(self.colour, 3),
+            "background_colour_accuracy": round(self.background, 3),
+            "shape_accuracy": round(self.shape, 3),
+            "controlnet_iou": (
+                None if self.controlnet_iou is None else round(self.controlnet_iou, 3)
+            ),
+            "seconds_per_image": round(self.seconds_per_image, 3),
+        }
+
+
+def load_pipeline(model: Path):
+    from diffusers import StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(model, safety_checker=None)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _generators(seeds: list[int]) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(seed) for seed in seeds]
+
+
+def control_image(combo: shapes.Combo, seed: int) -> Image.Image:
+    """A canny map of a freshly drawn reference image for this combo and seed."""
+    rng = np.random.default_rng([seed, *map(ord, combo.caption)])
+    image, _ = shapes.draw(combo.colour, combo.shape, combo.background, rng)
+    return shapes.canny(image)
+
+
+def evaluate(
+    model: Path,
+    controlnet: Path | None = None,
+    seeds: tuple[int, ...] = DEFAULT_SEEDS,
+    combos: list[shapes.Combo] | None = None,
+    num_inference_steps: int = 20,
+    guidance_scale: float = 5.0,
+    timing_runs: int = 3,
+) -> Report:
+    combos = combos or shapes.held_out_combos()
+    pipe = load_pipeline(model)
+    settings = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale}
+    jobs = [(combo, seed) for combo in combos for seed in seeds]
+    with torch.inference_mode():
+        images = pipe(
+            [combo.caption for combo, _ in jobs],
+            generator=_generators([seed for _, seed in jobs]),
+            **settings,
+        ).images
+        samples = [
+            Sample(combo, seed, image, scoring.read_image(image))
+            for (combo, seed), image in zip(jobs, images, strict=True)
+        ]
+        timings = []
+        for run in range(timing_runs + 1):
+            started = time.perf_counter()
+            pipe(combos[0].caption, generator=_generators([run])[0], **settings)
+            if run:  # the first call warms up kernels and caches
+                timings.append(time.perf_counter() - started)
+        control_samples = _controlnet(pipe, controlnet, jobs, settings) if controlnet else []
+
+    def rate(hits: list[bool]) -> float:
+        return sum(hits) / len(hits)
+
+    return Report(
+        colour=rate([s.reading.colour == s.combo.colour for s in samples]),
+        background=rate([s.reading.background == s.combo.background for s in samples]),
+        shape=rate([s.reading.shape == s.combo.shape for s in samples]),
+        controlnet_iou=(
+            statistics.fmean(s.iou for s in control_samples if s.iou is not None)
+            if control_samples
+            else None
+        ),
+        controlnet_colour=(
+            rate([s.reading.colour == s.combo.colour for s in control_samples])
+            if control_samples
+            else None
+        ),
+        seconds_per_image=statistics.median(timings) if timings else float("nan"),
+        settings=settings,
+        samples=samples,
+        control_samples=control_samples,
+    )
+
+
+def _controlnet(pipe, controlnet: Path, jobs, settings) -> list[Sample]:
+    from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
+
+    net = ControlNetModel.from_pretrained(controlnet)
+    cn_pipe = StableDiffusionControlNetPipeline(**pipe.components, controlnet=net)
+    cn_pipe.set_progress_bar_config(disable=True)
+    controls = [control_image(combo, seed) for combo, seed in jobs]
+    images = cn_pipe(
+        [combo.caption for combo, _ in jobs],
+        image=controls,
+        generator=_generators([seed for _, seed in jobs]),
+        **settings,
+    ).images
+    out = []
+    for (combo, seed), image, control in zip(jobs, images, controls, strict=True):
+        reading = scoring.read_image(image)
+        target = scoring.enclosed_region(control)
+        out.append(Sample(combo, seed, image, reading, control, scoring.iou(reading.mask, target)))
+    return out
+
+
+def contact_sheet(report: Report, scale: int = 3, max_seeds: int = 4) -> Image.Image:
+    """One row per held-out combo: txt2img samples, then edge map + ControlNet output."""
+    tile = shapes.RESOLUTION * scale
+    label_w = 250
+    rows: dict[shapes.Combo, list[Sample]] = {}
+    for sample in report.samples:
+        rows.setdefault(sample.combo, []).append(sample)
+    controls: dict[shapes.Combo, list[Sample]] = {}
+    for sample in report.control_samples:
+        controls.setdefault(sample.combo, []).append(sample)
+    n_control = 2 if report.control_samples else 0
+    cols = max_seeds + 2 * n_control
+    sheet = Image.new("RGB", (label_w + cols * (tile + 4), len(rows) * (tile + 4)), "white")
+    pen = ImageDraw.Draw(sheet)
+    for r, (combo, samples) in enumerate(rows.items()):
+        y = r * (tile + 4)
+        pen.text((4, y + tile // 2 - 6), combo.caption, fill="black")
+        tiles = [s.image for s in samples[:max_seeds]]
+        for s in controls.get(combo, [])[:n_control]:
+            tiles += [s.control, s.image]
+        for c, image in enumerate(tiles):
+            big = image.resize((tile, tile), Image.Resampling.NEAREST)
+            sheet.paste(big, (label_w + c * (tile + 4), y))
+    return sheet

@@ -1,0 +1,184 @@
+"""Running one image request on a cached pipeline: seeds, progress, native-size rendering.
+
+A request with ``n`` images and seed ``s`` renders image ``i`` from its own generator seeded
+``s + i``, so an image depends only on its own seed and parameters: the same seed and
+parameters give the same images, however the batch is split.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from ronghe.engines.cpu import budget
+from ronghe.engines.diffusion import control
+from ronghe.engines.diffusion.pipelines import (
+    CONTROLNET,
+    CONTROLNET_IMG2IMG,
+    IMG2IMG,
+    TXT2IMG,
+    LoraSource,
+    PipelineCache,
+)
+from ronghe.engines.diffusion.registry import ModelEntry, ModelRegistry
+
+# Images denoised together, per family: larger models would run out of memory on CPU boxes.
+BATCH = {"demo": 8, "sd15": 2, "sdxl": 1}
+# Step callback: (steps done, steps in total); raises to stop the generation.
+StepCallback = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class ControlUnit:
+    name: str
+    source: Image.Image
+    weight: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+    processor: str = "canny"
+    low: int = control.CANNY_LOW
+    high: int = control.CANNY_HIGH
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    prompt: str
+    seeds: list[int]
+    width: int
+    height: int
+    steps: int
+    guidance: float
+    negative_prompt: str = ""
+    init_image: Image.Image | None = None
+    strength: float = 0.6
+    controls: list[ControlUnit] = field(default_factory=list)
+    loras: list[LoraSource] = field(default_factory=list)
+
+    @property
+    def mode(self) -> str:
+        if self.controls:
+            return CONTROLNET_IMG2IMG if self.init_image is not None else CONTROLNET
+        return IMG2IMG if self.init_image is not None else TXT2IMG
+
+
+@dataclass
+class GenerationResult:
+    images: list[Image.Image]
+    render_size: tuple[int, int]
+    resized: bool
+    steps_run: int
+    seconds: float
+    control_maps: list[Image.Image] = field(default_factory=list)
+
+
+def size_multiple(pipe: Any) -> int:
+    """Smallest pixel step the model's latents allow (VAE factor x UNet downsamplings)."""
+    blocks = len(getattr(pipe.unet.config, "block_out_channels", (0,)))
+    return int(getattr(pipe, "vae_scale_factor", 8)) * 2 ** max(0, blocks - 1)
+
+
+def render_size(entry: ModelEntry, width: int, height: int, multiple: int) -> tuple[int, int]:
+    """A model trained at a small fixed size renders with its shorter side at that size and
+    the requested aspect ratio; others render at the requested size."""
+    native = entry.native_resolution
+    if native is None or min(width, height) <= native:
+        return width, height
+    scale = native / min(width, height)
+
+    def snap(side: int) -> int:
+        return max(multiple, round(side * scale / multiple) * multiple)
+
+    return snap(width), snap(height)
+
+
+class ImageEngine:
+    """The model registry plus the pipeline cache; ``generate`` runs one request."""
+
+    def __init__(self, registry: ModelRegistry, cache: PipelineCache) -> None:
+        self.registry = registry
+        self.cache = cache
+
+    def generate(self, entry: ModelEntry, req: GenerationRequest,
+                 on_step: StepCallback | None = None,
+                 threads: int | None = None) -> GenerationResult:
+        """``threads``: torch threads to use, when the caller holds the CPU budget's lease
+        (the engine's own process does); else the engine takes a lease itself."""
+        started = time.perf_counter()
+        with self.cache.lock, budget.lease("torch") as share:
+            torch.set_num_threads(threads or share)
+            loaded = self.cache.model(entry)
+            self.cache.apply_loras(loaded, req.loras)
+            size = render_size(entry, req.width, req.height, size_multiple(loaded.base))
+            maps = [control.control_image(u.source, size, u.processor, u.low, u.high)
+                    for u in req.controls]
+            pipe = self.cache.pipeline(loaded, req.mode, tuple(u.name for u in req.controls))
+            init = (req.init_image.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+                    if req.init_image is not None else None)
+            images, steps_run = self._run(entry, pipe, req, size, init, maps, on_step)
+        resized = size != (req.width, req.height)
+        if resized:
+            images = [im.resize((req.width, req.height), Image.Resampling.BICUBIC)
+                      for im in images]
+        return GenerationResult(images, size, resized, steps_run,
+                                time.perf_counter() - started, maps)
+
+    def _run(self, entry: ModelEntry, pipe: Any, req: GenerationRequest,
+             size: tuple[int, int], init: Image.Image | None, maps: list[Image.Image],
+             on_step: StepCallback | None) -> tuple[list[Image.Image], int]:
+        per_image = req.steps
+        if init is not None:
+            # img2img runs only the last ``strength`` share of the schedule.
+            per_image = int(req.steps * req.strength)
+            if per_image < 1:
+                # Nothing to denoise: strength ~0 means "keep the image".
+                return [init.copy() for _ in req.seeds], 0
+        total = per_image * len(req.seeds)
+        batch = BATCH.get(entry.family, 1)
+        images: list[Image.Image] = []
+        for first in range(0, len(req.seeds), batch):
+            seeds = req.seeds[first:first + batch]
+            done_before = first * per_image
+
+            def callback(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any],
+                         done_before: int = done_before, n: int = len(seeds)) -> dict[str, Any]:
+                if on_step is not None:
+                    on_step(done_before + (step + 1) * n, total)
+                return kwargs
+
+            args = self._arguments(req, size, init, maps)
+            with torch.inference_mode():
+                out = pipe(prompt=req.prompt, negative_prompt=req.negative_prompt or None,
+                           num_images_per_prompt=len(seeds),
+                           generator=[torch.Generator().manual_seed(s) for s in seeds],
+                           num_inference_steps=req.steps, guidance_scale=req.guidance,
+                           callback_on_step_end=callback, output_type="pil", **args)
+            images.extend(out.images)
+        return images, per_image
+
+    @staticmethod
+    def _arguments(req: GenerationRequest, size: tuple[int, int], init: Image.Image | None,
+                   maps: list[Image.Image]) -> dict[str, Any]:
+        width, height = size
+        args: dict[str, Any] = {}
+        if init is not None:
+            args.update(image=init, strength=req.strength)
+        else:
+            args.update(width=width, height=height)
+        if maps:
+            single = len(maps) == 1
+            cn = {"controlnet_conditioning_scale": [u.weight for u in req.controls],
+                  "control_guidance_start": [u.start for u in req.controls],
+                  "control_guidance_end": [u.end for u in req.controls]}
+            if single:
+                cn["controlnet_conditioning_scale"] = req.controls[0].weight
+            cn_images: Any = maps[0] if single else maps
+            if init is not None:
+                args.update(control_image=cn_images, **cn)
+            else:
+                args.update(image=cn_images, **cn)
+        return args

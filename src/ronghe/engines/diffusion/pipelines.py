@@ -1,0 +1,260 @@
+"""Loaded pipelines, cached per model and shared between modes.
+
+One model is loaded once as its txt2img pipeline; img2img and ControlNet pipelines are made
+from it with ``from_pipe``, so they share the UNet, text encoder and VAE instead of holding
+copies.  Models are evicted least recently used when there are more than ``capacity`` or
+their weights exceed the memory budget; an evicted model's pipelines, ControlNets and LoRA
+adapters go with it, so switching models does not grow memory.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+import torch
+
+from ronghe.engines.diffusion.registry import ModelEntry, ModelRegistry
+from ronghe.errors import NotReady
+
+log = structlog.get_logger(__name__)
+
+# Adapters kept loaded per model; older ones are deleted when a request needs room.
+MAX_ADAPTERS = 8
+
+TXT2IMG, IMG2IMG, CONTROLNET, CONTROLNET_IMG2IMG = (
+    "txt2img", "img2img", "controlnet", "controlnet_img2img")
+
+
+def pipeline_classes(family: str) -> dict[str, Any]:
+    import diffusers
+
+    if family == "sdxl":
+        names = {TXT2IMG: "StableDiffusionXLPipeline",
+                 IMG2IMG: "StableDiffusionXLImg2ImgPipeline",
+                 CONTROLNET: "StableDiffusionXLControlNetPipeline",
+                 CONTROLNET_IMG2IMG: "StableDiffusionXLControlNetImg2ImgPipeline"}
+    else:  # demo and sd15 share SD 1.x's architecture
+        names = {TXT2IMG: "StableDiffusionPipeline",
+                 IMG2IMG: "StableDiffusionImg2ImgPipeline",
+                 CONTROLNET: "StableDiffusionControlNetPipeline",
+                 CONTROLNET_IMG2IMG: "StableDiffusionControlNetImg2ImgPipeline"}
+    return {mode: getattr(diffusers, name) for mode, name in names.items()}
+
+
+def module_bytes(modules: list[Any]) -> int:
+    total = 0
+    for module in modules:
+        if isinstance(module, torch.nn.Module):
+            for tensor in (*module.parameters(), *module.buffers()):
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
+def disk_bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*.safetensors") if p.is_file())
+
+
+@dataclass
+class LoraSource:
+    """A LoRA to apply: ``key`` identifies its weights; ``load`` returns a diffusers-format
+    state dict (called only when the adapter is not loaded yet)."""
+
+    key: str
+    name: str
+    weight: float
+    load: Callable[[], dict[str, torch.Tensor]]
+
+
+@dataclass
+class LoadedModel:
+    entry: ModelEntry
+    base: Any
+    nbytes: int
+    derived: dict[tuple[str, tuple[str, ...]], Any] = field(default_factory=dict)
+    controlnets: dict[str, Any] = field(default_factory=dict)
+    # adapter name -> None, least recently used first.
+    adapters: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    lora_active: bool = False
+
+
+def adapter_name(key: str) -> str:
+    # peft keeps adapters in ModuleDicts, so names must be plain identifiers.
+    return "lora_" + re.sub(r"[^A-Za-z0-9_]", "_", key)[-100:]
+
+
+class PipelineCache:
+    def __init__(self, registry: ModelRegistry, capacity: int = 2,
+                 memory_budget_bytes: int | None = None, device: str = "cpu") -> None:
+        from diffusers.utils import logging as diffusers_logging
+
+        # from_pipe warns on every derived pipeline that nothing needs upcasting; noise.
+        diffusers_logging.set_verbosity_error()
+        self.registry = registry
+        self.capacity = max(1, capacity)
+        self.budget = memory_budget_bytes or None
+        self.device = device
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self.lock = threading.RLock()
+        self.loads = 0
+        self.evictions = 0
+
+    # --- information
+
+    def loaded(self) -> list[str]:
+        with self.lock:
+            return list(self._models)
+
+    def total_bytes(self) -> int:
+        with self.lock:
+            return sum(m.nbytes for m in self._models.values())
+
+    # --- loading
+
+    def model(self, entry: ModelEntry) -> LoadedModel:
+        with self.lock:
+            loaded = self._models.get(entry.name)
+            if loaded is not None:
+                self._models.move_to_end(entry.name)
+                return loaded
+            # Make room first, judged by file size, so two large models never coexist.
+            self._evict(incoming=disk_bytes(entry.path), keep=None)
+            loaded = self._load(entry)
+            self._models[entry.name] = loaded
+            self._evict(incoming=0, keep=entry.name)
+            return loaded
+
+    def _load(self, entry: ModelEntry) -> LoadedModel:
+        problem = entry.problem()
+        if problem:
+            self.registry.mark_broken(entry.name, problem)
+            raise NotReady(f"model {entry.name!r} cannot be used: {problem}")
+        cls = pipeline_classes(entry.family)[TXT2IMG]
+        kwargs: dict[str, Any] = {"dtype": torch.float32}
+        if entry.family != "sdxl":
+            kwargs.update(safety_checker=None, requires_safety_checker=False)
+        try:
+            if entry.single_file:
+                pipe = cls.from_single_file(str(entry.path), **kwargs)
+            else:
+                pipe = cls.from_pretrained(str(entry.path), **kwargs)
+        except Exception as exc:
+            reason = f"loading failed: {type(exc).__name__}: {exc}"[:500]
+            self.registry.mark_broken(entry.name, reason)
+            log.exception("image model failed to load", model=entry.name)
+            raise NotReady(f"model {entry.name!r} cannot be used: {reason}") from exc
+        if self.device != "cpu":
+            pipe.to(self.device)
+        pipe.set_progress_bar_config(disable=True)
+        self.registry.mark_loaded(entry.name)
+        self.loads += 1
+        nbytes = module_bytes(list(pipe.components.values()))
+        log.info("image model loaded", model=entry.name, mib=round(nbytes / 2**20, 1))
+        return LoadedModel(entry, pipe, nbytes)
+
+    def _evict(self, incoming: int, keep: str | None) -> None:
+        def over() -> bool:
+            count = len(self._models) + (1 if keep is None else 0)
+            if count > self.capacity:
+                return True
+            return self.budget is not None and self.total_bytes() + incoming > self.budget
+
+        while over():
+            victims = [name for name in self._models if name != keep]
+            if not victims:
+                return
+            self.evict(victims[0])
+
+    def evict(self, name: str) -> bool:
+        with self.lock:
+            loaded = self._models.pop(name, None)
+            if loaded is None:
+                return False
+            loaded.derived.clear()
+            loaded.controlnets.clear()
+            del loaded
+            self.evictions += 1
+        gc.collect()
+        log.info("image model evicted", model=name)
+        return True
+
+    def clear(self) -> None:
+        for name in self.loaded():
+            self.evict(name)
+
+    # --- pipelines
+
+    def controlnet(self, loaded: LoadedModel, name: str) -> Any:
+        model = loaded.controlnets.get(name)
+        if model is None:
+            path = loaded.entry.controlnets.get(name)
+            if path is None:
+                raise NotReady(f"model {loaded.entry.name!r} has no ControlNet {name!r}")
+            from diffusers import ControlNetModel
+
+            try:
+                model = ControlNetModel.from_pretrained(str(path), dtype=torch.float32)
+            except Exception as exc:
+                raise NotReady(f"ControlNet {name!r} of model {loaded.entry.name!r} failed "
+                               f"to load: {type(exc).__name__}: {exc}"[:500]) from exc
+            if self.device != "cpu":
+                model.to(self.device)
+            loaded.controlnets[name] = model
+            loaded.nbytes += module_bytes([model])
+        return model
+
+    def pipeline(self, loaded: LoadedModel, mode: str, controlnets: tuple[str, ...] = ()) -> Any:
+        if mode == TXT2IMG:
+            return loaded.base
+        key = (mode, controlnets)
+        pipe = loaded.derived.get(key)
+        if pipe is None:
+            cls = pipeline_classes(loaded.entry.family)[mode]
+            extra: dict[str, Any] = {}
+            if controlnets:
+                models = [self.controlnet(loaded, name) for name in controlnets]
+                extra["controlnet"] = models[0] if len(models) == 1 else models
+            pipe = cls.from_pipe(loaded.base, **extra)
+            pipe.set_progress_bar_config(disable=True)
+            loaded.derived[key] = pipe
+        return pipe
+
+    # --- LoRA adapters
+
+    def apply_loras(self, loaded: LoadedModel, loras: list[LoraSource]) -> None:
+        """Activate exactly these adapters at these weights (none: the plain model)."""
+        pipe = loaded.base
+        if not loras:
+            if loaded.lora_active:
+                pipe.disable_lora()
+                loaded.lora_active = False
+            return
+        names = []
+        for lora in loras:
+            name = adapter_name(lora.key)
+            if name not in loaded.adapters:
+                self._make_room(loaded, keep={adapter_name(item.key) for item in loras})
+                pipe.load_lora_weights(lora.load(), adapter_name=name)
+            loaded.adapters[name] = None
+            loaded.adapters.move_to_end(name)
+            names.append(name)
+        pipe.enable_lora()
+        pipe.set_adapters(names, [lora.weight for lora in loras])
+        loaded.lora_active = True
+
+    def _make_room(self, loaded: LoadedModel, keep: set[str]) -> None:
+        while len(loaded.adapters) >= MAX_ADAPTERS:
+            victim = next((n for n in loaded.adapters if n not in keep), None)
+            if victim is None:
+                return
+            loaded.base.delete_adapters([victim])
+            del loaded.adapters[victim]

@@ -1,0 +1,255 @@
+"""The "train" task handler: from a task's parameters to a ready LoRA in the catalog.
+
+It runs in whichever worker claims the task (the in-process worker or a Celery worker) and
+reports through the JobContext: real step/total progress, loss, ETA and preview samples go
+to the task row, so ``train_progress`` reads them from the database like any other task.
+
+Restarts: a checkpoint is written every ``checkpoint_every`` steps (and at least once a
+minute) under ``<data_dir>/training/<task_id>/``, and also when the worker shuts down.  A
+task whose worker died is claimed again (``task_max_attempts``) and this handler resumes
+from that checkpoint, not from step 0.
+
+Interleaving: between steps the handler calls ``ctx.yield_to_waiting()``, so image tasks
+submitted while a LoRA trains run between two training steps instead of waiting minutes for
+the whole training to end.  Chat never waits on training (it does not use the task worker).
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from PIL import Image
+
+from ronghe.engines.training.captions import base_caption, captions_for
+from ronghe.engines.training.presets import TARGET_MODULES, Preset
+from ronghe.errors import RongheError
+from ronghe.jobs.runner import Cancelled, JobContext, Shutdown
+from ronghe.jobs.store import Lost
+
+log = structlog.get_logger(__name__)
+
+KIND = "train"
+QUEUE = "training"
+SAMPLE_KIND = "sample"
+# At least this often a checkpoint is written, whatever checkpoint_every says.
+CHECKPOINT_SECONDS = 60.0
+# Image tasks get a turn at most this often (checking for them costs a query).
+YIELD_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """What train_submit fixes when it creates the task; a rerun trains exactly this."""
+
+    lora_id: int
+    name: str
+    base_model: str
+    family: str
+    trigger_word: str
+    main_body: str
+    file_ids: list[str]
+    preset: dict[str, Any]
+    seed: int
+
+    def to_params(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> TrainJob:
+        return cls(**{k: params[k] for k in cls.__dataclass_fields__})
+
+
+def work_dir(services: Any, task_id: str) -> Path:
+    return Path(services.settings.data_dir) / "training" / task_id
+
+
+def weights_prefix(user_id: int, lora_id: int) -> str:
+    return f"u{user_id}/lora/{lora_id}"
+
+
+def sample_file_id(task_id: str, step: int) -> str:
+    # Deterministic, so a rerun that renders the same step again overwrites its own file.
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ronghe-train:{task_id}:{step}"))
+
+
+def run_training(ctx: JobContext) -> dict[str, Any]:
+    services = ctx.services
+    job = TrainJob.from_params(ctx.params)
+    folder = work_dir(services, ctx.task.id)
+    try:
+        result = _train(ctx, job, folder)
+    except (Shutdown, Lost):
+        raise  # the task runs again (or already runs elsewhere); keep the checkpoint
+    except Cancelled:
+        services.loras.update(job.lora_id, state="cancelled")
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    except Exception as exc:
+        reason = exc.msg if isinstance(exc, RongheError) else f"{type(exc).__name__}: {exc}"
+        services.loras.update(job.lora_id, state="failed",
+                              meta={"error": reason[:500], "task_id": ctx.task.id})
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    shutil.rmtree(folder, ignore_errors=True)
+    return result
+
+
+def _load_images(services: Any, user_id: int, file_ids: list[str]) -> list[Image.Image]:
+    images = []
+    for file_id in file_ids:
+        try:
+            info = services.files.get(file_id, user_id)
+            image = Image.open(io.BytesIO(services.files.read(info)))
+            image.load()
+        except (RongheError, FileNotFoundError, OSError):
+            # Deleted since submit: train on what is left rather than fail the whole run.
+            log.warning("training image missing", file_id=file_id)
+            continue
+        images.append(image)
+    if not images:
+        raise RongheError("every image of the selected datasets was deleted before training")
+    return images
+
+
+def _train(ctx: JobContext, job: TrainJob, folder: Path) -> dict[str, Any]:
+    import torch
+
+    from ronghe.engines.cpu import budget
+    from ronghe.engines.diffusion.registry import ModelRegistry
+    from ronghe.engines.training.lora import LoraTrainer
+
+    services = ctx.services
+    preset = Preset.from_dict(job.preset)
+    total = preset.steps
+    # A rerun keeps showing where the last attempt got to until it has resumed.
+    before = {"step": 0, "total_steps": total, **(ctx.task.detail or {}), "phase": "loading"}
+    ctx.progress(ctx.task.progress, before, force=True)
+    registry = ModelRegistry(services.settings)
+    entry = registry.get(job.base_model, "base_model")
+    registry.check(entry, "base_model")
+    images = _load_images(services, ctx.task.user_id, job.file_ids)
+    captions = captions_for(images, job.trigger_word, job.main_body,
+                            services.extras.get("captioner"))
+    with budget.lease("torch") as threads:
+        torch.set_num_threads(threads)
+        trainer = LoraTrainer(entry.path, preset, job.seed)
+        trainer.prepare(images, captions, lambda i, n: ctx.check())
+        extra = trainer.load_checkpoint(folder) or {}
+        run = _Run(ctx, job, trainer, folder, extra.get("samples", []), trainer.step)
+        run.loop()
+        return run.finish(captions[0], len(images))
+
+
+class _Run:
+    """The training loop of one attempt, with its progress, samples and checkpoints."""
+
+    def __init__(self, ctx: JobContext, job: TrainJob, trainer: Any, folder: Path,
+                 samples: list[dict[str, Any]], resumed_from: int) -> None:
+        self.ctx = ctx
+        self.job = job
+        self.trainer = trainer
+        self.preset: Preset = trainer.preset
+        self.folder = folder
+        self.samples = samples
+        self.resumed_from = resumed_from
+        self.started = time.monotonic()
+        self.last_checkpoint = time.monotonic()
+        self.last_yield = time.monotonic()
+        if resumed_from:
+            log.info("training resumed from checkpoint", task_id=ctx.task.id,
+                     step=resumed_from)
+
+    def detail(self, phase: str) -> dict[str, Any]:
+        step, total = self.trainer.step, self.preset.steps
+        done_here = step - self.resumed_from
+        per_step = (time.monotonic() - self.started) / done_here if done_here else None
+        recent = self.trainer.losses[-10:]
+        return {
+            "phase": phase, "step": step, "total_steps": total,
+            "loss": round(sum(recent) / len(recent), 6) if recent else None,
+            "eta_seconds": round(per_step * (total - step), 1) if per_step else None,
+            "samples": self.samples, "resumed_from_step": self.resumed_from,
+        }
+
+    def checkpoint(self) -> None:
+        self.trainer.save_checkpoint(self.folder, {"samples": self.samples})
+        self.last_checkpoint = time.monotonic()
+
+    def sample(self) -> None:
+        step = self.trainer.step
+        # The training caption itself: previews show what a prompt with the trigger gives.
+        prompt = base_caption(self.job.trigger_word, self.job.main_body)
+        image = self.trainer.sample(prompt, seed=self.job.seed)
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        info = self.ctx.services.files.save(
+            self.ctx.task.user_id, out.getvalue(), "image/png", SAMPLE_KIND, image.width,
+            image.height, file_id=sample_file_id(self.ctx.task.id, step))
+        self.samples = [s for s in self.samples if s["step"] != step]
+        self.samples.append({"step": step, "file_id": info.id})
+
+    def loop(self) -> None:
+        preset, trainer = self.preset, self.trainer
+        try:
+            self.ctx.progress(trainer.step / preset.steps, self.detail("training"), force=True)
+            while trainer.step < preset.steps:
+                loss = trainer.train_step()
+                step = trainer.step
+                if step % preset.sample_every == 0 or step == preset.steps:
+                    self.sample()
+                if (step % preset.checkpoint_every == 0
+                        or time.monotonic() - self.last_checkpoint > CHECKPOINT_SECONDS):
+                    self.checkpoint()
+                    log.info("training", task_id=self.ctx.task.id, step=step,
+                             total=preset.steps, loss=round(loss, 5))
+                self.ctx.progress(step / preset.steps, self.detail("training"))
+                if time.monotonic() - self.last_yield > YIELD_SECONDS:
+                    self.ctx.yield_to_waiting()
+                    self.last_yield = time.monotonic()
+        except Shutdown:
+            # A graceful stop keeps every finished step, not just the last periodic ones.
+            self.checkpoint()
+            raise
+
+    def finish(self, caption: str, image_count: int) -> dict[str, Any]:
+        from ronghe.engines.training.export import export_files
+
+        services, job, trainer = self.ctx.services, self.job, self.trainer
+        self.ctx.progress(1.0, self.detail("saving"), force=True)
+        prefix = weights_prefix(self.ctx.task.user_id, job.lora_id)
+        losses = trainer.losses
+        sidecar = {
+            "format": "ronghe-lora/1", "name": job.name, "base_model": job.base_model,
+            "family": job.family, "trigger_word": job.trigger_word,
+            "main_body": job.main_body, "caption": caption, "rank": self.preset.rank,
+            "alpha": self.preset.alpha, "steps": trainer.step,
+            "learning_rate": self.preset.learning_rate, "batch_size": self.preset.batch_size,
+            "resolution": self.preset.resolution, "seed": job.seed, "images": image_count,
+            "target_modules": list(TARGET_MODULES),
+            "final_loss": round(sum(losses[-20:]) / max(1, len(losses[-20:])), 6),
+            "train_seconds": round(trainer.elapsed, 1), "task_id": self.ctx.task.id,
+        }
+        config = trainer.unet.peft_config["default"].to_dict()
+        files = export_files(trainer.lora_state_dict(), config, self.preset.alpha, sidecar)
+        for name, data in files.items():
+            ctype = "application/json" if name.endswith(".json") else "application/octet-stream"
+            services.files.storage.put(f"{prefix}/{name}", data, ctype)
+        demo = self.samples[-1]["file_id"] if self.samples else None
+        self.ctx.check()  # a cancel that arrived while saving wins over "ready"
+        meta = {k: sidecar[k] for k in ("rank", "alpha", "steps", "trigger_word", "caption",
+                                         "learning_rate", "resolution", "images",
+                                         "final_loss", "train_seconds", "family")}
+        services.loras.update(job.lora_id, state="ready", weights_key=prefix,
+                              demo_file_id=demo, meta={**meta, "files": sorted(files)})
+        log.info("training done", task_id=self.ctx.task.id, lora_id=job.lora_id,
+                 steps=trainer.step, loss=sidecar["final_loss"])
+        return {"lora_id": job.lora_id, "model_name": job.name, "weights_key": prefix,
+                "steps": trainer.step, "loss": sidecar["final_loss"],
+                "samples": self.samples, "resumed_from_step": self.resumed_from}

@@ -1,0 +1,1 @@
+"""Image uploads: safe decoding and all-or-nothing storage of users' images."""

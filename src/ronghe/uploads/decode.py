@@ -1,0 +1,97 @@
+"""Decoding untrusted image bytes without letting them exhaust memory or CPU.
+
+Order matters: the byte size is checked before anything is parsed, the format and the pixel
+count are read from the header before any pixel is decoded (a 50-kB PNG can claim 2 gigapixels),
+and only then is the image decoded.  What is stored is a re-encoded copy: EXIF orientation
+applied, metadata (GPS, thumbnails, comments) dropped, only pixels and the colour profile kept.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pillow format name -> (content type, encoder options for the stored copy).
+FORMATS: dict[str, tuple[str, dict[str, object]]] = {
+    "JPEG": ("image/jpeg", {"quality": 95, "subsampling": 0}),
+    "PNG": ("image/png", {"optimize": False}),
+    "WEBP": ("image/webp", {"quality": 95, "method": 4}),
+}
+ALLOWED = "JPEG, PNG or WebP"
+
+
+class ImageRejected(ValueError):
+    """The bytes are not an acceptable image; ``too_large`` marks size/pixel limits."""
+
+    def __init__(self, reason: str, too_large: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.too_large = too_large
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+
+
+def decode_upload(data: bytes, max_bytes: int, max_pixels: int) -> DecodedImage:
+    """Validate and re-encode one uploaded image, or raise ImageRejected saying why."""
+    if len(data) > max_bytes:
+        raise ImageRejected(
+            f"file is {len(data)} bytes; the limit is {max_bytes} bytes (upload_max_bytes)",
+            too_large=True)
+    if not data:
+        raise ImageRejected("file is empty")
+    try:
+        with warnings.catch_warnings():
+            # Pillow's own global bomb check would warn or raise first; ours follows below.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            # formats= limits which decoders Pillow may even try on these bytes.
+            image = Image.open(io.BytesIO(data), formats=list(FORMATS))
+    except UnidentifiedImageError:
+        raise ImageRejected(f"not a {ALLOWED} image") from None
+    except Image.DecompressionBombError:
+        raise ImageRejected(f"image has more than {max_pixels} pixels (upload_max_pixels)",
+                            too_large=True) from None
+    with image:
+        fmt = image.format or ""
+        if fmt not in FORMATS:
+            raise ImageRejected(f"format {fmt or 'unknown'} is not allowed; use {ALLOWED}")
+        width, height = image.size
+        if width < 1 or height < 1:
+            raise ImageRejected("image has no pixels")
+        if width * height > max_pixels:
+            raise ImageRejected(
+                f"image is {width}x{height} = {width * height} pixels; the limit is "
+                f"{max_pixels} pixels (upload_max_pixels)", too_large=True)
+        if getattr(image, "n_frames", 1) > 1:
+            raise ImageRejected("animated images are not supported; upload a single frame")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image.load()
+                upright = ImageOps.exif_transpose(image)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            raise ImageRejected(f"image data is truncated or corrupt ({exc})") from None
+        return _encode(upright, fmt, image.info.get("icc_profile"))
+
+
+def _encode(image: Image.Image, fmt: str, icc: bytes | None) -> DecodedImage:
+    if image.mode not in ("RGB", "RGBA", "L", "LA"):
+        has_alpha = image.mode in ("P", "PA") and "transparency" in image.info
+        image = image.convert("RGBA" if has_alpha or image.mode == "PA" else "RGB")
+    if fmt == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    content_type, options = FORMATS[fmt]
+    out = io.BytesIO()
+    # Only the colour profile is carried over (it changes how pixels look); EXIF, XMP and
+    # text chunks are dropped.
+    extra = {"icc_profile": icc} if icc else {}
+    image.save(out, format=fmt, **options, **extra)
+    return DecodedImage(out.getvalue(), content_type, image.width, image.height)

@@ -1,0 +1,96 @@
+"""Durability: kill the server mid-generation, start it again, the task still completes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from ronghe.db.migrate import upgrade
+from ronghe.services import Services
+from ronghe.settings import Settings
+from tests.conftest import PASSWORD, DemoModel
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    with log.open("ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ronghe.cli", "serve", "--config",
+                                 str(config), "--port", str(port)], stdout=out, stderr=out,
+                                env=env)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("server did not start:\n" + log.read_text()[-3000:])
+
+
+def test_a_task_running_when_the_server_is_killed_completes_after_restart(
+        tmp_path: Path, demo_model: DemoModel) -> None:
+    data = tmp_path / "data"
+    config = tmp_path / "ronghe.yaml"
+    config.write_text(yaml.safe_dump({
+        "data_dir": str(data), "image_models": [demo_model.spec()], "cpu_threads": 1,
+        "chat_models": [], "log_level": "warning"}))
+    services = Services.build(Settings(config_file=config))
+    upgrade(services.db.engine)
+    services.auth.add_user("carol@example.com", PASSWORD)
+    token = services.auth.issue_token("carol@example.com").secret
+    services.close()
+
+    port, log = free_port(), tmp_path / "server.log"
+    base = f"http://127.0.0.1:{port}/api/v1b"
+    server = start(config, port, log)
+    try:
+        task_id = httpx.post(f"{base}/task_submit", timeout=10, json={
+            "token": token, "prompt": "a red circle on a blue background", "n_images": 4,
+            "ddim_steps": 40, "output_size": "64x64", "select_seed": 5}).json()["task_id"]
+        deadline = time.monotonic() + 60
+        while True:
+            body = httpx.post(f"{base}/task_result", timeout=10,
+                              json={"token": token, "task_id": task_id}).json()
+            if body["state"] == "running" and body["progress"] > 0.1:
+                break
+            assert body["state"] in ("pending", "running") and time.monotonic() < deadline, body
+            time.sleep(0.05)
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+
+        server = start(config, port, log)
+        deadline = time.monotonic() + 120
+        while True:
+            body = httpx.post(f"{base}/task_result", timeout=10,
+                              json={"token": token, "task_id": task_id}).json()
+            if body["state"] not in ("pending", "running"):
+                break
+            assert time.monotonic() < deadline, body
+            time.sleep(0.2)
+        assert body["state"] == "done", body
+        assert [im["seed"] for im in body["images"]] == list(range(5, 9))
+        image = httpx.get(body["images"][0]["large"], timeout=10)
+        assert image.status_code == 200 and image.headers["content-type"] == "image/jpeg"
+    finally:
+        server.kill()
+        server.wait(timeout=10)
+    services = Services.build(Settings(config_file=config))
+    task = services.tasks.get(task_id)
+    services.close()
+    assert task.attempts == 2  # killed once, finished on the second run
