@@ -55,23 +55,19 @@ class S3Storage:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data,
                                ContentType=content_type or "application/octet-stream")
 
-    def get(self, key: str) -> bytes:
+    def _object(self, key: str) -> Any:
         try:
-            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+            return self.client.get_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise FileNotFoundError(key) from None
             raise
-        return obj["Body"].read()
+
+    def get(self, key: str) -> bytes:
+        return self._object(key)["Body"].read()
 
     def iter_chunks(self, key: str, chunk_size: int = 1 << 16) -> Iterator[bytes]:
-        try:
-            obj = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
-                raise FileNotFoundError(key) from None
-            raise
-        return iter(obj["Body"].iter_chunks(chunk_size))
+        return iter(self._object(key)["Body"].iter_chunks(chunk_size))
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
