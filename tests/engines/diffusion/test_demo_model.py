@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -57,7 +58,17 @@ def test_loads_with_plain_diffusers_classes() -> None:
     assert image.size == (32, 32)
 
 
-def test_reduced_eval_stays_above_floors() -> None:
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    # torch's OpenMP threads spin-wait; on a shared, busy CPU two of them slowed this
+    # eval ~10x. One thread degrades gracefully.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_reduced_eval_stays_above_floors(one_thread: None) -> None:
     from ronghe.engines.diffusion.demo.evaluate import evaluate
 
     meta = json.loads((MODEL / "ronghe.json").read_text())
@@ -65,13 +76,17 @@ def test_reduced_eval_stays_above_floors() -> None:
         MODEL, CONTROLNET, seeds=(0, 1), timing_runs=1,
         guidance_scale=meta["recommended"]["guidance_scale"],
     )
-    # Floors a little under the shipped figures (docs/demo-model.md): a broken
-    # scheduler, VAE or tokenizer drops these to chance (~0.17 / 0.17 / 0.33).
-    assert report.colour >= 0.80
-    assert report.background >= 0.80
-    assert report.shape >= 0.70
-    assert report.controlnet_iou is not None and report.controlnet_iou >= 0.55
-    assert report.seconds_per_image < 1.0
+    # Floors a little under what the shipped weights score on this reduced set (colour 1.0,
+    # background 1.0, shape 0.67, ControlNet IoU 0.86; docs/demo-model.md has the full
+    # eval). A broken scheduler, VAE or tokenizer drops them towards chance (~0.17 / 0.17 /
+    # 0.33). The time limit is loose (measured: 0.54 s with two threads) because CI
+    # machines are shared; it still catches a pipeline that renders at the wrong size or
+    # with far too many steps.
+    assert report.colour >= 0.9
+    assert report.background >= 0.9
+    assert report.shape >= 0.58
+    assert report.controlnet_iou is not None and report.controlnet_iou >= 0.75
+    assert report.seconds_per_image < 2.0
 
 
 def test_img2img_at_low_strength_keeps_the_layout() -> None:
@@ -89,7 +104,16 @@ def test_img2img_at_low_strength_keeps_the_layout() -> None:
         reading = scoring.read_image(out)
         assert reading.background == combo.background, combo
         assert reading.colour == combo.colour, combo
-        assert scoring.iou(reading.mask, mask) > 0.7, combo
+        # Same place and extent; the outline may drift towards the model's own drawing
+        # of the shape (its triangles are a little concave), so IoU is not held high.
+        assert _centroid_shift(reading.mask, mask) < 2.0, combo
+        assert scoring.iou(reading.mask, mask) > 0.5, combo
+
+
+def _centroid_shift(a: np.ndarray, b: np.ndarray) -> float:
+    ya, xa = np.nonzero(a)
+    yb, xb = np.nonzero(b)
+    return float(np.hypot(xa.mean() - xb.mean(), ya.mean() - yb.mean()))
 
 
 @pytest.mark.slow
