@@ -212,3 +212,23 @@ def s3_endpoint() -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(timeout=10)
+
+
+def wait_healthy(port: int, proc: object, timeout: float, log: Path | None = None) -> None:
+    """Waits until a ``ronghe serve`` subprocess answers /healthz; fails with its log if it
+    exits or does not answer in time."""
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+        assert proc.poll() is None, f"server exited:\n{tail}"  # type: ignore[attr-defined]
+        assert time.monotonic() < deadline, f"server did not start in {timeout} s:\n{tail}"
+        time.sleep(0.2)

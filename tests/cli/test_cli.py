@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -13,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ronghe.cli import app
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_healthy
 
 runner = CliRunner()
 
@@ -92,16 +91,8 @@ def test_serve_starts_fast_and_answers(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "ronghe.cli", "serve", "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, proc.stdout.read().decode()  # type: ignore[union-attr]
-                assert time.monotonic() < deadline, "server did not start in 60 s"
-                time.sleep(0.2)
-        assert r.json()["status"] == "ok"
+        wait_healthy(port, proc, 60)
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
         assert (tmp_path / "secret.key").exists()
     finally:
         proc.terminate()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,13 +15,7 @@ import yaml
 from ronghe.db.migrate import upgrade
 from ronghe.services import Services
 from ronghe.settings import Settings
-from tests.conftest import PASSWORD, DemoModel
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import PASSWORD, DemoModel, free_port, wait_healthy
 
 
 def start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -31,16 +24,8 @@ def start(config: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
         proc = subprocess.Popen([sys.executable, "-m", "ronghe.cli", "serve", "--config",
                                  str(config), "--port", str(port)], stdout=out, stderr=out,
                                 env=env)
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("server did not start:\n" + log.read_text()[-3000:])
+    wait_healthy(port, proc, 90, log)
+    return proc
 
 
 def test_a_task_running_when_the_server_is_killed_completes_after_restart(

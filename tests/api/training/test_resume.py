@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,33 +17,20 @@ import torch
 
 from ronghe.db.migrate import upgrade
 from ronghe.services import Services
-from tests.conftest import PASSWORD, DemoModel, make_settings
+from tests.conftest import PASSWORD, DemoModel, free_port, make_settings, wait_healthy
 from tests.training_support import concept_images, encode, wait_training
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
 def server(data_dir: Path, port: int, model: DemoModel) -> Iterator[subprocess.Popen[bytes]]:
     env = {**os.environ, "RONGHE_DATA_DIR": str(data_dir), "RONGHE_CPU_THREADS": "1",
            "RONGHE_IMAGE_MODELS": json.dumps([model.spec()]), "HF_HUB_OFFLINE": "1"}
-    log = (data_dir / f"server-{time.monotonic_ns()}.log").open("wb")
+    log_path = data_dir / f"server-{time.monotonic_ns()}.log"
+    log = log_path.open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "ronghe.cli", "serve", "--port", str(port)],
                             env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                assert proc.poll() is None, f"server exited; see {log.name}"
-                assert time.monotonic() < deadline, "server did not start in 90 s"
-                time.sleep(0.2)
+        wait_healthy(port, proc, 90, log_path)
         yield proc
     finally:
         if proc.poll() is None:
