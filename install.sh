@@ -19,5 +19,16 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip wheel setuptools
 # The CPU build of torch first, so no dependency pulls in a CUDA build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
+# llama-cpp-python compiles llama.cpp with -march=native. On CPUs that report AMX
+# (Sapphire Rapids and later) under some hypervisors, llama.cpp's AMX matmul kernel crashes
+# the process (SIGSEGV in ggml_backend_amx_mul_mat, seen with 0.3.36), and for a small
+# model it is no faster than AVX-512: build without AMX unless CMAKE_ARGS says otherwise.
+# pip caches the built wheel per version, so a wheel built before this rule stays in use:
+# `pip cache remove llama_cpp_python` and re-run this script if the check below fails.
+NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+export CMAKE_ARGS="${CMAKE_ARGS:--DCMAKE_C_FLAGS='$NO_AMX' -DCMAKE_CXX_FLAGS='$NO_AMX'}"
 .venv/bin/python -m pip install --quiet -e '.[test]'
+# One decode step of the bundled chat model in a child process: a broken llama.cpp build
+# fails here, with its reason, rather than as a crash in the middle of serving.
+.venv/bin/python -m ronghe.engines.llm.selfcheck
 echo "Ronghe installed. Start it with: .venv/bin/ronghe serve" >&2

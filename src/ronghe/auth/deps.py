@@ -18,7 +18,8 @@ from ronghe.errors import Unauthorized
 from ronghe.services import Services
 
 
-def get_services(request: Request) -> Services:
+# Async because it does no I/O: a sync dependency would cost a threadpool hop per request.
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Row, and_, bindparam, or_, select, update
 
 from ronghe.db import Database, utcnow
 from ronghe.errors import NotFound
@@ -47,10 +47,16 @@ class TaskView:
     finished_at: datetime | None
 
     @classmethod
-    def of(cls, t: Task) -> TaskView:
+    def of(cls, t: Task | Row) -> TaskView:
         return cls(t.id, t.user_id, t.kind, t.queue, Status(t.state), t.params, t.result,
                    t.error_msg, t.progress, t.detail, t.attempts, t.cancel_requested,
                    t.worker_id, t.created_at, t.started_at, t.finished_at)
+
+
+# Built once: polling runs these on every request.
+_BY_ID = select(Task.__table__).where(Task.id == bindparam("id"))
+_BY_IDS = select(Task.__table__).where(Task.id.in_(bindparam("ids", expanding=True)),
+                                       Task.user_id == bindparam("user_id"))
 
 
 class Lost(Exception):
@@ -77,16 +83,17 @@ class TaskStore:
             return TaskView.of(task)
 
     def get(self, task_id: str, user_id: int | None = None) -> TaskView:
-        with self.db.session() as s:
-            task = s.get(Task, task_id) if isinstance(task_id, str) and task_id else None
-            if task is None or (user_id is not None and task.user_id != user_id):
-                raise NotFound(f"task {str(task_id)[:64]!r} not found", field="task_id")
-            return TaskView.of(task)
+        row = None
+        if isinstance(task_id, str) and task_id:
+            with self.db.reading() as c:
+                row = c.execute(_BY_ID, {"id": task_id}).first()
+        if row is None or (user_id is not None and row.user_id != user_id):
+            raise NotFound(f"task {str(task_id)[:64]!r} not found", field="task_id")
+        return TaskView.of(row)
 
     def get_many(self, task_ids: Sequence[str], user_id: int) -> dict[str, TaskView]:
-        with self.db.session() as s:
-            rows = s.scalars(select(Task).where(Task.id.in_(list(task_ids)),
-                                                Task.user_id == user_id))
+        with self.db.reading() as c:
+            rows = c.execute(_BY_IDS, {"ids": list(task_ids), "user_id": user_id})
             return {t.id: TaskView.of(t) for t in rows}
 
     def list(self, user_id: int, kind: str | None = None, state: Status | None = None,

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 
 from ronghe.db import Database
 from ronghe.db.models import StoredFile
@@ -38,7 +38,7 @@ class FileInfo:
     height: int | None
 
     @classmethod
-    def of(cls, row: StoredFile) -> FileInfo:
+    def of(cls, row: StoredFile | Row) -> FileInfo:
         return cls(row.id, row.user_id, row.key, row.kind, row.content_type, row.size,
                    row.width, row.height)
 

@@ -1,7 +1,7 @@
 """Miaohua image routes: parse, call the service, return its envelope (no logic here).
 
-Routes are sync on purpose: FastAPI runs them in its threadpool, so database work never
-blocks the event loop, and pollers stay fast while a generation runs in the worker thread.
+Routes are sync unless noted: FastAPI runs them in its threadpool, so database work never
+blocks the event loop, and pollers stay fast while a generation runs.
 """
 
 from __future__ import annotations
@@ -44,21 +44,30 @@ def task_submit(body: TaskSubmitRequest, user: TokenUser, services: ServicesDep)
     return serving.submit(services, _state(services), user, body)
 
 
-# The polling endpoints resolve the token inside the route: one threadpool hop per poll
-# instead of two (the TokenUser dependency is a hop of its own), the biggest cost of a poll.
-@router.post("/task_result", summary="State, progress and images of one task")
-def task_result(body: TaskResultRequest, token: RequestToken, services: ServicesDep,
-                request: Request) -> Any:
+def _task_result(services: Services, token: str, task_id: str, base: str) -> Any:
     user = token_user(token, services)
-    task = services.tasks.get(body.task_id, user.id)
-    return serving.task_body(services, task, _base(request))
+    return serving.task_body(services, services.tasks.get(task_id, user.id), base)
+
+
+def _task_results(services: Services, token: str, task_ids: list[str], base: str) -> Any:
+    return serving.results_body(services, token_user(token, services), task_ids, base)
+
+
+# The polling endpoints are async and resolve the token themselves: a poll is a few
+# indexed reads, cheaper than the threadpool hops a sync route and dependency would cost
+# (see Database.run_read).
+@router.post("/task_result", summary="State, progress and images of one task")
+async def task_result(body: TaskResultRequest, token: RequestToken, services: ServicesDep,
+                      request: Request) -> Any:
+    return await services.db.run_read(_task_result, services, token, body.task_id,
+                                      _base(request))
 
 
 @router.post("/task_results", summary="State and images of up to 50 tasks")
-def task_results(body: TaskResultsRequest, token: RequestToken, services: ServicesDep,
-                 request: Request) -> Any:
-    user = token_user(token, services)
-    return serving.results_body(services, user, body.task_ids, _base(request))
+async def task_results(body: TaskResultsRequest, token: RequestToken, services: ServicesDep,
+                       request: Request) -> Any:
+    return await services.db.run_read(_task_results, services, token, body.task_ids,
+                                      _base(request))
 
 
 @router.post("/task_cancel", summary="Cancel a pending or running task")

@@ -11,7 +11,7 @@ import random
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from ronghe.api.images import prompt as add_prompt
 from ronghe.api.images.protocol import (
@@ -192,13 +192,16 @@ def file_ids(task: TaskView) -> list[str]:
             for v in ("large", "middle", "small")]
 
 
+_FILES = select(StoredFile.__table__).where(
+    StoredFile.id.in_(bindparam("ids", expanding=True)), StoredFile.user_id == bindparam("user_id"))
+
+
 def stored_files(services: Services, user_id: int, ids: list[str]) -> dict[str, FileInfo]:
     """One query for every image of a poll (a batch poll can name 50 x 8 x 3 files)."""
     if not ids:
         return {}
-    with services.db.session() as s:
-        rows = s.scalars(select(StoredFile).where(StoredFile.id.in_(ids),
-                                                  StoredFile.user_id == user_id))
+    with services.db.reading() as c:
+        rows = c.execute(_FILES, {"ids": ids, "user_id": user_id})
         return {row.id: FileInfo.of(row) for row in rows}
 
 
