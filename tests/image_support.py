@@ -62,8 +62,7 @@ def add_lora(services: Any, user_id: int, name: str, model_path: Path, base_mode
     prefix = f"u{user_id}/loras/{info.id}"
     services.files.storage.put(f"{prefix}/pytorch_lora_weights.safetensors",
                                lora_weights(model_path, seed), "application/octet-stream")
-    services.loras.update(info.id, state=state, weights_key=prefix,
-                          meta={"public": True} if public else {})
+    services.loras.update(info.id, state=state, weights_key=prefix, public=public)
     return info.id
 
 

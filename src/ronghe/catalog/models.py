@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ronghe.db.base import Base, UTCDateTime, utcnow
@@ -24,6 +24,8 @@ class LoraModel(Base):
     trigger_word: Mapped[str] = mapped_column(String(256), default="")
     main_body: Mapped[str] = mapped_column(String(32), default="Style")
     nsfw: Mapped[bool] = mapped_column(default=False)
+    # Listed by /models/lora and usable by every user in lora_configs (``ronghe lora publish``).
+    public: Mapped[bool] = mapped_column(default=False, server_default=false(), index=True)
     # training | ready | failed | cancelled — only ready models can be used.
     state: Mapped[str] = mapped_column(String(16), default="training")
     # Storage key prefix under which the weights (diffusers/PEFT, kohya, sidecar) live.

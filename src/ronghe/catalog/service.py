@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ronghe.catalog.models import LoraModel
@@ -32,12 +32,13 @@ class LoraInfo:
     demo_file_id: str | None
     meta: dict[str, Any]
     created_at: datetime
+    public: bool = False
 
     @classmethod
     def of(cls, m: LoraModel) -> LoraInfo:
         return cls(m.id, m.user_id, m.name, m.description, m.base_model, m.trigger_word,
                    m.main_body, m.nsfw, m.state, m.weights_key, m.task_id, m.demo_file_id,
-                   dict(m.meta or {}), m.created_at)
+                   dict(m.meta or {}), m.created_at, bool(m.public))
 
 
 class LoraCatalog:
@@ -114,15 +115,28 @@ class LoraCatalog:
 
     def list(self, user_id: int, query: str = "", offset: int = 0, limit: int = 20,
              ready_only: bool = True) -> tuple[list[LoraInfo], int]:
+        q = select(LoraModel).where(LoraModel.user_id == user_id)
+        if ready_only:
+            q = q.where(LoraModel.state == READY)
+        return self._page(q, query, offset, limit)
+
+    def list_public(self, query: str = "", offset: int = 0,
+                    limit: int = 20) -> tuple[list[LoraInfo], int]:
+        """Ready LoRAs marked public, newest first, whoever owns them."""
+        q = select(LoraModel).where(LoraModel.public.is_(True), LoraModel.state == READY)
+        return self._page(q, query, offset, limit)
+
+    def set_public(self, lora_id: int, public: bool) -> LoraInfo:
+        return self.update(lora_id, public=public)
+
+    def _page(self, q: Select[tuple[LoraModel]], query: str, offset: int,
+              limit: int) -> tuple[list[LoraInfo], int]:
+        if query:
+            like = f"%{query.lower()}%"
+            q = q.where(or_(func.lower(LoraModel.name).like(like),
+                            func.lower(LoraModel.description).like(like),
+                            func.lower(LoraModel.trigger_word).like(like)))
         with self.db.session() as s:
-            q = select(LoraModel).where(LoraModel.user_id == user_id)
-            if ready_only:
-                q = q.where(LoraModel.state == READY)
-            if query:
-                like = f"%{query.lower()}%"
-                q = q.where(or_(func.lower(LoraModel.name).like(like),
-                                func.lower(LoraModel.description).like(like),
-                                func.lower(LoraModel.trigger_word).like(like)))
             total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
             rows = s.scalars(q.order_by(LoraModel.id.desc()).offset(offset).limit(limit))
             return [LoraInfo.of(r) for r in rows], total

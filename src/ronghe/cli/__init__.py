@@ -108,8 +108,8 @@ def migrate(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 
 def _register_subapps() -> None:
     for module, name in (("ronghe.cli.users", "user"), ("ronghe.cli.keys", "key"),
-                         ("ronghe.cli.models", None), ("ronghe.cli.demo_model", "demo-model"),
-                         ("ronghe.cli.worker", None)):
+                         ("ronghe.cli.loras", "lora"), ("ronghe.cli.models", None),
+                         ("ronghe.cli.demo_model", "demo-model"), ("ronghe.cli.worker", None)):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import io
+
 from fastapi.testclient import TestClient
+from PIL import Image
 
 from tests.conftest import Account
+
+
+def jpeg_bytes() -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(out, "JPEG")
+    return out.getvalue()
 
 
 def add_lora(client: TestClient, account: Account, name: str, **values: object) -> int:
@@ -44,7 +53,10 @@ def test_model_listings_page_and_filter(client: TestClient, account: Account,
                                         other_account: Account) -> None:
     for i in range(3):
         add_lora(client, account, f"mine-{i}")
-    add_lora(client, other_account, "shared-watercolour", meta={"public": True})
+    shared = add_lora(client, other_account, "shared-watercolour", public=True)
+    services = client.app.state.services  # type: ignore[attr-defined]
+    picture = services.files.save(other_account.user_id, jpeg_bytes(), "image/jpeg", "sample")
+    services.loras.update(shared, demo_file_id=picture.id)
     add_lora(client, other_account, "bobs-private")
 
     base = client.post("/api/v1b/models/base", json={"token": account.token}).json()
@@ -70,7 +82,18 @@ def test_model_listings_page_and_filter(client: TestClient, account: Account,
 
     public = client.post("/api/v1b/models/lora", json={"token": account.token}).json()
     assert [m["model_name"] for m in public["info"]["models"]] == ["shared-watercolour"]
-    assert public["info"]["models"][0]["is_opensource"] is True
+    listed = public["info"]["models"][0]
+    assert listed["is_opensource"] is True and listed["author"] == f"user {other_account.user_id}"
+    # Its sample picture is a signed URL that works for anyone holding it.
+    fetched = client.get(listed["demo_picture"])
+    assert fetched.status_code == 200 and fetched.content == jpeg_bytes()
+    assert client.get(listed["demo_picture"].replace("Signature=", "Signature=x")
+                      ).status_code in (403, 404)
+    assert page1["models"][0]["demo_picture"] == ""  # trained without a sample
+    found = client.post("/api/v1b/models/lora", json={"query": "WATER"}).json()["info"]
+    assert found["models"][0]["model_id"] == shared
+    assert client.post("/api/v1b/models/lora", json={"query": "bobs"}).json()["info"][
+        "models"] == []
     bad = client.post("/api/v1b/models/base", json={"per_page": 101})
     assert bad.status_code == 400 and bad.json()["msg"].startswith("per_page: must be")
 

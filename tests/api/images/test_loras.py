@@ -37,7 +37,7 @@ def test_merge_weight_scales_the_lora_and_a_trained_name_applies_it(
         "token": other_account.token, "prompt": "x",
         "lora_configs": [{"versionid": lora_id}]})
     assert denied.status_code == 400 and "no model of yours" in denied.json()["msg"]
-    services.loras.update(lora_id, meta={"public": True})
+    services.loras.set_public(lora_id, True)
     allowed = client.post("/api/v1b/task_submit", json={
         "token": other_account.token, "prompt": "x", "output_size": "64x64",
         "lora_configs": [{"versionid": lora_id}]})

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
 from ronghe.api.images.protocol import MAX_CN_UNITS, MAX_LORAS, SEED_MAX
 from ronghe.api.images.serving import RANDOM_SEED_MAX
 from ronghe.api.images.state import ImageState
-from ronghe.catalog.models import LoraModel
-from ronghe.catalog.service import READY, LoraInfo
+from ronghe.catalog.service import LoraInfo
 from ronghe.db.models import User
 from ronghe.engines.diffusion.registry import DEFAULT_GUIDANCE, ModelEntry
+from ronghe.errors import NotFound
 from ronghe.services import Services
 
 # The spec's resolution choices; each model shows those within its own size range.
@@ -115,30 +113,39 @@ def base_models(state: ImageState, page: int, per_page: int, query: str) -> dict
     return page_of(rows[start:start + per_page], len(rows), page, per_page)
 
 
-def lora_row(info: LoraInfo, author: str) -> dict[str, Any]:
-    return {"author": author, "base_model": info.base_model, "demo_picture": "",
-            "description": info.description, "is_opensource": bool(info.meta.get("public")),
+def lora_row(services: Services, info: LoraInfo, author: str, base_url: str) -> dict[str, Any]:
+    return {"author": author, "base_model": info.base_model,
+            "demo_picture": demo_picture(services, info, base_url),
+            "description": info.description, "is_opensource": info.public,
             "model_id": info.id, "model_name": info.name, "tag": info.main_body,
             "versionid": info.id, "trigger_word": info.trigger_word}
 
 
+def demo_picture(services: Services, info: LoraInfo, base_url: str) -> str:
+    """A signed URL of the sample training rendered with the finished LoRA, if any."""
+    if not info.demo_file_id:
+        return ""
+    try:
+        file = services.files.get(info.demo_file_id, info.user_id)
+    except NotFound:  # the owner deleted it
+        return ""
+    return services.files.url(file, base_url)
+
+
 def private_models(services: Services, user: User, page: int, per_page: int,
-                   query: str) -> dict[str, Any]:
+                   query: str, base_url: str) -> dict[str, Any]:
     items, total = services.loras.list(user.id, query, (page - 1) * per_page, per_page)
-    return page_of([lora_row(x, user.email) for x in items], total, page, per_page)
+    return page_of([lora_row(services, x, user.email, base_url) for x in items],
+                   total, page, per_page)
 
 
-def public_loras(services: Services, page: int, per_page: int, query: str) -> dict[str, Any]:
-    """Ready LoRAs whose owner (or an admin) marked them public (``meta.public``)."""
-    with services.db.session() as s:
-        rows = s.scalars(select(LoraModel).where(LoraModel.state == READY)
-                         .order_by(LoraModel.id.desc())).all()
-        infos = [LoraInfo.of(r) for r in rows]
-    public = [x for x in infos if x.meta.get("public")
-              and matches(query, x.name, x.description, x.trigger_word)]
-    start = (page - 1) * per_page
-    return page_of([lora_row(x, str(x.user_id)) for x in public[start:start + per_page]],
-                   len(public), page, per_page)
+def public_loras(services: Services, page: int, per_page: int, query: str,
+                 base_url: str) -> dict[str, Any]:
+    """Ready LoRAs that an operator published (``ronghe lora publish``)."""
+    items, total = services.loras.list_public(query, (page - 1) * per_page, per_page)
+    # Authors by user id: emails are not shown to other users.
+    return page_of([lora_row(services, x, f"user {x.user_id}", base_url) for x in items],
+                   total, page, per_page)
 
 
 # --- ControlNet listings

@@ -86,13 +86,15 @@ def models_base(body: ModelListRequest, services: ServicesDep) -> Any:
 
 
 @router.post("/models/lora", summary="Public LoRA models")
-def models_lora(body: ModelListRequest, services: ServicesDep) -> Any:
-    return forms.public_loras(services, body.page, body.per_page, body.query)
+def models_lora(body: ModelListRequest, services: ServicesDep, request: Request) -> Any:
+    return forms.public_loras(services, body.page, body.per_page, body.query, _base(request))
 
 
 @router.post("/models/private", summary="Your own trained or uploaded models")
-def models_private(body: ModelListRequest, user: TokenUser, services: ServicesDep) -> Any:
-    return forms.private_models(services, user, body.page, body.per_page, body.query)
+def models_private(body: ModelListRequest, user: TokenUser, services: ServicesDep,
+                   request: Request) -> Any:
+    return forms.private_models(services, user, body.page, body.per_page, body.query,
+                                _base(request))
 
 
 @router.post("/cn/artist", summary="ControlNets of the house model")

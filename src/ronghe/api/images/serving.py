@@ -51,7 +51,7 @@ def parse_size(text: str, entry: ModelEntry) -> tuple[int, int]:
 
 
 def lora_for(services: Services, user_id: int, versionid: Any, field: str) -> LoraInfo:
-    """One of the user's ready LoRAs, or a public one (``meta.public``) by its id."""
+    """One of the user's ready LoRAs, or a public one by its id."""
     try:
         return services.loras.resolve_version(user_id, versionid, field)
     except BadRequest as own_error:
@@ -60,7 +60,7 @@ def lora_for(services: Services, user_id: int, versionid: Any, field: str) -> Lo
                 info = services.loras.get(int(versionid))
             except NotFound:
                 raise own_error from None
-            if info.meta.get("public") and info.state == READY:
+            if info.public and info.state == READY:
                 return info
         raise
 
