@@ -33,8 +33,9 @@ from ronghe.engines.diffusion.demo.tokenizer import build_tokenizer
 @dataclass
 class BuildConfig:
     seed: int = 0
-    steps: int = 6000
-    controlnet_steps: int = 1500
+    # The shipped build (src/ronghe/models/demo/ronghe.json -> build).
+    steps: int = 5000
+    controlnet_steps: int = 700
     batch_size: int = 32
     lr: float = 1e-3
     controlnet_lr: float = 5e-4
