@@ -32,7 +32,7 @@ class LoraInfo:
     demo_file_id: str | None
     meta: dict[str, Any]
     created_at: datetime
-    public: bool = False
+    public: bool
 
     @classmethod
     def of(cls, m: LoraModel) -> LoraInfo:
@@ -113,9 +113,12 @@ class LoraCatalog:
                              field=field)
         return info
 
-    def list(self, user_id: int, query: str = "", offset: int = 0, limit: int = 20,
+    def list(self, user_id: int | None, query: str = "", offset: int = 0, limit: int = 20,
              ready_only: bool = True) -> tuple[list[LoraInfo], int]:
-        q = select(LoraModel).where(LoraModel.user_id == user_id)
+        """A user's LoRAs (every user's with ``user_id=None``), newest first."""
+        q = select(LoraModel)
+        if user_id is not None:
+            q = q.where(LoraModel.user_id == user_id)
         if ready_only:
             q = q.where(LoraModel.state == READY)
         return self._page(q, query, offset, limit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -11,6 +12,7 @@ from ronghe.cli.common import services
 
 app = typer.Typer(help="List and publish users' LoRA models.", no_args_is_help=True)
 
+LIST_LIMIT = 1000
 LoraId = Annotated[int, typer.Argument(help="The model's id (its versionid).")]
 
 
@@ -21,16 +23,16 @@ def list_loras(
     data_dir: DataDir = None,
     config: ConfigFile = None,
 ) -> None:
-    """Ready LoRAs: id, owner id, name, base model, trigger word, public."""
+    """Ready LoRAs, newest first: id, owner id, name, base model, trigger word, public."""
     with services(data_dir, config) as svc:
-        if public:
-            items, _ = svc.loras.list_public(query, 0, 1000)
-        else:
-            items = [info for user in svc.auth.list_users()
-                     for info in svc.loras.list(user.id, query, 0, 1000)[0]]
+        listing = svc.loras.list_public if public else partial(svc.loras.list, None)
+        items, total = listing(query, 0, LIST_LIMIT)
         for info in items:
             out.print(f"{info.id}\tuser {info.user_id}\t{info.name}\t{info.base_model}\t"
                       f"{info.trigger_word}\t{'public' if info.public else 'private'}",
+                      highlight=False)
+        if total > len(items):
+            err.print(f"{total - len(items)} older ones not shown; narrow with --query",
                       highlight=False)
 
 

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
-from sqlalchemy import Row, func, select
+from sqlalchemy import Row, bindparam, func, select
 
 from ronghe.db import Database
 from ronghe.db.models import StoredFile
@@ -23,6 +23,8 @@ from ronghe.storage.signing import UrlSigner
 
 FILE_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 KIND_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# Built once: polling runs it on every request.
+_BY_IDS = select(StoredFile.__table__).where(StoredFile.id.in_(bindparam("ids", expanding=True)))
 FILES_PATH = "/files/"
 
 
@@ -79,6 +81,16 @@ class FileService:
             if row is None or (user_id is not None and row.user_id != user_id):
                 raise NotFound("file not found")
             return FileInfo.of(row)
+
+    def get_many(self, file_ids: list[str], user_id: int | None = None) -> dict[str, FileInfo]:
+        """Files by id in one query (a batch poll names up to 50 x 8 x 3); with ``user_id``,
+        only that user's. Ids that match nothing are left out."""
+        if not file_ids:
+            return {}
+        with self.db.reading() as c:
+            rows = c.execute(_BY_IDS, {"ids": file_ids})
+            return {row.id: FileInfo.of(row) for row in rows
+                    if user_id is None or row.user_id == user_id}
 
     def list(self, user_id: int, kind: str | None = None, offset: int = 0,
              limit: int = 20) -> tuple[list[FileInfo], int]:

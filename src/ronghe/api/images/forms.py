@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ronghe.api.images.protocol import MAX_CN_UNITS, MAX_LORAS, SEED_MAX
@@ -10,7 +11,6 @@ from ronghe.api.images.state import ImageState
 from ronghe.catalog.service import LoraInfo
 from ronghe.db.models import User
 from ronghe.engines.diffusion.registry import DEFAULT_GUIDANCE, ModelEntry
-from ronghe.errors import NotFound
 from ronghe.services import Services
 
 # The spec's resolution choices; each model shows those within its own size range.
@@ -113,29 +113,26 @@ def base_models(state: ImageState, page: int, per_page: int, query: str) -> dict
     return page_of(rows[start:start + per_page], len(rows), page, per_page)
 
 
-def lora_row(services: Services, info: LoraInfo, author: str, base_url: str) -> dict[str, Any]:
-    return {"author": author, "base_model": info.base_model,
-            "demo_picture": demo_picture(services, info, base_url),
-            "description": info.description, "is_opensource": info.public,
-            "model_id": info.id, "model_name": info.name, "tag": info.main_body,
-            "versionid": info.id, "trigger_word": info.trigger_word}
+def lora_rows(services: Services, items: list[LoraInfo], base_url: str,
+              author: Callable[[LoraInfo], str]) -> list[dict[str, Any]]:
+    # demo_picture: a signed URL of the sample training rendered with the finished LoRA,
+    # if its owner still has it; one query for the whole page.
+    files = services.files.get_many([x.demo_file_id for x in items if x.demo_file_id])
 
+    def picture(info: LoraInfo) -> str:
+        file = files.get(info.demo_file_id or "")
+        return services.files.url(file, base_url) if file and file.user_id == info.user_id else ""
 
-def demo_picture(services: Services, info: LoraInfo, base_url: str) -> str:
-    """A signed URL of the sample training rendered with the finished LoRA, if any."""
-    if not info.demo_file_id:
-        return ""
-    try:
-        file = services.files.get(info.demo_file_id, info.user_id)
-    except NotFound:  # the owner deleted it
-        return ""
-    return services.files.url(file, base_url)
+    return [{"author": author(x), "base_model": x.base_model, "demo_picture": picture(x),
+             "description": x.description, "is_opensource": x.public, "model_id": x.id,
+             "model_name": x.name, "tag": x.main_body, "versionid": x.id,
+             "trigger_word": x.trigger_word} for x in items]
 
 
 def private_models(services: Services, user: User, page: int, per_page: int,
                    query: str, base_url: str) -> dict[str, Any]:
     items, total = services.loras.list(user.id, query, (page - 1) * per_page, per_page)
-    return page_of([lora_row(services, x, user.email, base_url) for x in items],
+    return page_of(lora_rows(services, items, base_url, lambda _: user.email),
                    total, page, per_page)
 
 
@@ -144,7 +141,7 @@ def public_loras(services: Services, page: int, per_page: int, query: str,
     """Ready LoRAs that an operator published (``ronghe lora publish``)."""
     items, total = services.loras.list_public(query, (page - 1) * per_page, per_page)
     # Authors by user id: emails are not shown to other users.
-    return page_of([lora_row(services, x, f"user {x.user_id}", base_url) for x in items],
+    return page_of(lora_rows(services, items, base_url, lambda x: f"user {x.user_id}"),
                    total, page, per_page)
 
 

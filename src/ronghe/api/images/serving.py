@@ -11,8 +11,6 @@ import random
 import re
 from typing import Any
 
-from sqlalchemy import bindparam, select
-
 from ronghe.api.images import prompt as add_prompt
 from ronghe.api.images.protocol import (
     MAX_CN_UNITS,
@@ -22,7 +20,7 @@ from ronghe.api.images.protocol import (
 )
 from ronghe.api.images.state import ImageState
 from ronghe.catalog.service import READY, LoraInfo
-from ronghe.db.models import StoredFile, User
+from ronghe.db.models import User
 from ronghe.engines.diffusion.control import PROCESSORS
 from ronghe.engines.diffusion.registry import DEFAULT_GUIDANCE, SIZE_STEP, ModelEntry
 from ronghe.errors import BadRequest, NotFound, field_error
@@ -192,25 +190,12 @@ def file_ids(task: TaskView) -> list[str]:
             for v in ("large", "middle", "small")]
 
 
-_FILES = select(StoredFile.__table__).where(
-    StoredFile.id.in_(bindparam("ids", expanding=True)), StoredFile.user_id == bindparam("user_id"))
-
-
-def stored_files(services: Services, user_id: int, ids: list[str]) -> dict[str, FileInfo]:
-    """One query for every image of a poll (a batch poll can name 50 x 8 x 3 files)."""
-    if not ids:
-        return {}
-    with services.db.reading() as c:
-        rows = c.execute(_FILES, {"ids": ids, "user_id": user_id})
-        return {row.id: FileInfo.of(row) for row in rows}
-
-
 def image_urls(services: Services, task: TaskView, base_url: str,
                files: dict[str, FileInfo] | None = None) -> list[dict[str, Any]]:
     if task.state is not Status.DONE or not task.result:
         return []
     if files is None:
-        files = stored_files(services, task.user_id, file_ids(task))
+        files = services.files.get_many(file_ids(task), task.user_id)
     out = []
     for item in task.result.get("images", []):
         entry: dict[str, Any] = {}
@@ -243,7 +228,8 @@ def task_body(services: Services, task: TaskView, base_url: str,
 def results_body(services: Services, user: User, task_ids: list[str],
                  base_url: str) -> dict[str, Any]:
     found = services.tasks.get_many(task_ids, user.id)
-    files = stored_files(services, user.id, [f for t in found.values() for f in file_ids(t)])
+    files = services.files.get_many([f for t in found.values() for f in file_ids(t)],
+                                    user.id)
     info = []
     for task_id in task_ids:
         task = found.get(task_id)
