@@ -45,6 +45,12 @@ def make_dataset(client: Any, token: str, urls: list[str], name: str = "stars") 
     return response.json()["info"]["dataset_id"]
 
 
+def concept_dataset(client: Any, token: str, count: int) -> tuple[int, list[str]]:
+    """``count`` concept images uploaded at 32 px and made into one dataset: (id, URLs)."""
+    urls = upload(client, token, concept_images(count, size=32))
+    return make_dataset(client, token, urls), urls
+
+
 def submit(client: Any, token: str, dataset_ids: list[int], **fields: Any) -> str:
     body = {"token": token, "name": "stars-lora", "trigger_word": TRIGGER,
             "main_body": "Style", "nsfw": 0, "dataset": dataset_ids, **fields}

@@ -8,18 +8,11 @@ from fastapi.testclient import TestClient
 from tests.conftest import Account
 from tests.image_support import wait_done
 from tests.training_support import (
-    concept_images,
-    make_dataset,
+    concept_dataset,
     progress,
     submit,
-    upload,
     wait_training,
 )
-
-
-def _dataset(client: TestClient, account: Account, count: int = 2) -> tuple[int, list[str]]:
-    urls = upload(client, account.token, concept_images(count, size=32))
-    return make_dataset(client, account.token, urls), urls
 
 
 def _cancel(client: TestClient, account: Account, task_id: str) -> None:
@@ -27,7 +20,7 @@ def _cancel(client: TestClient, account: Account, task_id: str) -> None:
 
 
 def test_image_task_runs_between_training_steps(client: TestClient, account: Account) -> None:
-    dataset, _ = _dataset(client, account)
+    dataset, _ = concept_dataset(client, account.token, 2)
     training = submit(client, account.token, [dataset], steps=5000)
     wait_training(client, account.token, training, timeout=180, until=("running",))
     response = client.post("/api/v1b/task_submit", json={
@@ -43,8 +36,8 @@ def test_image_task_runs_between_training_steps(client: TestClient, account: Acc
 
 def test_trainings_queue_and_vanished_images_fail_the_run(client: TestClient,
                                                           account: Account) -> None:
-    first_set, _ = _dataset(client, account)
-    second_set, urls = _dataset(client, account)
+    first_set, _ = concept_dataset(client, account.token, 2)
+    second_set, urls = concept_dataset(client, account.token, 2)
     first = submit(client, account.token, [first_set], name="first", steps=5000)
     wait_training(client, account.token, first, timeout=180, until=("running",))
     second = submit(client, account.token, [second_set], name="second", steps=3)

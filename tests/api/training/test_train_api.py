@@ -10,6 +10,7 @@ from safetensors.torch import load as load_safetensors
 from ronghe.engines.training.presets import MAIN_BODIES
 from tests.conftest import Account
 from tests.training_support import (
+    concept_dataset,
     concept_images,
     make_dataset,
     progress,
@@ -21,11 +22,6 @@ from tests.training_support import (
 SUBMIT = "/api/v1b/train_submit"
 
 
-def _dataset(client: TestClient, account: Account, count: int = 3) -> int:
-    return make_dataset(client, account.token, upload(client, account.token,
-                                                      concept_images(count, size=32)))
-
-
 def test_train_form_lists_trainable_models_and_main_bodies(client: TestClient) -> None:
     body = client.get("/api/v1b/get_train_form").json()
     assert body["code"] == 0
@@ -35,7 +31,7 @@ def test_train_form_lists_trainable_models_and_main_bodies(client: TestClient) -
 
 
 def test_short_training_runs_to_a_ready_model(client: TestClient, account: Account) -> None:
-    dataset = _dataset(client, account)
+    dataset = concept_dataset(client, account.token, 3)[0]
     task_id = submit(client, account.token, [dataset], steps=4, base_model="自动选择",
                      description="four steps")
     seen: list[dict] = []
@@ -69,8 +65,8 @@ def test_short_training_runs_to_a_ready_model(client: TestClient, account: Accou
 
 def test_submit_validation_names_the_field(client: TestClient, account: Account,
                                            other_account: Account) -> None:
-    dataset = _dataset(client, account, count=1)
-    theirs = _dataset(client, other_account, count=1)
+    dataset = concept_dataset(client, account.token, 1)[0]
+    theirs = concept_dataset(client, other_account.token, 1)[0]
     base = {"token": account.token, "name": "m", "dataset": [dataset]}
     cases = [
         ({"dataset": [999]}, 400, "dataset[0]: no dataset 999 of yours"),
@@ -102,7 +98,7 @@ def test_empty_dataset_and_duplicate_name_are_refused(client: TestClient,
                                          "dataset": [dataset]})
     assert response.status_code == 400 and "has no images" in response.json()["msg"]
 
-    full = _dataset(client, account, count=1)
+    full = concept_dataset(client, account.token, 1)[0]
     first = submit(client, account.token, [full], name="dup", steps=200)
     again = client.post(SUBMIT, json={"token": account.token, "name": "dup",
                                       "dataset": [full]})
@@ -115,7 +111,8 @@ def test_empty_dataset_and_duplicate_name_are_refused(client: TestClient,
 
 def test_progress_and_cancel_are_owner_only(client: TestClient, account: Account,
                                             other_account: Account) -> None:
-    task_id = submit(client, account.token, [_dataset(client, account, 1)], steps=200)
+    dataset, _ = concept_dataset(client, account.token, 1)
+    task_id = submit(client, account.token, [dataset], steps=200)
     for path in ("/api/v1b/train_progress", "/api/v1b/train_cancel"):
         response = client.post(path, json={"token": other_account.token, "task_id": task_id})
         assert response.status_code == 404, response.text
@@ -126,7 +123,8 @@ def test_progress_and_cancel_are_owner_only(client: TestClient, account: Account
 
 def test_cancel_stops_a_running_training_within_a_few_steps(client: TestClient,
                                                             account: Account) -> None:
-    task_id = submit(client, account.token, [_dataset(client, account, 2)], steps=5000)
+    dataset, _ = concept_dataset(client, account.token, 2)
+    task_id = submit(client, account.token, [dataset], steps=5000)
     running = wait_training(client, account.token, task_id, timeout=180,
                             until=("running",))
     while running["step"] < 2:
@@ -141,6 +139,6 @@ def test_cancel_stops_a_running_training_within_a_few_steps(client: TestClient,
     lora = services.loras.find(account.user_id, "stars-lora")
     assert lora is not None and lora.state == "cancelled"
     # The worker is free again: a new short training runs to the end.
-    other = submit(client, account.token, [_dataset(client, account, 1)], name="next",
-                   steps=2)
+    dataset, _ = concept_dataset(client, account.token, 1)
+    other = submit(client, account.token, [dataset], name="next", steps=2)
     assert wait_training(client, account.token, other, timeout=180)["state"] == "done"
