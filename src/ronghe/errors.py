@@ -45,6 +45,12 @@ class PayloadTooLarge(RongheError):
 class RateLimited(RongheError):
     status_code = 429
 
+    def __init__(self, msg: str, *, field: str | None = None,
+                 retry_after: float = 5) -> None:
+        super().__init__(msg, field=field)
+        # Seconds until a retry can succeed: the Retry-After header.
+        self.retry_after = max(1, int(retry_after + 0.999))
+
 
 class UpstreamError(RongheError):
     """An upstream engine (LLM server, object store) failed or answered an error."""

@@ -15,15 +15,12 @@ import json
 from enum import StrEnum
 from typing import Any
 
-import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ronghe.errors import RongheError
-
-log = structlog.get_logger(__name__)
 
 CHAT_PREFIXES = ("/nlp/", "/v1/nlp/", "/test/v1/nlp/")
 
@@ -94,7 +91,8 @@ def describe_validation_error(exc: RequestValidationError) -> tuple[str, str | N
 def install(app: FastAPI) -> None:
     @app.exception_handler(RongheError)
     async def _ronghe_error(request: Request, exc: RongheError) -> JSONResponse:
-        headers = {"Retry-After": "5"} if exc.status_code in (429, 503) else None
+        retry = getattr(exc, "retry_after", 5 if exc.status_code in (429, 503) else None)
+        headers = {"Retry-After": str(retry)} if retry is not None else None
         return error_response(request, exc.status_code, exc.msg, exc.field, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -111,7 +109,4 @@ def install(app: FastAPI) -> None:
             msg = f"method {request.method} not allowed on {request.url.path}"
         return error_response(request, exc.status_code, msg, headers=exc.headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", path=request.url.path)
-        return error_response(request, 500, "internal error; see the server log for details")
+    # Unexpected exceptions are answered (and logged once) by RequestContextMiddleware.

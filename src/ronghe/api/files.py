@@ -22,7 +22,9 @@ def get_file(
     file_id: str,
     services: ServicesDep,
     expires: int = Query(alias="Expires", ge=0),
-    signature: str = Query(alias="Signature", min_length=1, max_length=128),
+    # URL-safe base64, as UrlSigner writes it: anything else cannot be a signature.
+    signature: str = Query(alias="Signature", min_length=1, max_length=128,
+                           pattern=r"^[A-Za-z0-9_-]+$"),
 ) -> StreamingResponse:
     problem = services.files.signer.verify(file_id, expires, signature)
     if problem:

@@ -23,7 +23,9 @@ class UrlSigner:
 
     def verify(self, file_id: str, expires: int, signature: str, now: float | None = None) -> str:
         """'' when valid, else the reason ('expired' or 'bad signature')."""
-        if not hmac.compare_digest(self.signature(file_id, expires), signature):
+        # compare_digest refuses non-ASCII str; such a signature can never be ours anyway.
+        if not signature.isascii() or not hmac.compare_digest(
+                self.signature(file_id, expires), signature):
             return "bad signature"
         if expires < (now if now is not None else time.time()):
             return "expired"

@@ -1,0 +1,113 @@
+"""Forgiving JSON: the spec's trailing commas are accepted; nothing else is, and nothing a
+client sends (size, nesting) can make parsing slow or crash."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ronghe.api.lenient import LENIENT_MAX_BYTES, LENIENT_MAX_DEPTH, BadJson, is_strict, repair
+from ronghe.app import create_app
+from tests.chat_support import LiveServer
+from tests.conftest import make_settings
+
+CURL_RESULT = b"""{
+        "task_id": "f3e5b59c-7416-11ed-a160-00163e025c94",
+        "token": "",
+  }"""
+
+
+def test_trailing_commas_are_dropped_outside_strings_only() -> None:
+    assert json.loads(repair(CURL_RESULT)) == {
+        "task_id": "f3e5b59c-7416-11ed-a160-00163e025c94", "token": ""}
+    body = b'{"a": [1, 2, ], "s": "keep ,} and ,] \\", here", "n": {"x": {},},}'
+    assert json.loads(repair(body)) == {"a": [1, 2], "s": 'keep ,} and ,] ", here',
+                                        "n": {"x": {}}}
+    assert repair(b'{"ok": 1}') == b'{"ok": 1}'
+
+
+def test_other_invalid_json_is_refused_with_a_clear_message() -> None:
+    for body in (b"{not json", b'{"a": 1,,}', b"{'single': 1}", b'{"a": 1} // c'):
+        with pytest.raises(BadJson, match=r"^request body is not valid JSON$"):
+            repair(body)
+    with pytest.raises(BadJson, match="not UTF-8"):
+        repair(b'{"a": "\xff",}')
+
+
+def test_the_lenient_path_is_bounded_in_size_and_depth() -> None:
+    big = b'{"a": "' + b"x" * LENIENT_MAX_BYTES + b'",}'
+    with pytest.raises(BadJson, match=f"at most {LENIENT_MAX_BYTES} bytes") as e:
+        repair(big)
+    assert "line 1 column" in str(e.value)
+    deep = b"[" * (LENIENT_MAX_DEPTH + 1) + b"1," + b"]" * (LENIENT_MAX_DEPTH + 1)
+    with pytest.raises(BadJson, match=f"at most {LENIENT_MAX_DEPTH} levels"):
+        repair(deep)
+    ok = b"[" * LENIENT_MAX_DEPTH + b"1," + b"]" * LENIENT_MAX_DEPTH
+    assert json.loads(repair(ok)) is not None
+
+
+def test_json_nested_10000_deep_is_an_error_not_a_crash() -> None:
+    deep = b"[" * 10_000 + b"]" * 10_000
+    with pytest.raises(BadJson, match="nested too deeply"):
+        is_strict(deep)
+    with pytest.raises(BadJson, match="nested too deeply"):
+        repair(deep)
+
+
+@pytest.fixture
+def live(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with LiveServer(create_app(make_settings(tmp_path / "data"))) as server:
+        yield server.url
+
+
+def test_a_big_non_strict_body_does_not_stall_other_requests(live: str) -> None:
+    """Issue 12: /healthz stalled 4.7 s behind a 1 MB body with a trailing comma."""
+    bodies = [
+        b'{"token": "x", "items": [' + b'{"k": "v"},' * 90_000 + b"]}",  # ~1 MB, not strict
+        b"[" + b"[1, 2, 3]," * 85_000 + b"]",  # a ~0.76 MB list, not strict
+        b'{"a": [' + b'"0123456789",' * 4_000 + b"],}",  # within the lenient bounds
+    ]
+    answers: list[httpx.Response] = []
+    done = threading.Event()
+
+    def post_all() -> None:
+        with httpx.Client(timeout=60) as c:
+            for _ in range(3):
+                for body in bodies:
+                    answers.append(c.post(f"{live}/api/v1b/task_submit", content=body,
+                                          headers={"Content-Type": "application/json"}))
+        done.set()
+
+    sender = threading.Thread(target=post_all)
+    sender.start()
+    worst = 0.0
+    with httpx.Client(timeout=30) as c:
+        while not done.is_set():
+            start = time.perf_counter()
+            assert c.get(f"{live}/healthz").status_code == 200
+            worst = max(worst, time.perf_counter() - start)
+            time.sleep(0.01)
+    sender.join()
+    assert worst < 1.0, f"/healthz took {worst:.2f} s while big bodies were parsed"
+    assert [r.status_code for r in answers] == [400, 400, 401] * 3
+    assert f"at most {LENIENT_MAX_BYTES} bytes" in answers[0].json()["msg"]
+    assert answers[2].json()["msg"].startswith("token is required")
+
+
+def test_deep_json_to_any_post_is_a_400(live: str) -> None:
+    deep = b"[" * 10_000 + b"]" * 10_000
+    deep_object = b'{"a":' * 10_000 + b"1" + b"}" * 10_000
+    with httpx.Client(timeout=30) as c:
+        for path in ("/api/v1b/task_submit", "/api/v1b/get_token", "/v1/chat/completions",
+                     "/nlp/v1/chat/completions", "/api/v1b/files"):
+            for body in (deep, deep_object):
+                r = c.post(f"{live}{path}", content=body,
+                           headers={"Content-Type": "application/json"})
+                assert r.status_code == 400, (path, r.text)
+                text = r.text
+                assert "nested too deeply" in text, text
