@@ -9,7 +9,7 @@ from typing import Any
 from ronghe.auth.service import AuthService
 from ronghe.catalog.service import LoraCatalog
 from ronghe.db import Database
-from ronghe.jobs.store import TaskStore
+from ronghe.jobs.store import Limits, TaskStore
 from ronghe.settings import Settings
 from ronghe.storage import make_storage
 from ronghe.storage.files import FileService
@@ -41,7 +41,9 @@ class Services:
         signer = UrlSigner(settings.secret_key.get_secret_value())
         files = FileService(db, make_storage(settings), signer,
                             settings.signed_url_ttl_seconds, settings.public_base_url)
-        tasks = TaskStore(db, settings.task_lease_seconds, settings.task_max_attempts)
+        tasks = TaskStore(db, settings.task_lease_seconds, settings.task_max_attempts,
+                          Limits(settings.max_pending_tasks_per_user,
+                                 settings.task_submit_rate_per_minute))
         return cls(settings=settings, db=db, auth=AuthService(db, settings), files=files,
                    tasks=tasks, loras=LoraCatalog(db))
 

@@ -158,6 +158,10 @@ class Settings(BaseSettings):
     image_worker_process: bool = True
     task_max_attempts: int = Field(default=3, ge=1, le=100)
     task_lease_seconds: float = Field(default=120, ge=2, le=86_400)
+    # Per user: queued (pending) tasks beyond this are refused with 429; 0 = no cap.
+    max_pending_tasks_per_user: int = Field(default=200, ge=0, le=1_000_000)
+    # Per user: task submits (images and training) per rolling minute; 0 = no limit.
+    task_submit_rate_per_minute: int = Field(default=120, ge=0, le=1_000_000)
     upload_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     upload_max_pixels: int = Field(default=40_000_000, ge=64 * 64)
     upload_max_files: int = Field(default=32, ge=1, le=1000)

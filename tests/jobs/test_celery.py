@@ -42,7 +42,9 @@ class Cluster:
         self.queue = f"images.t{uuid.uuid4().hex[:8]}"
         self.env = {**os.environ, "RONGHE_DATABASE_URL": db_url, "RONGHE_BROKER_URL": broker,
                     "RONGHE_SECRET_KEY": "s" * 40, "RONGHE_TASK_LEASE_SECONDS": str(LEASE),
-                    "PYTHONPATH": str(ROOT)}
+                    # Ahead of any inherited path (a worktree's src/), not instead of it.
+                    "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get(
+                        "PYTHONPATH")]))}
         self.settings = make_settings(tmp / "api", database_url=db_url, broker_url=broker,
                                       secret_key="s" * 40, task_lease_seconds=LEASE)
         self.services = Services.build(self.settings)
@@ -61,8 +63,8 @@ class Cluster:
         self.workers.append(proc)
         return proc
 
-    def submit(self, n: int, sleep: float = 0.05) -> str:
-        task = self.services.tasks.create(self.user, "slow_count", self.queue,
+    def submit(self, n: int, sleep: float = 0.05, user: int | None = None) -> str:
+        task = self.services.tasks.create(user or self.user, "slow_count", self.queue,
                                           {"n": n, "sleep": sleep})
         self.dispatcher.submit(task)
         return task.id
@@ -127,6 +129,24 @@ def test_two_workers_share_work_and_survive_a_sigkill(cluster: Cluster) -> None:
     assert done.result["pid"] != a.pid and running.attempts == 1  # type: ignore[attr-defined]
     for tid in quick:
         assert cluster.wait(tid, {Status.DONE}).state is Status.DONE  # type: ignore[attr-defined]
+
+
+def test_a_backlog_of_one_user_does_not_starve_another(cluster: Cluster) -> None:
+    """Issue 14: fairness on the Celery path too.  Messages queue in FIFO order in the
+    broker, but each one runs the fairest pending task, so B's single task starts after at
+    most one more of A's (the one worker's next) instead of after all 30."""
+    other = cluster.services.auth.add_user("v@x.co", "longenough").id
+    cluster.start_worker("w1")
+    cluster.dispatcher.start()
+    backlog = [cluster.submit(n=2, sleep=0.05) for _ in range(30)]
+    cluster.wait(backlog[0], {Status.RUNNING, Status.DONE})
+    mine = cluster.submit(n=1, sleep=0.01, user=other)
+    done = cluster.wait(mine, {Status.DONE})
+    tasks = [cluster.services.tasks.get(t) for t in backlog]
+    submitted, started = cluster.services.tasks.get(mine).created_at, done.started_at  # type: ignore[attr-defined]
+    overtaking = [t for t in tasks if t.started_at and submitted < t.started_at < started]
+    assert len(overtaking) <= 1, [(t.id, t.started_at) for t in overtaking]
+    assert sum(t.state is Status.PENDING for t in tasks) >= 20  # it did not wait for them
 
 
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")

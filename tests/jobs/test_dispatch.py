@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ronghe.jobs import register
-from ronghe.jobs.dispatch import InProcessDispatcher, pick_fair
+from ronghe.jobs.dispatch import InProcessDispatcher
 from ronghe.jobs.runner import JobContext
 from ronghe.jobs.status import Status
 from ronghe.jobs.store import TaskStore
@@ -125,20 +125,3 @@ def test_shutdown_hands_running_work_back(services: Services) -> None:
         assert wait_for(services.tasks, tid, {Status.DONE}).result == {"total": 500}
     finally:
         d2.stop()
-
-
-def test_pick_fair_prefers_least_recently_served() -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from ronghe.jobs.store import TaskView
-
-    def view(tid: str, user: int, minute: int) -> TaskView:
-        when = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=minute)
-        return TaskView(tid, user, "count", "q", Status.PENDING, {}, None, "", 0.0, None, 0,
-                        False, None, when, None, None)
-
-    pending = [view("1", 1, 0), view("2", 1, 1), view("3", 2, 2)]
-    assert pick_fair(pending, {}).id == "1"  # type: ignore[union-attr]
-    assert pick_fair(pending, {1: 5}).id == "3"  # type: ignore[union-attr]
-    assert pick_fair(pending, {1: 5, 2: 6}).id == "1"  # type: ignore[union-attr]
-    assert pick_fair([], {}) is None

@@ -102,7 +102,8 @@ def cluster(tmp_path: Path, pg_url: str, s3_endpoint: str) -> Iterator[dict[str,
     redis.start()
     logs = tmp_path / "logs"
     logs.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(ROOT),
+    pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": pythonpath,
            "RONGHE_DATABASE_URL": pg_url,
            "RONGHE_BROKER_URL": f"redis://127.0.0.1:{redis.port}/0",
            "RONGHE_STORAGE_URL": f"s3://{bucket}/files",

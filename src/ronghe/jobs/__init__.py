@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ronghe.jobs.dispatch import Dispatcher, InProcessDispatcher
+from ronghe.jobs.dispatch import Dispatcher, InProcessDispatcher, stored_instance_id
 from ronghe.jobs.runner import Cancelled, JobContext, register
 from ronghe.jobs.status import Status
 from ronghe.jobs.store import TaskStore, TaskView
@@ -23,6 +23,7 @@ def make_dispatcher(services: Any) -> Dispatcher:
 
         return CeleryDispatcher(services)
     return InProcessDispatcher(
-        services.tasks, services, devices=("cpu",), instance=str(settings.data_dir),
+        services.tasks, services, devices=("cpu",),
+        instance=stored_instance_id(settings.data_dir),
         interleave_prefix=SHORT_QUEUE_PREFIX,
     )

@@ -13,6 +13,12 @@ Messages carry only the task id; the database row stays the truth.  Delivery gua
   claim, so they are idempotent per attempt.
 
 Execution is therefore at-least-once per attempt and exactly-once in effect.
+
+Fairness: a message means "one task of this queue may run now", not "run this task".  The
+worker that takes it claims the fairest pending task of the queue (``claim_next``: users
+round-robin, the order the embedded worker uses too) and falls back to the task the message
+names.  The broker's FIFO order therefore never decides who runs next: a user's single task
+submitted behind another user's 400 runs after about one task per worker.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any
 import structlog
 from celery import Celery
 
-from ronghe.jobs.runner import execute, worker_id
+from ronghe.jobs.runner import run_claimed, worker_id
 from ronghe.jobs.store import TaskView
 
 log = structlog.get_logger(__name__)
@@ -51,11 +57,17 @@ def make_celery(broker_url: str, services: Any = None) -> Celery:
     stopping = threading.Event()
 
     @app.task(name=CELERY_TASK, bind=True, ignore_result=True)
-    def run_task(self: Any, task_id: str) -> str:
+    def run_task(self: Any, task_id: str, queue: str | None = None) -> str:
         svc = app.ronghe_services  # type: ignore[attr-defined]
         hostname = getattr(self.request, "hostname", "") or "celery"
         wid = worker_id("celery", f"{hostname}:{svc.settings.device}")
-        ended = execute(svc.tasks, task_id, wid, stopping, svc)
+        queue = queue or (self.request.delivery_info or {}).get("routing_key")
+        task = svc.tasks.claim_next(wid, [queue]) if queue else None
+        # The named task itself: a re-sent one whose lease expired is claimed here.
+        task = task or svc.tasks.claim(task_id, wid)
+        if task is None:
+            return "skipped"
+        ended = run_claimed(svc.tasks, task, wid, stopping, svc)
         return ended.value if ended else "skipped"
 
     app.ronghe_services = services  # type: ignore[attr-defined]
@@ -99,7 +111,7 @@ class CeleryDispatcher:
 
     def send(self, task_id: str, queue: str) -> bool:
         try:
-            self.celery.send_task(CELERY_TASK, args=[task_id], queue=queue,
+            self.celery.send_task(CELERY_TASK, args=[task_id, queue], queue=queue,
                                   retry=True, retry_policy={"max_retries": 2,
                                                             "interval_start": 0.2,
                                                             "interval_step": 0.5})
@@ -110,7 +122,7 @@ class CeleryDispatcher:
             return False
 
     def queue_depth(self) -> int:
-        return len(self.services.tasks.pending(limit=10_000))
+        return self.services.tasks.pending_count()
 
     def sweep(self) -> tuple[list[str], list[str]]:
         # A pending task gets a fresh message after two lease periods without a claim.

@@ -8,13 +8,16 @@ loses nothing: ``recover`` finds the task again.
 
 from __future__ import annotations
 
+import os
 import threading
+import uuid
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
 
-from ronghe.jobs.runner import execute, worker_id
+from ronghe.jobs.runner import run_claimed, worker_id
 from ronghe.jobs.store import TaskStore, TaskView
 
 log = structlog.get_logger(__name__)
@@ -32,13 +35,6 @@ class Dispatcher(Protocol):
         """Pending tasks this dispatcher knows of (for readiness and metrics)."""
 
 
-def pick_fair(pending: Sequence[TaskView], served: dict[int, int]) -> TaskView | None:
-    """FIFO with per-user fairness: the oldest task of the user served least recently."""
-    if not pending:
-        return None
-    return min(pending, key=lambda t: (served.get(t.user_id, -1), t.created_at, t.id))
-
-
 class InProcessDispatcher:
     """One worker thread per device, fed from the database.
 
@@ -48,21 +44,23 @@ class InProcessDispatcher:
 
     def __init__(self, store: TaskStore, services: Any = None, devices: Sequence[str] = ("cpu",),
                  queues: Sequence[str] | None = None, instance: str = "",
-                 poll_seconds: float = 2.0, interleave_prefix: str | None = None) -> None:
+                 poll_seconds: float = 2.0, interleave_prefix: str | None = None,
+                 sweep_seconds: float | None = None) -> None:
         self.store = store
         self.services = services
         self.devices = list(devices)
         self.queues = list(queues) if queues is not None else None
         self.interleave_prefix = interleave_prefix
         self.poll = poll_seconds
-        # Work of this instance's earlier lives is ours to recover on start.
+        # How often expired leases are swept while running (a hung or foreign worker).
+        self.sweep_seconds = sweep_seconds or max(2.0, store.lease.total_seconds() / 4)
+        # Work of this instance's earlier lives is ours to recover on start.  The instance
+        # id is short and stored (``stored_instance_id``): worker ids are cut to 128
+        # characters, and a prefix derived from a long path no longer matched.
         self.instance_prefix = f"embedded:{instance}:" if instance else "embedded:"
         self.stopping = threading.Event()
         self._wake = threading.Condition()
-        self._served: dict[int, int] = {}
-        self._turn = 0
         self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
 
     def submit(self, task: TaskView) -> None:
         self.store.mark_dispatched(task.id)
@@ -70,7 +68,7 @@ class InProcessDispatcher:
             self._wake.notify()
 
     def queue_depth(self) -> int:
-        return len(self.store.pending(self.queues, limit=10_000))
+        return self.store.pending_count(self.queues)
 
     def start(self) -> None:
         redo, failed = self.store.recover(orphaned_worker_prefix=self.instance_prefix)
@@ -83,6 +81,9 @@ class InProcessDispatcher:
                                  name=f"ronghe-worker-{device}")
             t.start()
             self._threads.append(t)
+        reaper = threading.Thread(target=self._reap, daemon=True, name="ronghe-reaper")
+        reaper.start()
+        self._threads.append(reaper)
 
     def stop(self, timeout: float = 30.0) -> None:
         self.stopping.set()
@@ -92,16 +93,26 @@ class InProcessDispatcher:
             t.join(timeout=timeout)
         self._threads.clear()
 
-    def _next(self, queues: Sequence[str] | None, prefix: str | None) -> TaskView | None:
-        with self._lock:
-            task = pick_fair(self.store.pending(queues, queue_prefix=prefix), self._served)
-            if task is not None:
-                self._turn += 1
-                self._served[task.user_id] = self._turn
-            return task
+    def sweep(self) -> tuple[list[str], list[str]]:
+        """Expired leases back to pending (or failed after max attempts), like the Celery
+        path's reaper: a task whose worker hung or vanished is never left running."""
+        redo, ended = self.store.recover()
+        if redo or ended:
+            log.info("reaper", rerun=len(redo), ended=len(ended))
+            with self._wake:
+                self._wake.notify_all()
+        return redo, ended
+
+    def _reap(self) -> None:
+        while not self.stopping.wait(self.sweep_seconds):
+            try:
+                self.sweep()
+            except Exception:  # a database outage: try again next sweep
+                log.exception("reaper sweep failed")
 
     def _run_one(self, wid: str, prefix: str | None = None, nested: bool = False) -> bool:
-        task = self._next(self.queues, prefix)
+        # Fairness is the store's order (TaskStore.claim_next), shared with Celery workers.
+        task = self.store.claim_next(wid, self.queues, queue_prefix=prefix)
         if task is None:
             return False
 
@@ -112,7 +123,7 @@ class InProcessDispatcher:
                 pass
 
         hook = run_waiting if not nested and self.interleave_prefix else None
-        execute(self.store, task.id, wid, self.stopping, self.services, hook)
+        run_claimed(self.store, task, wid, self.stopping, self.services, hook)
         return True
 
     def _loop(self, wid: str) -> None:
@@ -124,3 +135,23 @@ class InProcessDispatcher:
                 log.exception("worker loop error")
             with self._wake:
                 self._wake.wait(self.poll)
+
+
+INSTANCE_FILE = "instance.id"
+
+
+def stored_instance_id(data_dir: Path) -> str:
+    """This data directory's instance id: 12 hex characters, made once and kept, so a
+    restarted server recognises the tasks its previous run left running."""
+    path = data_dir / INSTANCE_FILE
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+        if len(value) == 12 and value.isalnum():
+            return value
+    except FileNotFoundError:
+        pass
+    value = uuid.uuid4().hex[:12]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(value, encoding="utf-8")
+    os.replace(tmp, path)
+    return value

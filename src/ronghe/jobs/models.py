@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ronghe.db.base import Base, UTCDateTime, new_uuid, utcnow
@@ -13,7 +13,15 @@ from ronghe.db.base import Base, UTCDateTime, new_uuid, utcnow
 
 class Task(Base):
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_state_queue_created", "state", "queue", "created_at"),)
+    __table_args__ = (
+        Index("ix_tasks_state_queue_created", "state", "queue", "created_at"),
+        # The fair pick: pending tasks in fair_key order, across all queues or in one.
+        Index("ix_tasks_state_fair", "state", "fair_key", "created_at"),
+        Index("ix_tasks_state_queue_fair", "state", "queue", "fair_key", "created_at"),
+        # A user's pending tasks (the cap, the user's last turn) and recent submits (rate).
+        Index("ix_tasks_user_state_fair", "user_id", "state", "fair_key"),
+        Index("ix_tasks_user_created", "user_id", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -27,6 +35,8 @@ class Task(Base):
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     # Free-form live status a handler reports (step, loss, eta …).
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Round-robin order over users (see TaskStore.create): pending tasks run lowest first.
+    fair_key: Mapped[int] = mapped_column(BigInteger, default=0)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker_id: Mapped[str | None] = mapped_column(String(128), nullable=True)

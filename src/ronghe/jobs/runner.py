@@ -132,6 +132,14 @@ def execute(store: TaskStore, task_id: str, worker: str, stopping: threading.Eve
     task = store.claim(task_id, worker)
     if task is None:
         return None
+    return run_claimed(store, task, worker, stopping, services, yield_hook)
+
+
+def run_claimed(store: TaskStore, task: TaskView, worker: str, stopping: threading.Event,
+                services: Any = None,
+                yield_hook: Callable[[], None] | None = None) -> Status | None:
+    """Run a task this worker has claimed; returns how it ended (None: claim lost)."""
+    task_id = task.id
     handler = handler_for(task.kind)
     if handler is None:
         store.fail(task_id, worker, f"no handler for task kind {task.kind!r} in this worker")

@@ -8,6 +8,10 @@ Guarantees (documented in docs/deployment.md):
   that was presumed dead and comes back cannot overwrite its successor's result;
 - execution is at-least-once: a task whose worker dies mid-run is run again, up to
   ``max_attempts`` times in all, then failed with a reason.
+
+Fairness lives in the queue order itself, so every dispatcher (the embedded worker, Celery
+workers on any number of machines) serves users round-robin: ``create`` stamps each task with
+a ``fair_key`` (its owner's next round), workers take the pending task with the lowest key.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, or_, select, update
+from sqlalchemy import Row, and_, bindparam, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from ronghe.db import Database, utcnow
-from ronghe.errors import NotFound
+from ronghe.errors import NotFound, RateLimited
 from ronghe.jobs.models import Task
 from ronghe.jobs.status import Status
 
@@ -63,24 +68,79 @@ class Lost(Exception):
     """This worker no longer holds the task (cancelled, or re-claimed after a lease expired)."""
 
 
+@dataclass(frozen=True)
+class Limits:
+    """Per-user admission limits; 0 turns a limit off."""
+
+    max_pending_per_user: int = 0
+    submits_per_minute: int = 0
+    # Retry-After for a user at the pending cap: roughly when one of their tasks has started.
+    cap_retry_seconds: int = 30
+
+
+RATE_WINDOW = timedelta(seconds=60)
+_PENDING = Status.PENDING.value
+
+
 class TaskStore:
-    def __init__(self, db: Database, lease_seconds: float = 120.0, max_attempts: int = 3) -> None:
+    def __init__(self, db: Database, lease_seconds: float = 120.0, max_attempts: int = 3,
+                 limits: Limits | None = None) -> None:
         self.db = db
         self.lease = timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
+        self.limits = limits or Limits()
 
     # --- API side
 
     def create(self, user_id: int, kind: str, queue: str, params: dict[str, Any],
                task_id: str | None = None) -> TaskView:
-        task = Task(user_id=user_id, kind=kind, queue=queue, params=params,
-                    state=Status.PENDING.value)
-        if task_id:
-            task.id = task_id
+        """A new pending task; RateLimited when its owner is over a limit."""
         with self.db.session() as s:
+            task = Task(user_id=user_id, kind=kind, queue=queue, params=params,
+                        state=_PENDING, fair_key=self._admit(s, user_id))
+            if task_id:
+                task.id = task_id
             s.add(task)
             s.flush()
             return TaskView.of(task)
+
+    def _admit(self, s: Session, user_id: int) -> int:
+        """Checks the user's limits and returns the new task's fair_key.
+
+        Keys are numbered rounds, lowest served first.  A user's task takes the round after
+        their previous task's, but never one before the round being served now (the newest
+        running task's, else the oldest pending one's).  So a user with 400 queued tasks
+        holds rounds r..r+399 and another user's single task joins round r: it runs after
+        at most about one task per worker; a user who resubmits as each task ends takes
+        turns with the backlog.  Each read is one index seek, so the cost does not grow
+        with the table (bench/queue.py)."""
+        limits = self.limits
+        now = utcnow()
+        if limits.submits_per_minute:
+            nth = s.scalar(select(Task.created_at).where(Task.user_id == user_id)
+                           .order_by(Task.created_at.desc())
+                           .offset(limits.submits_per_minute - 1).limit(1))
+            if nth is not None and nth > now - RATE_WINDOW:
+                wait = (nth + RATE_WINDOW - now).total_seconds()
+                raise RateLimited(
+                    f"too many task submits: at most {limits.submits_per_minute} per minute "
+                    f"per user; try again in {int(wait) + 1} seconds", retry_after=wait)
+        if limits.max_pending_per_user:
+            mine = (select(Task.id).where(Task.user_id == user_id, Task.state == _PENDING)
+                    .limit(limits.max_pending_per_user).subquery())
+            if s.scalar(select(func.count()).select_from(mine)) >= limits.max_pending_per_user:
+                raise RateLimited(
+                    f"too many pending tasks: at most {limits.max_pending_per_user} per user "
+                    "(max_pending_tasks_per_user); wait for some to start or cancel some",
+                    retry_after=limits.cap_retry_seconds)
+        current = s.scalar(select(Task.fair_key).where(Task.state == Status.RUNNING.value)
+                           .order_by(Task.fair_key.desc()).limit(1))
+        if current is None:
+            current = s.scalar(select(Task.fair_key).where(Task.state == _PENDING)
+                               .order_by(Task.fair_key, Task.created_at).limit(1)) or 0
+        last = s.scalar(select(Task.fair_key).where(Task.user_id == user_id)
+                        .order_by(Task.created_at.desc()).limit(1))
+        return current if last is None else max(current, last + 1)
 
     def get(self, task_id: str, user_id: int | None = None) -> TaskView:
         row = None
@@ -126,17 +186,40 @@ class TaskStore:
         with self.db.session() as s:
             s.execute(update(Task).where(Task.id == task_id).values(dispatched_at=utcnow()))
 
-    def pending(self, queues: Sequence[str] | None = None, limit: int = 200,
-                queue_prefix: str | None = None) -> list[TaskView]:
-        """Oldest first; the in-process worker applies per-user fairness on top."""
-        with self.db.session() as s:
-            q = select(Task).where(Task.state == Status.PENDING.value)
-            if queues is not None:
-                q = q.where(Task.queue.in_(list(queues)))
-            if queue_prefix is not None:
-                q = q.where(Task.queue.startswith(queue_prefix))
-            q = q.order_by(Task.created_at, Task.id).limit(limit)
-            return [TaskView.of(t) for t in s.scalars(q)]
+    def _claimable(self, queues: Sequence[str] | None, queue_prefix: str | None) -> Any:
+        cond = and_(Task.state == _PENDING, Task.cancel_requested.is_(False),
+                    Task.attempts < self.max_attempts)
+        if queues is not None:
+            cond = and_(cond, Task.queue.in_(list(queues)))
+        if queue_prefix is not None:
+            cond = and_(cond, Task.queue.startswith(queue_prefix))
+        return cond
+
+    def fair_order(self, queues: Sequence[str] | None = None, limit: int = 8,
+                   queue_prefix: str | None = None) -> list[str]:
+        """Ids of the next pending tasks in fair order (lowest fair_key, then oldest)."""
+        with self.db.reading() as c:
+            return list(c.scalars(select(Task.id).where(self._claimable(queues, queue_prefix))
+                                  .order_by(Task.fair_key, Task.created_at).limit(limit)))
+
+    def claim_next(self, worker_id: str, queues: Sequence[str] | None = None,
+                   queue_prefix: str | None = None, rounds: int = 5) -> TaskView | None:
+        """Claim the fairest pending task; None when there is none.  Several workers may
+        race for the same head: the loser takes the next one."""
+        for _ in range(rounds):
+            ids = self.fair_order(queues, queue_prefix=queue_prefix)
+            if not ids:
+                return None
+            for task_id in ids:
+                task = self.claim(task_id, worker_id)
+                if task is not None:
+                    return task
+        return None
+
+    def pending_count(self, queues: Sequence[str] | None = None) -> int:
+        with self.db.reading() as c:
+            return int(c.scalar(select(func.count()).select_from(Task)
+                                .where(self._claimable(queues, None))) or 0)
 
     def claim(self, task_id: str, worker_id: str) -> TaskView | None:
         """Take a task to run; None when someone else has it or it is finished."""
