@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -125,3 +126,42 @@ def test_shutdown_hands_running_work_back(services: Services) -> None:
         assert wait_for(services.tasks, tid, {Status.DONE}).result == {"total": 500}
     finally:
         d2.stop()
+
+
+def test_the_reaper_brings_back_a_task_whose_lease_expired_while_running(
+        services: Services) -> None:
+    """Embedded mode once looked for lost tasks only at start: a task claimed by a worker
+    that then vanished stayed running forever.  The reaper sweeps expired leases."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from ronghe.db import utcnow
+    from ronghe.jobs.models import Task
+
+    a, _ = users(services)
+    d = InProcessDispatcher(services.tasks, services, poll_seconds=0.1, sweep_seconds=0.2)
+    d.start()
+    try:
+        t = services.tasks.create(a, "count", "images.test", {"n": 1, "label": "lost"})
+        assert services.tasks.claim(t.id, "embedded:someone-else:cpu:1") is not None
+        with services.db.session() as s:
+            s.execute(update(Task).where(Task.id == t.id)
+                      .values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+        done = wait_for(services.tasks, t.id, {Status.DONE}, timeout=10)
+        assert done.attempts == 2 and done.worker_id.startswith(d.instance_prefix)
+    finally:
+        d.stop()
+
+
+def test_the_instance_id_is_short_stored_and_kept(tmp_path: Path) -> None:
+    from ronghe.jobs.dispatch import stored_instance_id
+    from ronghe.jobs.runner import worker_id
+
+    data = tmp_path / ("d" * 150)
+    data.mkdir()
+    first = stored_instance_id(data)
+    assert len(first) == 12 and stored_instance_id(data) == first
+    wid = worker_id(f"embedded:{first}", "cpu")
+    assert wid.startswith(f"embedded:{first}:") and len(wid) <= 128
+    assert stored_instance_id(tmp_path) != first
