@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     login_delay_seconds: float = Field(default=0.25, ge=0, le=10)
     login_max_failures: int = Field(default=10, ge=1)
     login_failure_window_seconds: int = Field(default=300, ge=1)
+    # The wait after login_max_failures failures of one (account, address) pair; each
+    # further failure doubles it, up to the max.
+    login_lockout_seconds: float = Field(default=30, ge=0, le=86_400)
+    login_lockout_max_seconds: float = Field(default=900, ge=0, le=7 * 86_400)
 
     # --- database, storage, broker
     database_url: str | None = None

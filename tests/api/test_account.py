@@ -90,3 +90,20 @@ def test_oversized_bodies_are_refused(tmp_path) -> None:  # type: ignore[no-unty
         assert r.status_code == 413 and "2048 bytes" in r.json()["msg"]
         r = c.post(FILES, files={"init_img": ("a.png", b"x" * 5000, "image/png")})
         assert r.status_code == 413
+
+
+def test_get_token_brute_force_answers_429_with_retry_after(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from ronghe.app import create_app
+    from tests.conftest import make_account, make_settings
+
+    app = create_app(make_settings(tmp_path, login_max_failures=2, login_lockout_seconds=40))
+    account = make_account(app)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for _ in range(2):
+            r = c.post("/api/v1b/get_token", json={"email": account.email, "password": "no"})
+            assert r.status_code == 401
+        r = c.post("/api/v1b/get_token",
+                   json={"email": account.email, "password": account.password})
+        assert r.status_code == 429 and r.json()["code"] == 429
+        assert 39 <= int(r.headers["Retry-After"]) <= 41
+        assert "from this address" in r.json()["msg"]

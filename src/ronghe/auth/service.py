@@ -61,7 +61,8 @@ class AuthService:
         self.db = db
         self.settings = settings
         self.throttle = LoginThrottle(
-            settings.login_max_failures, settings.login_failure_window_seconds
+            db, settings.login_max_failures, settings.login_failure_window_seconds,
+            settings.login_lockout_seconds, settings.login_lockout_max_seconds,
         )
 
     # --- users
@@ -106,18 +107,18 @@ class AuthService:
 
     def login(self, email: str, password: str, client_ip: str = "") -> Issued:
         """Checks credentials and issues a token; one answer for every kind of failure."""
-        keys = (f"email:{email.strip().lower()}", f"ip:{client_ip}")
-        wait = self.throttle.blocked(*keys)
+        wait = self.throttle.blocked(email, client_ip)
         if wait > 0:
-            raise RateLimited(f"too many failed logins; try again in {int(wait) + 1} seconds")
+            raise RateLimited(f"too many failed logins for this account from this address; "
+                              f"try again in {int(wait) + 1} seconds", retry_after=wait)
         with self.db.session() as s:
             user = s.scalar(select(User).where(User.email == email.strip().lower()))
             ok = passwords.verify_password(user.password_hash if user else None, password)
             if not ok or user is None or not user.is_active:
-                self.throttle.failed(*keys)
+                self.throttle.failed(email, client_ip)
                 time.sleep(self.settings.login_delay_seconds)
                 raise Unauthorized(BAD_LOGIN)
-            self.throttle.succeeded(keys[0])
+            self.throttle.succeeded(email, client_ip)
             if passwords.needs_rehash(user.password_hash):
                 user.password_hash = passwords.hash_password(password)
             return self._issue_token(s, user.id)
