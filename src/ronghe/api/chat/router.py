@@ -7,8 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response
 
 from ronghe.api.chat import serving
-from ronghe.api.chat.protocol import ChatCompletionRequest
+from ronghe.api.chat.params import CHAT_ERRORS, STREAM
+from ronghe.api.chat.protocol import CompletionResponse, VendorChatRequest
 from ronghe.api.chat.state import ChatState, get_chat
+from ronghe.api.envelopes import Family, errors
 from ronghe.auth.deps import ApiPrincipal
 
 PATHS = ("/nlp/v1/chat/completions", "/v1/nlp/chat/completions",
@@ -17,12 +19,15 @@ PATHS = ("/nlp/v1/chat/completions", "/v1/nlp/chat/completions",
 router = APIRouter(tags=["chat"])
 
 
-async def chat_completions(request: Request, body: ChatCompletionRequest, user: ApiPrincipal,
-                           chat: Annotated[ChatState, Depends(get_chat)]) -> Response:
+async def chat_completions(request: Request, body: VendorChatRequest, user: ApiPrincipal,
+                           chat: Annotated[ChatState, Depends(get_chat)]
+                           ) -> CompletionResponse | Response:
     """Chat with a configured model; ``stream: true`` answers with server-sent events."""
     return await serving.complete(request, body, chat)
 
 
 for _index, _path in enumerate(PATHS):
-    router.add_api_route(_path, chat_completions, methods=["POST"], response_model=None,
+    router.add_api_route(_path, chat_completions, methods=["POST"],
+                         response_model=CompletionResponse,
+                         responses={200: STREAM, **errors(Family.CHAT, *CHAT_ERRORS)},
                          include_in_schema=_index == 0, summary="Chat completion (vendor API)")

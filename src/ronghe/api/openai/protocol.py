@@ -9,12 +9,16 @@ silently ignored; unknown fields are ignored.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ronghe.api.chat.protocol import MAX_CONTENT_CHARS, MAX_MESSAGES, drop_nulls, in_range
-from ronghe.engines.llm.base import ChatMessage, GenerationParams, Usage
+from ronghe.api.chat.params import MAX_CONTENT_CHARS, MAX_MESSAGES, ChatBody, Tokens, UsageInfo
+from ronghe.api.envelopes import Body
+from ronghe.api.fields import Range
+from ronghe.engines.llm.base import ChatMessage, FinishReason, GenerationParams, Usage
+
+Penalty = Annotated[float, Range(-2, 2)]
 
 
 class TextPart(BaseModel):
@@ -24,7 +28,7 @@ class TextPart(BaseModel):
     text: str = Field(max_length=MAX_CONTENT_CHARS)
 
 
-class Message(BaseModel):
+class OpenAIMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     # "developer" is what newer OpenAI clients call the system message.
@@ -48,77 +52,29 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: str | None = Field(default=None, max_length=128)
-    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    stream: bool = False
+class ChatCompletionRequest(ChatBody):
+    messages: list[OpenAIMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    temperature: Annotated[float, Range(0, 2)] = 1.0
+    top_p: Annotated[float, Range(0, 1)] = 1.0
+    max_tokens: Tokens | None = None
+    max_completion_tokens: Tokens | None = None
     stream_options: StreamOptions | None = None
     stop: str | list[str] | None = None
     seed: int | None = None
     n: int = 1
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    logit_bias: dict[int, float] | None = None
-    repetition_penalty: float = 1.0
+    frequency_penalty: Penalty = 0.0
+    presence_penalty: Penalty = 0.0
+    logit_bias: dict[int, Annotated[float, Range(-100, 100)]] | None = None
     user: str | None = None
     logprobs: bool = False
     tools: list[Any] | None = None
     response_format: dict[str, Any] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls(cls, data: Any) -> Any:
-        return drop_nulls(data)
-
-    @field_validator("temperature")
-    @classmethod
-    def _temperature(cls, v: float) -> float:
-        in_range(v, 0, 2, low_open=False)
-        return v
-
-    @field_validator("top_p")
-    @classmethod
-    def _top_p(cls, v: float) -> float:
-        in_range(v, 0, 1, low_open=False)
-        return v
-
-    @field_validator("max_tokens", "max_completion_tokens")
-    @classmethod
-    def _max_tokens(cls, v: int | None) -> int | None:
-        if v is not None and v < 1:
-            raise ValueError("must be at least 1")
-        return v
-
-    @field_validator("frequency_penalty", "presence_penalty")
-    @classmethod
-    def _penalty(cls, v: float) -> float:
-        in_range(v, -2, 2, low_open=False)
-        return v
-
-    @field_validator("repetition_penalty")
-    @classmethod
-    def _repetition_penalty(cls, v: float) -> float:
-        in_range(v, 0, None)
-        return v
 
     @field_validator("stop")
     @classmethod
     def _stop(cls, v: str | list[str] | None) -> str | list[str] | None:
         if isinstance(v, list) and len(v) > 4:
             raise ValueError("at most 4 stop sequences")
-        return v
-
-    @field_validator("logit_bias")
-    @classmethod
-    def _logit_bias(cls, v: dict[int, float] | None) -> dict[int, float] | None:
-        for bias in (v or {}).values():
-            in_range(bias, -100, 100, low_open=False)
         return v
 
     @field_validator("n")
@@ -171,21 +127,39 @@ def now() -> int:
     return int(time.time())
 
 
-def usage_dict(usage: Usage | None) -> dict[str, int] | None:
-    return usage.as_dict() if usage else None
+def usage_info(usage: Usage | None) -> UsageInfo | None:
+    return UsageInfo(**usage.as_dict()) if usage else None
 
 
-def completion_body(rid: str, model: str, created: int, text: str, finish_reason: str,
-                    usage: Usage | None) -> dict[str, Any]:
-    return {
-        "id": rid,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": finish_reason, "logprobs": None}],
-        "usage": usage_dict(usage),
-    }
+class AssistantMessage(Body):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class OpenAIChoice(Body):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: FinishReason
+    logprobs: None = None
+
+
+class ChatCompletion(Body):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(description="Unix time")
+    model: str
+    choices: list[OpenAIChoice]
+    usage: UsageInfo | None
+
+
+def completion(rid: str, model: str, created: int, text: str, finish_reason: FinishReason,
+               usage: Usage | None) -> ChatCompletion:
+    choice = OpenAIChoice(message=AssistantMessage(content=text), finish_reason=finish_reason)
+    return ChatCompletion(id=rid, created=created, model=model, choices=[choice],
+                          usage=usage_info(usage))
+
+
+# Stream events: plain dicts, one per token.
 
 
 def chunk_body(rid: str, model: str, created: int, delta: dict[str, Any],
@@ -201,11 +175,19 @@ def chunk_body(rid: str, model: str, created: int, delta: dict[str, Any],
 
 
 def usage_chunk_body(rid: str, model: str, created: int, usage: Usage | None) -> dict[str, Any]:
+    info = usage_info(usage)
     return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [], "usage": usage_dict(usage)}
+            "choices": [], "usage": info.model_dump() if info else None}
 
 
-def models_body(names: list[str], context: dict[str, int]) -> dict[str, Any]:
-    return {"object": "list", "data": [
-        {"id": name, "object": "model", "created": 0, "owned_by": "ronghe",
-         "context_length": context[name]} for name in names]}
+class ModelCard(Body):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "ronghe"
+    context_length: int = Field(description="the model's context window, in tokens")
+
+
+class ModelList(Body):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -13,17 +13,19 @@ from collections.abc import AsyncIterator
 
 import structlog
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ronghe.api.chat.serving import CLIENT_GONE
 from ronghe.api.chat.state import ChatState
 from ronghe.api.chat.streaming import DONE, EventStream, collect_or_disconnect, sse
 from ronghe.api.envelopes import Family, error_body
 from ronghe.api.openai.protocol import (
+    ChatCompletion,
     ChatCompletionRequest,
+    ModelCard,
+    ModelList,
     chunk_body,
-    completion_body,
-    models_body,
+    completion,
     now,
     usage_chunk_body,
 )
@@ -33,7 +35,8 @@ from ronghe.errors import RongheError
 log = structlog.get_logger(__name__)
 
 
-async def complete(request: Request, body: ChatCompletionRequest, chat: ChatState) -> Response:
+async def complete(request: Request, body: ChatCompletionRequest,
+                   chat: ChatState) -> ChatCompletion | Response:
     engine = chat.engines.get(body.model)
     stream = chat.metrics.watch(engine.name, "openai", await engine.start(body.to_params()))
     rid = f"chatcmpl-{uuid.uuid4().hex}"
@@ -45,8 +48,8 @@ async def complete(request: Request, body: ChatCompletionRequest, chat: ChatStat
     result = await collect_or_disconnect(request, stream)
     if result is None:
         return Response(status_code=CLIENT_GONE)
-    return JSONResponse(completion_body(rid, engine.name, created, result.text,
-                                        result.finish_reason, result.usage))
+    return completion(rid, engine.name, created, result.text, result.finish_reason,
+                      result.usage)
 
 
 async def _events(rid: str, model: str, created: int, stream: ChatStream,
@@ -68,7 +71,7 @@ async def _events(rid: str, model: str, created: int, stream: ChatStream,
     yield DONE
 
 
-def list_models(chat: ChatState) -> JSONResponse:
-    names = chat.engines.names()
-    context = {name: chat.engines.get(name).context_length() for name in names}
-    return JSONResponse(models_body(names, context))
+def list_models(chat: ChatState) -> ModelList:
+    cards = [ModelCard(id=name, context_length=chat.engines.get(name).context_length())
+             for name in chat.engines.names()]
+    return ModelList(data=cards)
