@@ -136,6 +136,10 @@ class Settings(BaseSettings):
     # further failure doubles it, up to the max.
     login_lockout_seconds: float = Field(default=30, ge=0, le=86_400)
     login_lockout_max_seconds: float = Field(default=900, ge=0, le=7 * 86_400)
+    # Anyone who reaches the server may create an account (POST /api/v1b/signup).
+    allow_signup: bool = False
+    signup_max_per_hour: int = Field(default=10, ge=1, le=100_000)
+    api_keys_per_user: int = Field(default=10, ge=1, le=1000)
 
     # --- database, storage, broker
     database_url: str | None = None

@@ -4,6 +4,9 @@ client sends (size, nesting) can make parsing slow or crash."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -12,9 +15,7 @@ import httpx
 import pytest
 
 from ronghe.api.lenient import LENIENT_MAX_BYTES, LENIENT_MAX_DEPTH, BadJson, is_strict, repair
-from ronghe.app import create_app
-from tests.chat_support import LiveServer
-from tests.conftest import make_settings
+from tests.conftest import free_port, wait_healthy
 
 CURL_RESULT = b"""{
         "task_id": "f3e5b59c-7416-11ed-a160-00163e025c94",
@@ -61,8 +62,19 @@ def test_json_nested_10000_deep_is_an_error_not_a_crash() -> None:
 
 @pytest.fixture
 def live(tmp_path: Path):  # type: ignore[no-untyped-def]
-    with LiveServer(create_app(make_settings(tmp_path / "data"))) as server:
-        yield server.url
+    """``ronghe serve`` in its own process, so the clients below do not share its GIL."""
+    port, log = free_port(), tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ronghe.cli", "serve", "--data-dir",
+                                 str(tmp_path / "data"), "--port", str(port)],
+                                stdout=out, stderr=subprocess.STDOUT,
+                                env={**os.environ, "RONGHE_LOG_LEVEL": "warning"})
+    try:
+        wait_healthy(port, proc, 90, log)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def test_a_big_non_strict_body_does_not_stall_other_requests(live: str) -> None:

@@ -12,6 +12,9 @@ deployment sees the same ones (and embedded mode needs nothing else).
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
+from collections import defaultdict, deque
 from datetime import datetime, timedelta
 
 from sqlalchemy import case, delete, select, update
@@ -85,3 +88,36 @@ class LoginThrottle:
         with self.db.session() as s:
             s.execute(delete(LoginFailure)
                       .where(LoginFailure.key_hash == pair_key(email, address)))
+
+
+class SlidingWindow:
+    """In-memory sliding window of events per key, per process (sign-ups per address)."""
+
+    def __init__(self, max_events: int, window_seconds: float) -> None:
+        self.max_events = max_events
+        self.window = window_seconds
+        self._events: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _trim(self, key: str, now: float) -> deque[float]:
+        q = self._events[key]
+        while q and now - q[0] > self.window:
+            q.popleft()
+        return q
+
+    def blocked(self, *keys: str) -> float:
+        """Seconds until the most limited key may act again; 0 when none is blocked."""
+        now = time.monotonic()
+        wait = 0.0
+        with self._lock:
+            for key in keys:
+                q = self._trim(key, now)
+                if len(q) >= self.max_events:
+                    wait = max(wait, self.window - (now - q[0]))
+        return wait
+
+    def failed(self, *keys: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                self._trim(key, now).append(now)

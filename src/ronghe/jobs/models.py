@@ -15,12 +15,16 @@ class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
         Index("ix_tasks_state_queue_created", "state", "queue", "created_at"),
+        # task_list: one user's tasks (of a kind), newest first, in index
+        # order (id breaks ties), so a page never sorts the user's history.
+        # ix_tasks_user_created also serves the submit rate limit (a user's recent submits).
+        Index("ix_tasks_user_kind_created", "user_id", "kind", "created_at", "id"),
+        Index("ix_tasks_user_created", "user_id", "created_at", "id"),
         # The fair pick: pending tasks in fair_key order, across all queues or in one.
         Index("ix_tasks_state_fair", "state", "fair_key", "created_at"),
         Index("ix_tasks_state_queue_fair", "state", "queue", "fair_key", "created_at"),
-        # A user's pending tasks (the cap, the user's last turn) and recent submits (rate).
+        # A user's pending tasks (the pending cap).
         Index("ix_tasks_user_state_fair", "user_id", "state", "fair_key"),
-        Index("ix_tasks_user_created", "user_id", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)

@@ -6,10 +6,12 @@ blocks the event loop, and pollers stay fast while a generation runs.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 
 from ronghe.api.envelopes import Family, MiaohuaOk, errors
-from ronghe.api.images import forms, serving
+from ronghe.api.images import forms, listing, serving
 from ronghe.api.images.protocol import (
     BaseModelRow,
     ControlNetRow,
@@ -19,6 +21,7 @@ from ronghe.api.images.protocol import (
     ModelPage,
     TaskCancelled,
     TaskCancelRequest,
+    TaskListRequest,
     TaskResult,
     TaskResultRequest,
     TaskResults,
@@ -85,6 +88,13 @@ async def task_results(body: TaskResultsRequest, token: RequestToken, services: 
                        request: Request) -> TaskResults:
     return await services.db.run_read(_task_results, services, token, body.task_ids,
                                       _base(request))
+
+
+@router.post("/task_list", summary="Your tasks, newest first, a page at a time",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN))
+def task_list(body: TaskListRequest, user: TokenUser, services: ServicesDep,
+              request: Request) -> Any:
+    return listing.task_list(services, user, body, _base(request))
 
 
 @router.post("/task_cancel", summary="Cancel a pending or running task",

@@ -234,6 +234,13 @@ def task_result(services: Services, task: TaskView, base_url: str) -> TaskResult
     return TaskResult(images=image_urls(services, task, base_url), **_result_fields(task))
 
 
+def task_body(services: Services, task: TaskView, base_url: str,
+              files: dict[str, FileInfo] | None = None) -> dict[str, Any]:
+    """task_result's answer as plain JSON data, for listings that add fields to it."""
+    return TaskResult(images=image_urls(services, task, base_url, files),
+                      **_result_fields(task)).model_dump(mode="json")
+
+
 def task_results(services: Services, user: User, task_ids: list[str],
                  base_url: str) -> TaskResults:
     found = services.tasks.get_many(task_ids, user.id)

@@ -2,7 +2,7 @@
 login_failures: the login throttle's counters, shared by every API process
 
 Revision ID: 0006
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-01 20:40:00
 
 Existing pending tasks get fair_key 0, so they keep their first-come order.
@@ -16,7 +16,9 @@ from alembic import op
 import ronghe.db.base
 
 revision = "0006"
-down_revision = "0005"
+# Chained after 0007 (branch webapi, merged here) so this branch has one head; the rate
+# limit uses 0007's ix_tasks_user_created.
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
@@ -29,7 +31,6 @@ def upgrade() -> None:
         batch.create_index("ix_tasks_state_queue_fair",
                            ["state", "queue", "fair_key", "created_at"])
         batch.create_index("ix_tasks_user_state_fair", ["user_id", "state", "fair_key"])
-        batch.create_index("ix_tasks_user_created", ["user_id", "created_at"])
     op.create_table(
         "login_failures",
         sa.Column("key_hash", sa.String(length=64), nullable=False),
@@ -47,7 +48,6 @@ def downgrade() -> None:
         batch.drop_index(batch.f("ix_login_failures_last_failure_at"))
     op.drop_table("login_failures")
     with op.batch_alter_table("tasks") as batch:
-        batch.drop_index("ix_tasks_user_created")
         batch.drop_index("ix_tasks_user_state_fair")
         batch.drop_index("ix_tasks_state_queue_fair")
         batch.drop_index("ix_tasks_state_fair")
