@@ -75,19 +75,23 @@ class Accounts:
     def change_password(self, user: User, token: str, old: str, new: str) -> int:
         """Checks the old password (wrong ones count as failed logins) and sets the new one;
         every token but the caller's is revoked.  Returns how many were."""
-        keys = (f"email:{user.email}",)
-        wait = self.auth.throttle.blocked(*keys)
+        # Counted per account on a pair of its own: guesses through a stolen token slow
+        # down, and never lock the owner's logins.
+        pair = (user.email, "change_password")
+        wait = self.auth.throttle.blocked(*pair)
         if wait > 0:
-            raise RateLimited(f"too many wrong passwords; try again in {int(wait) + 1} seconds")
+            raise RateLimited(f"too many wrong passwords; try again in {int(wait) + 1} seconds",
+                              retry_after=wait)
         if not passwords.MIN_PASSWORD <= len(new) <= passwords.MAX_PASSWORD:
             raise BadRequest(f"new_password must be {passwords.MIN_PASSWORD}-"
                              f"{passwords.MAX_PASSWORD} characters", field="new_password")
         with self.db.session() as s:
             row = self.auth.get_user(s, user.id)
             if not passwords.verify_password(row.password_hash, old):
-                self.auth.throttle.failed(*keys)
+                self.auth.throttle.failed(*pair)
                 raise BadRequest("old_password: is incorrect", field="old_password")
             new_hash = passwords.hash_password(new)
+            self.auth.throttle.succeeded(*pair)
             return self.auth.replace_password(s, row, new_hash, keep_token=token)
 
     # --- admins

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from ronghe.api.envelopes import Family, errors
 from ronghe.api.images.listing import KINDS
 from ronghe.api.users.protocol import (
     AdminFlag,
@@ -19,7 +20,9 @@ from ronghe.api.users.serving import ok, paged, queue_item, user_body
 from ronghe.auth.deps import ServicesDep, TokenUser
 from ronghe.db.models import User
 
-router = APIRouter(prefix="/api/v1b/admin", tags=["admin"])
+router = APIRouter(prefix="/api/v1b/admin", tags=["admin"],
+                   # The statuses its routes answer with, in the Miaohua envelope.
+                   responses=errors(Family.MIAOHUA, 400, 401, 403, 404, 409, 413))
 
 
 def admin_user(user: TokenUser, services: ServicesDep) -> User:

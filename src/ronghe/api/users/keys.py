@@ -6,11 +6,14 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from ronghe.api.envelopes import Family, errors
 from ronghe.api.users.protocol import KeyCreate, KeyRef
 from ronghe.api.users.serving import key_body, ok
 from ronghe.auth.deps import ServicesDep, TokenUser
 
-router = APIRouter(prefix="/api/v1b/api_keys", tags=["account"])
+router = APIRouter(prefix="/api/v1b/api_keys", tags=["account"],
+                   # The statuses its routes answer with, in the Miaohua envelope.
+                   responses=errors(Family.MIAOHUA, 400, 401, 404, 409, 413))
 
 
 @router.post("/create", summary="A new chat API key; the key is in this answer only")

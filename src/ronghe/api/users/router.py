@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
+from ronghe.api.envelopes import Family, Request, errors
 from ronghe.api.users.protocol import ChangePassword, Credentials
 from ronghe.api.users.serving import ok, user_body
 from ronghe.auth.deps import RequestToken, ServicesDep, TokenUser
 
-router = APIRouter(prefix="/api/v1b", tags=["account"])
+router = APIRouter(prefix="/api/v1b", tags=["account"],
+                   # The statuses its routes answer with, in the Miaohua envelope.
+                   responses=errors(Family.MIAOHUA, 400, 401, 403, 409, 413, 429))
 
 
 @router.get("/setup", summary="Whether the server still needs its first account")
