@@ -6,9 +6,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from ronghe.api.images.prompt import clean, enrich
 from ronghe.app import create_app
 from ronghe.engines.diffusion.output import read_metadata
+from ronghe.tasks.prompt import clean, enrich
 from tests.api.images.conftest import submit
 from tests.conftest import Account, DemoModel, make_account, make_settings
 from tests.image_support import wait_done

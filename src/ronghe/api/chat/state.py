@@ -5,14 +5,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from ronghe.engines.llm.base import ChatDelta, ChatStream
 from ronghe.engines.llm.registry import ChatEngines
 from ronghe.services import Services
-
-KEY = "chat"
 
 
 class ChatMetrics:
@@ -81,15 +79,20 @@ class ChatState:
     metrics: ChatMetrics
 
 
-def ensure_chat_state(services: Services, registry: CollectorRegistry) -> ChatState:
-    """The one ChatState of this app, made by whichever chat feature installs first."""
-    state = services.extras.get(KEY)
+def ensure_chat_state(app: FastAPI, services: Services,
+                      registry: CollectorRegistry) -> ChatState:
+    """The one ChatState of this app (``app.state.chat``), made by whichever chat feature
+    installs first; its engines are the process's ``services.chat``."""
+    state: ChatState | None = getattr(app.state, "chat", None)
     if state is None:
-        engines = ChatEngines(services.settings)
-        state = services.extras[KEY] = ChatState(engines, ChatMetrics(registry))
+        engines = services.chat or ChatEngines(services.settings)
+        services.chat = engines
+        state = app.state.chat = ChatState(engines, ChatMetrics(registry))
         services.readiness["chat"] = engines.readiness
     return state
 
 
-def get_chat(request: Request) -> ChatState:
-    return request.app.state.services.extras[KEY]
+async def close_chat(services: Services) -> None:
+    """Stop the chat engines (a second call, by the other chat feature, finds none running)."""
+    if services.chat is not None:
+        await services.chat.aclose()
