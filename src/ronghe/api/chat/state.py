@@ -1,15 +1,17 @@
-"""What both chat APIs share in one app: the engines and the chat metrics."""
+"""What both chat APIs share in one app: the engines, the chat metrics, the feature."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from ronghe.engines.cpu import budget
 from ronghe.engines.llm.base import ChatDelta, ChatStream
 from ronghe.engines.llm.registry import ChatEngines
+from ronghe.features import BaseFeature
 from ronghe.services import Services
 
 
@@ -92,7 +94,21 @@ def ensure_chat_state(app: FastAPI, services: Services,
     return state
 
 
-async def close_chat(services: Services) -> None:
-    """Stop the chat engines (a second call, by the other chat feature, finds none running)."""
-    if services.chat is not None:
-        await services.chat.aclose()
+class ChatApiFeature(BaseFeature):
+    """A chat API (the vendor's or the OpenAI-compatible one) on the shared engines."""
+
+    def __init__(self, name: str, router: APIRouter) -> None:
+        self.name = name
+        self.router = router
+
+    def install(self, app: FastAPI, services: Services, registry: CollectorRegistry) -> None:
+        ensure_chat_state(app, services, registry)
+        app.include_router(self.router)
+
+    async def start(self, app: FastAPI, services: Services) -> None:
+        budget.configure(services.settings.cpu_threads)
+
+    async def stop(self, app: FastAPI, services: Services) -> None:
+        # The second chat feature to stop finds no engine running any more.
+        if services.chat is not None:
+            await services.chat.aclose()
