@@ -18,7 +18,7 @@ Execution is therefore at-least-once per attempt and exactly-once in effect.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from celery import Celery
@@ -26,6 +26,9 @@ from celery import Celery
 from ronghe.jobs.runner import Handlers, execute, worker_id
 from ronghe.jobs.store import TaskView
 from ronghe.queues import Queue
+
+if TYPE_CHECKING:
+    from ronghe.services import Services
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +38,7 @@ CELERY_TASK = "ronghe.run_task"
 VISIBILITY_TIMEOUT = 24 * 3600
 
 
-def make_celery(broker_url: str, services: Any = None,
+def make_celery(broker_url: str, services: Services | None = None,
                 handlers: Handlers | None = None) -> Celery:
     app = Celery("ronghe", broker=broker_url, set_as_current=False)
     app.conf.update(
@@ -65,7 +68,7 @@ def make_celery(broker_url: str, services: Any = None,
     return app
 
 
-def run_worker(services: Any, queues: list[str], loglevel: str = "INFO",
+def run_worker(services: Services, queues: list[str], loglevel: str = "INFO",
                handlers: Handlers | None = None) -> None:
     """Run a Celery worker in this process: one task at a time (one device), thread pool so
     the main thread keeps the broker connection alive during long jobs."""
@@ -88,7 +91,7 @@ def run_worker(services: Any, queues: list[str], loglevel: str = "INFO",
 class CeleryDispatcher:
     """API side: send task ids to the broker, and sweep for lost work."""
 
-    def __init__(self, services: Any, sweep_seconds: float | None = None) -> None:
+    def __init__(self, services: Services, sweep_seconds: float | None = None) -> None:
         self.services = services
         self.settings = services.settings
         self.celery = make_celery(self.settings.broker_url, services)
