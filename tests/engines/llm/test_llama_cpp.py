@@ -183,7 +183,7 @@ async def test_concurrent_requests_do_not_corrupt_each_other(engine: LlamaCppEng
 
 
 async def test_full_queue_is_refused_at_once() -> None:
-    engine = make_engine(queue_size=1)
+    engine = make_engine(queue_size=1, parallel=1)
     try:
         long = GenerationParams(STORY, max_new_tokens=2000, logit_bias=never_stop())
         first = await engine.start(long)

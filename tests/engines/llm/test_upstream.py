@@ -42,7 +42,8 @@ class Upstream:
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     data: Path = tmp_path_factory.mktemp("upstream")
-    app = create_app(chat_settings(data, chat_queue_size=0, chat_request_timeout_seconds=3))
+    app = create_app(chat_settings(data, chat_queue_size=0, chat_parallel=1,
+                                   chat_request_timeout_seconds=3))
     key = make_account(app).api_key
     with LiveServer(app) as server:
         yield Upstream(server.url, key, chat_engine(app))
@@ -129,7 +130,7 @@ async def test_busy_upstream_and_cancel_pass_through(upstream: Upstream) -> None
         stream = await engine.start(GenerationParams(STORY, max_new_tokens=2000,
                                                      logit_bias=bias))
         await stream.__anext__()
-        # The upstream runs with chat_queue_size=0: a second request is refused with 503.
+        # The upstream runs one generation and queues none: a second request is refused with 503.
         with pytest.raises(Busy, match="is busy"):
             await other.start(GenerationParams(HELLO, max_new_tokens=5))
         closed = time.monotonic()
