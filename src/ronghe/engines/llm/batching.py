@@ -39,6 +39,7 @@ import structlog
 from ronghe.engines.cpu import CpuBudget
 from ronghe.engines.llm.base import ChatDelta, FinishReason, GenerationParams, Usage
 from ronghe.engines.llm.llama_model import LoadedModel
+from ronghe.engines.llm.sampling import Sampler
 from ronghe.engines.llm.text import StopMatcher
 from ronghe.errors import Busy, RongheError, Timeout
 
@@ -74,7 +75,7 @@ class Job:
     params: GenerationParams
     prompt: list[int]
     max_new_tokens: int
-    chain: Any  # the llama.cpp sampler chain; freed by whoever ends the job
+    sampler: Sampler  # freed by whoever ends the job
     loop: asyncio.AbstractEventLoop
     deadline: float
     queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
@@ -157,7 +158,7 @@ class BatchRunner:
             self._waiting.remove(job)
             self._stats.waiting -= 1
             self._stats.cancelled += 1
-        llama_cpp.llama_sampler_free(job.chain)
+        job.sampler.free()
 
     def close(self) -> None:
         with self._lock:
@@ -187,7 +188,7 @@ class BatchRunner:
             self._stats.cancelled += len(waiting)
             self._stats.waiting -= len(waiting)
         for job in waiting:
-            llama_cpp.llama_sampler_free(job.chain)
+            job.sampler.free()
             job.put(END)
 
     def _step(self) -> bool:
@@ -300,7 +301,7 @@ class BatchRunner:
             run.next_token = None
         for run, _ in added:
             if run.out >= 0:
-                token = llama_cpp.llama_sampler_sample(run.job.chain, self._model.ctx, run.out)
+                token = run.job.sampler.sample(self._model.ctx, run.out)
                 self._accept(run, token)
 
     def _accept(self, run: _Running, token: int) -> None:
@@ -334,7 +335,7 @@ class BatchRunner:
         self._finish_job(run.job, outcome, error)
 
     def _finish_job(self, job: Job, outcome: str, error: BaseException | None) -> None:
-        llama_cpp.llama_sampler_free(job.chain)
+        job.sampler.free()
         # Counted before the listener hears the end, so stats are settled when it does.
         with self._lock:
             self._stats.running -= 1

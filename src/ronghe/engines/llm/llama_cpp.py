@@ -23,7 +23,6 @@ import threading
 import time
 from typing import Any
 
-import llama_cpp
 import structlog
 
 from ronghe.engines.cpu import CpuBudget, budget
@@ -31,7 +30,7 @@ from ronghe.engines.llm.base import ChatDelta, ChatMessage, ChatStream, Generati
 from ronghe.engines.llm.batching import BatchRunner, End, EngineStats, Item, Job
 from ronghe.engines.llm.bundled import resolve_model_path
 from ronghe.engines.llm.llama_model import LoadedModel
-from ronghe.engines.llm.sampling import Grammar, build_chain
+from ronghe.engines.llm.sampling import Grammar, build_sampler
 from ronghe.engines.llm.structured import response_grammar
 from ronghe.engines.llm.tools import ToolCallStream, prepare_tools
 from ronghe.errors import BadRequest, NotReady
@@ -150,13 +149,13 @@ class LlamaCppEngine:
             raise BadRequest(f"logit_bias: token ids must be 0-{model.n_vocab - 1} for model "
                              f"{self.name!r} (got {bad[0]})", field="logit_bias")
         grammar: Grammar | None = tool_grammar or response_grammar(params.response_format)
-        chain = build_chain(model.vocab, model.n_vocab, limit, params, prompt, grammar)
-        job = Job(params, prompt, min(params.max_new_tokens or room, room), chain,
+        sampler = build_sampler(model.vocab, model.n_vocab, limit, params, prompt, grammar)
+        job = Job(params, prompt, min(params.max_new_tokens or room, room), sampler,
                   asyncio.get_running_loop(), time.monotonic() + self._timeout)
         try:
             self._runner.submit(job)
         except BaseException:
-            llama_cpp.llama_sampler_free(chain)
+            sampler.free()
             raise
         stream: ChatStream = _Stream(self, job)
         if params.tools and params.tool_choice != "none":
