@@ -139,11 +139,14 @@ class ToolCallParser:
             if self._state == "text":
                 i = self._buf.find(OPEN)
                 if i >= 0:
-                    content.append(self._buf[:i])
+                    if not (self.calls and not self._buf[:i].strip()):
+                        content.append(self._buf[:i])
                     self._buf, self._state = self._buf[i + len(OPEN):], "head"
                     continue
                 hold = _partial(self._buf, OPEN)
-                content.append(self._buf[: len(self._buf) - hold])
+                piece = self._buf[: len(self._buf) - hold]
+                if not (self.calls and not piece.strip()):  # no blank lines between calls
+                    content.append(piece)
                 self._buf = self._buf[len(self._buf) - hold:]
                 break
             if self._state == "head":
@@ -172,10 +175,7 @@ class ToolCallParser:
                 pieces.append(ToolCallDelta(self.calls, self._buf[:k]))
                 self._buf = self._buf[k:]
             break
-        text_out = "".join(content)
-        if self.calls or self._state != "text":
-            text_out = text_out if text_out.strip() else ""
-        return text_out, [p for p in pieces if p.arguments or p.name]
+        return "".join(content), [p for p in pieces if p.arguments or p.name]
 
     def flush(self) -> tuple[str, list[ToolCallDelta]]:
         rest, self._buf = self._buf, ""
