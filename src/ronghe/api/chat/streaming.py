@@ -1,6 +1,6 @@
 """Server-sent events and client-disconnect handling shared by both chat APIs.
 
-A chat generation holds the model (one at a time per model), so a client that goes away must
+A chat generation holds one of the model's few parallel slots, so a client that goes away must
 stop it at once, not when the next token fails to send.  Both helpers here watch the ASGI
 ``receive`` channel for ``http.disconnect`` while the generation runs and close the engine
 stream the moment it arrives, streaming or not, and also while still waiting in the queue.
