@@ -92,6 +92,7 @@ class Raw:
         self.batch = llama_cpp.llama_batch_init(512, 0, 1)
         self.eog = [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self.vocab, t)]
         self.buf = ctypes.create_string_buffer(256)
+        self.cached: dict[int, list[int]] = {}  # sequence -> the prompt its cells hold
         meta = ctypes.create_string_buffer(1 << 16)
         llama_cpp.llama_model_meta_val_str(self.model, b"tokenizer.chat_template", meta, 1 << 16)
         self.template = ChatTemplate(meta.value.decode())
@@ -116,11 +117,20 @@ class Raw:
         return chain
 
     def run(self, prompts: list[list[int]], n: int) -> Run:
-        llama_cpp.llama_memory_clear(self.memory, True)
         chains = [self.chain(i) for i in range(len(prompts))]
         run = Run(starts=[time.perf_counter()] * len(prompts), times=[[] for _ in prompts])
-        pos = [0] * len(prompts)
-        feed = [list(p) for p in prompts]
+        # Each sequence keeps what its cache shares with the new prompt (the template's
+        # system preamble), as llama-server's cache_prompt and Ronghe's slots do.
+        pos, feed = [], []
+        for s, p in enumerate(prompts):
+            old = self.cached.get(s, [])
+            keep = next((i for i, (a, b) in enumerate(zip(old, p, strict=False)) if a != b),
+                        min(len(old), len(p)))
+            keep = min(keep, len(p) - 1)
+            llama_cpp.llama_memory_seq_rm(self.memory, s, keep, -1)
+            self.cached[s] = list(p)
+            pos.append(keep)
+            feed.append(list(p[keep:]))
         while True:
             b, outs = self.batch, []
             b.n_tokens = 0

@@ -85,10 +85,21 @@ class Job:
     dropped: bool = False  # cancelled while still waiting
 
     def put(self, item: Item) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.queue.put_nowait, item)
-        except RuntimeError:  # the event loop is gone, so is the listener
-            self.cancel.set()
+        deliver(self.loop, [(self, item)])
+
+
+def deliver(loop: asyncio.AbstractEventLoop, items: list[tuple[Job, Item]]) -> None:
+    """Hands items to their listeners with one wake-up of their event loop."""
+
+    def put_all() -> None:
+        for job, item in items:
+            job.queue.put_nowait(item)
+
+    try:
+        loop.call_soon_threadsafe(put_all)
+    except RuntimeError:  # the event loop is gone, so are the listeners
+        for job, _ in items:
+            job.cancel.set()
 
 
 @dataclass(eq=False)
@@ -127,6 +138,9 @@ class BatchRunner:
         self._wake = threading.Condition(self._lock)
         self._stats = EngineStats()
         self._closed = False
+        # What this step produced, delivered once per step: each wake-up of the event loop
+        # is a syscall and a GIL hand-over, and four streams would otherwise cost four.
+        self._outbox: list[tuple[Job, Item]] = []
         self._batch = llama_cpp.llama_batch_init(model.n_batch, 0, 1)
         self._thread = threading.Thread(target=self._loop, name=f"llama-{name}", daemon=True)
         self._thread.start()
@@ -180,9 +194,12 @@ class BatchRunner:
             with self._cpu.lease(self._lease) as threads:
                 self._model.set_threads(threads)
                 while self._step():
+                    self._flush()
                     self._model.set_threads(self._cpu.share(self._lease))
+                self._flush()
         for run in list(self._running):
             self._end(run, "cancelled")
+        self._flush()
         with self._lock:
             waiting, self._waiting = list(self._waiting), deque()
             self._stats.cancelled += len(waiting)
@@ -190,6 +207,17 @@ class BatchRunner:
         for job in waiting:
             job.sampler.free()
             job.put(END)
+
+    def _emit(self, job: Job, item: Item) -> None:
+        self._outbox.append((job, item))
+
+    def _flush(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Job, Item]]] = {}
+        for job, item in outbox:
+            by_loop.setdefault(job.loop, []).append((job, item))
+        for loop, items in by_loop.items():
+            deliver(loop, items)
 
     def _step(self) -> bool:
         """One decode step; False when there is nothing left to do."""
@@ -246,18 +274,19 @@ class BatchRunner:
             self._running.append(run)
 
     def _pick(self, free: list[_Slot], prompt: list[int]) -> tuple[_Slot, int]:
-        """The free slot sharing the longest cached prefix with ``prompt``, else the idlest."""
-        best, best_shared = min(free, key=lambda s: s.idle_since), 0
+        """The free slot sharing the longest cached prefix with ``prompt``; among equals
+        (every prompt shares the template's system preamble) the one idle longest, so the
+        most recent conversations keep their caches longest."""
         want = np.asarray(prompt, dtype=np.int64)
-        for slot in free:
+
+        def shared(slot: _Slot) -> int:
             n = min(len(slot.cached), len(prompt))
-            if n <= best_shared:
-                continue
             diff = np.nonzero(np.asarray(slot.cached[:n], dtype=np.int64) != want[:n])[0]
-            shared = int(diff[0]) if len(diff) else n
-            if shared > best_shared:
-                best, best_shared = slot, shared
-        return best, best_shared
+            return int(diff[0]) if len(diff) else n
+
+        scored = [(shared(s), -s.idle_since, s) for s in free]
+        best = max(scored, key=lambda x: (x[0], x[1]))
+        return best[2], best[0]
 
     def _decode_step(self) -> None:
         batch = self._batch
@@ -310,9 +339,9 @@ class BatchRunner:
             self._final(run, "stop", stopped=False)
             return
         run.produced += 1
-        text, stopped = run.stopper.feed(run.decoder.decode(self._model.piece(token)))
+        text, stopped = run.stopper.feed(run.decoder.decode(self._model.text_piece(token)))
         if text:
-            job.put(ChatDelta(text))
+            self._emit(job, ChatDelta(text))
         if stopped:
             self._final(run, "stop", stopped=True)
         elif run.produced >= job.max_new_tokens:
@@ -325,7 +354,7 @@ class BatchRunner:
         # they are dropped rather than sent as U+FFFD.
         rest = "" if stopped else run.stopper.flush()
         usage = Usage(prompt_tokens=len(run.job.prompt), completion_tokens=run.produced)
-        run.job.put(ChatDelta(rest, finish_reason=finish, usage=usage))
+        self._emit(run.job, ChatDelta(rest, finish_reason=finish, usage=usage))
         self._end(run, "completed")
 
     def _end(self, run: _Running, outcome: str, error: BaseException | None = None) -> None:
@@ -341,5 +370,5 @@ class BatchRunner:
             self._stats.running -= 1
             setattr(self._stats, outcome, getattr(self._stats, outcome) + 1)
         if error is not None:
-            job.put(error)
-        job.put(END)
+            self._emit(job, error)
+        self._emit(job, END)

@@ -61,6 +61,12 @@ class LoadedModel:
         self.n_ctx_seq = min(per_seq, llama_cpp.llama_n_ctx_seq(ctx))
         self._threads = threads
         self._piece_buf = ctypes.create_string_buffer(64)
+        # Per-token lookups the decode loop makes for every sequence every step, kept out of
+        # ctypes: each foreign call releases and retakes the GIL, which the event loop's
+        # thread holds often while it streams.
+        self._pieces: dict[int, bytes] = {}
+        self._eog = frozenset(t for t in range(self.n_vocab)
+                              if llama_cpp.llama_vocab_is_eog(self.vocab, t))
         source = self.metadata("tokenizer.chat_template")
         if not source:
             log.warning("GGUF has no chat template; using ChatML", path=str(path))
@@ -86,6 +92,13 @@ class LoadedModel:
                 return list(out[:n])
             size = -n  # the buffer was too small: -n is the count it needs
 
+    def text_piece(self, token: int) -> bytes:
+        """The bytes a generated token stands for (cached)."""
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self.piece(token)
+        return piece
+
     def piece(self, token: int, special: bool = False) -> bytes:
         n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece_buf,
                                            len(self._piece_buf), 0, special)
@@ -99,7 +112,7 @@ class LoadedModel:
         return "" if token < 0 else self.piece(token, special=True).decode("utf-8", "replace")
 
     def is_eog(self, token: int) -> bool:
-        return bool(llama_cpp.llama_vocab_is_eog(self.vocab, token))
+        return token in self._eog
 
     def set_threads(self, threads: int) -> None:
         if threads != self._threads:
