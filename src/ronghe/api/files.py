@@ -18,9 +18,9 @@ def base_url(request: Request) -> str:
     return str(request.base_url)
 
 
-FILE = {"description": "The file's bytes, with its content type",
-        "content": {"application/octet-stream": {"schema": {"type": "string",
-                                                            "format": "binary"}}}}
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+FILE = {"description": "The file's bytes, with its content type (images; LoRA weights)",
+        "content": {"image/*": BINARY, "application/octet-stream": BINARY}}
 
 
 @router.get("/files/{file_id}", summary="A stored file, at a URL signed by the server",
