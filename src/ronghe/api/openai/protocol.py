@@ -59,9 +59,10 @@ class ChatCompletionRequest(ChatBody):
     max_tokens: Tokens | None = None
     max_completion_tokens: Tokens | None = None
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(default=None, json_schema_extra={"maxItems": 4})
     seed: int | None = None
-    n: int = 1
+    n: int = Field(default=1, json_schema_extra={"minimum": 1, "maximum": 1},
+                   description="only 1 is supported")
     frequency_penalty: Penalty = 0.0
     presence_penalty: Penalty = 0.0
     logit_bias: dict[int, Annotated[float, Range(-100, 100)]] | None = None
