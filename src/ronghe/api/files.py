@@ -6,8 +6,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.api.envelopes import Body, Family, MiaohuaOk, errors, miaohua_ok
-from ronghe.auth.deps import ServicesDep, TokenUser
 from ronghe.errors import Forbidden, NotFound
 from ronghe.storage.files import FileInfo
 
