@@ -67,7 +67,9 @@ def submitted_params(services: Services, task: TaskView, files: dict[str, FileIn
 
 def image_item(services: Services, task: TaskView, files: dict[str, FileInfo],
                base_url: str) -> dict[str, Any]:
-    body = serving.task_body(services, task, base_url, files)
+    body = {"images": serving.image_urls(services, task, base_url, files),
+            **serving.result_fields(task)}
+    body["state"] = task.state.value
     for image in body["images"]:
         image.update(task_id=task.id, task_type=body["task_type"])
     body.update(kind=Kind.IMAGE.value, create_time=stamp(task.created_at),

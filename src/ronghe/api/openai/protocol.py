@@ -10,14 +10,17 @@ fields are ignored.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ronghe.api.chat.protocol import MAX_CONTENT_CHARS, MAX_MESSAGES, drop_nulls, in_range
+from ronghe.api.chat.params import MAX_CONTENT_CHARS, MAX_MESSAGES, ChatBody, Tokens, UsageInfo
+from ronghe.api.envelopes import Body, Sparse
+from ronghe.api.fields import Range
 from ronghe.engines.llm.base import (
     ChatMessage,
     ChatResult,
+    FinishReason,
     GenerationParams,
     ResponseFormat,
     Tool,
@@ -29,6 +32,7 @@ from ronghe.engines.llm.base import (
 MAX_TOOLS = 128  # OpenAI's limit
 MAX_N = 8
 NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+Penalty = Annotated[float, Range(-2, 2)]
 
 
 class TextPart(BaseModel):
@@ -55,7 +59,7 @@ class ToolCallIn(BaseModel):
     function: ToolCallFunction
 
 
-class Message(BaseModel):
+class OpenAIMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     # "developer" is what newer OpenAI clients call the system message.
@@ -141,24 +145,19 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: str | None = Field(default=None, max_length=128)
-    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    stream: bool = False
+class ChatCompletionRequest(ChatBody):
+    messages: list[OpenAIMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    temperature: Annotated[float, Range(0, 2)] = 1.0
+    top_p: Annotated[float, Range(0, 1)] = 1.0
+    max_tokens: Tokens | None = None
+    max_completion_tokens: Tokens | None = None
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(default=None, json_schema_extra={"maxItems": 4})
     seed: int | None = None
-    n: int = 1
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    logit_bias: dict[int, float] | None = None
-    repetition_penalty: float = 1.0
+    n: Annotated[int, Range(1, MAX_N)] = 1
+    frequency_penalty: Penalty = 0.0
+    presence_penalty: Penalty = 0.0
+    logit_bias: dict[int, Annotated[float, Range(-100, 100)]] | None = None
     user: str | None = None
     logprobs: bool = False
     tools: list[ToolDef] | None = Field(default=None, max_length=MAX_TOOLS)
@@ -166,61 +165,11 @@ class ChatCompletionRequest(BaseModel):
     parallel_tool_calls: bool = True
     response_format: ResponseFormatIn | None = None
 
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls(cls, data: Any) -> Any:
-        return drop_nulls(data)
-
-    @field_validator("temperature")
-    @classmethod
-    def _temperature(cls, v: float) -> float:
-        in_range(v, 0, 2, low_open=False)
-        return v
-
-    @field_validator("top_p")
-    @classmethod
-    def _top_p(cls, v: float) -> float:
-        in_range(v, 0, 1, low_open=False)
-        return v
-
-    @field_validator("max_tokens", "max_completion_tokens")
-    @classmethod
-    def _max_tokens(cls, v: int | None) -> int | None:
-        if v is not None and v < 1:
-            raise ValueError("must be at least 1")
-        return v
-
-    @field_validator("frequency_penalty", "presence_penalty")
-    @classmethod
-    def _penalty(cls, v: float) -> float:
-        in_range(v, -2, 2, low_open=False)
-        return v
-
-    @field_validator("repetition_penalty")
-    @classmethod
-    def _repetition_penalty(cls, v: float) -> float:
-        in_range(v, 0, None)
-        return v
-
     @field_validator("stop")
     @classmethod
     def _stop(cls, v: str | list[str] | None) -> str | list[str] | None:
         if isinstance(v, list) and len(v) > 4:
             raise ValueError("at most 4 stop sequences")
-        return v
-
-    @field_validator("logit_bias")
-    @classmethod
-    def _logit_bias(cls, v: dict[int, float] | None) -> dict[int, float] | None:
-        for bias in (v or {}).values():
-            in_range(bias, -100, 100, low_open=False)
-        return v
-
-    @field_validator("n")
-    @classmethod
-    def _n(cls, v: int) -> int:
-        if not 1 <= v <= MAX_N:
-            raise ValueError(f"must be in [1, {MAX_N}]")
         return v
 
     @field_validator("logprobs")
@@ -281,38 +230,64 @@ def now() -> int:
     return int(time.time())
 
 
-def usage_dict(usage: Usage | None) -> dict[str, int] | None:
-    return usage.as_dict() if usage else None
+def usage_info(usage: Usage | None) -> UsageInfo | None:
+    return UsageInfo(**usage.as_dict()) if usage else None
 
 
-def completion_body(rid: str, model: str, created: int, text: str, finish_reason: str,
-                    usage: Usage | None, tool_calls: tuple[ToolCall, ...] = (),
-                    more: list[ChatResult] | None = None) -> dict[str, Any]:
-    """The whole answer; ``more`` are choices 1… when the request asked for n > 1."""
-    choices = [choice_body(0, text, finish_reason, tool_calls)]
-    choices += [choice_body(i, r.text, r.finish_reason, r.tool_calls)
-                for i, r in enumerate(more or [], 1)]
-    return {
-        "id": rid,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": choices,
-        "usage": usage_dict(usage),
-    }
+class ToolCallFunctionOut(Body):
+    name: str
+    arguments: str = Field(description="the call's arguments as a JSON text")
 
 
-def choice_body(index: int, text: str, finish_reason: str,
-                tool_calls: tuple[ToolCall, ...] = ()) -> dict[str, Any]:
-    message: dict[str, Any] = {"role": "assistant", "content": text}
-    if tool_calls:
-        # OpenAI sends null content beside tool calls when the model wrote no text.
-        message["content"] = text or None
-        message["tool_calls"] = [{"id": c.id, "type": "function",
-                                  "function": {"name": c.name, "arguments": c.arguments}}
-                                 for c in tool_calls]
-    return {"index": index, "message": message, "finish_reason": finish_reason,
-            "logprobs": None}
+class ToolCallOut(Body):
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunctionOut
+
+
+class AssistantMessage(Sparse):
+    role: Literal["assistant"] = "assistant"
+    # OpenAI sends null content beside tool calls when the model wrote no text.
+    content: str | None
+    tool_calls: list[ToolCallOut] | None = None
+
+
+class OpenAIChoice(Body):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: FinishReason
+    logprobs: None = None
+
+
+class ChatCompletion(Body):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(description="Unix time")
+    model: str
+    choices: list[OpenAIChoice]
+    usage: UsageInfo | None
+
+
+def _choice(index: int, result: ChatResult) -> OpenAIChoice:
+    if not result.tool_calls:
+        return OpenAIChoice(index=index, message=AssistantMessage(content=result.text),
+                            finish_reason=result.finish_reason)
+    calls = [ToolCallOut(id=c.id, function=ToolCallFunctionOut(name=c.name,
+                                                                arguments=c.arguments))
+             for c in result.tool_calls]
+    message = AssistantMessage(content=result.text or None, tool_calls=calls)
+    return OpenAIChoice(index=index, message=message, finish_reason=result.finish_reason)
+
+
+def completion(rid: str, model: str, created: int, results: list[ChatResult],
+               usage: Usage | None) -> ChatCompletion:
+    """The whole answer: one choice per result (n > 1 gives several)."""
+    return ChatCompletion(id=rid, created=created, model=model,
+                          choices=[_choice(i, r) for i, r in enumerate(results)],
+                          usage=usage_info(usage))
+
+
+# Stream events: plain dicts, one per token.
 
 
 def chunk_body(rid: str, model: str, created: int, delta: dict[str, Any],
@@ -338,11 +313,19 @@ def tool_call_delta(piece: ToolCallDelta) -> dict[str, Any]:
 
 
 def usage_chunk_body(rid: str, model: str, created: int, usage: Usage | None) -> dict[str, Any]:
+    info = usage_info(usage)
     return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [], "usage": usage_dict(usage)}
+            "choices": [], "usage": info.model_dump() if info else None}
 
 
-def models_body(names: list[str], context: dict[str, int]) -> dict[str, Any]:
-    return {"object": "list", "data": [
-        {"id": name, "object": "model", "created": 0, "owned_by": "ronghe",
-         "context_length": context[name]} for name in names]}
+class ModelCard(Body):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "ronghe"
+    context_length: int = Field(description="the model's context window, in tokens")
+
+
+class ModelList(Body):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -18,17 +18,19 @@ from collections.abc import AsyncIterator, Iterable
 
 import structlog
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ronghe.api.chat.serving import CLIENT_GONE
 from ronghe.api.chat.state import ChatState
 from ronghe.api.chat.streaming import DONE, EventStream, collect_all_or_disconnect, sse
 from ronghe.api.envelopes import Family, error_body
 from ronghe.api.openai.protocol import (
+    ChatCompletion,
     ChatCompletionRequest,
+    ModelCard,
+    ModelList,
     chunk_body,
-    completion_body,
-    models_body,
+    completion,
     now,
     tool_call_delta,
     usage_chunk_body,
@@ -39,7 +41,8 @@ from ronghe.errors import RongheError
 log = structlog.get_logger(__name__)
 
 
-async def complete(request: Request, body: ChatCompletionRequest, chat: ChatState) -> Response:
+async def complete(request: Request, body: ChatCompletionRequest,
+                   chat: ChatState) -> ChatCompletion | Response:
     engine = chat.engines.get(body.model)
     params = body.to_params()
     streams: list[ChatStream] = []
@@ -64,10 +67,7 @@ async def complete(request: Request, body: ChatCompletionRequest, chat: ChatStat
     results = await collect_all_or_disconnect(request, streams)
     if results is None:
         return Response(status_code=CLIENT_GONE)
-    first = results[0]
-    return JSONResponse(completion_body(rid, engine.name, created, first.text,
-                                        first.finish_reason, _total(r.usage for r in results),
-                                        first.tool_calls, more=results[1:]))
+    return completion(rid, engine.name, created, results, _total(r.usage for r in results))
 
 
 def _total(usages: Iterable[Usage | None]) -> Usage | None:
@@ -151,7 +151,7 @@ async def _events(rid: str, model: str, created: int, stream: ChatStream,
     yield DONE
 
 
-def list_models(chat: ChatState) -> JSONResponse:
-    names = chat.engines.names()
-    context = {name: chat.engines.get(name).context_length() for name in names}
-    return JSONResponse(models_body(names, context))
+def list_models(chat: ChatState) -> ModelList:
+    cards = [ModelCard(id=name, context_length=chat.engines.get(name).context_length())
+             for name in chat.engines.names()]
+    return ModelList(data=cards)
