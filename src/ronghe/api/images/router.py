@@ -10,10 +10,11 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from ronghe.api.images import forms, serving
+from ronghe.api.images import forms, listing, serving
 from ronghe.api.images.protocol import (
     ModelListRequest,
     TaskCancelRequest,
+    TaskListRequest,
     TaskResultRequest,
     TaskResultsRequest,
     TaskSubmitRequest,
@@ -68,6 +69,12 @@ async def task_results(body: TaskResultsRequest, token: RequestToken, services: 
                        request: Request) -> Any:
     return await services.db.run_read(_task_results, services, token, body.task_ids,
                                       _base(request))
+
+
+@router.post("/task_list", summary="Your tasks, newest first, a page at a time")
+def task_list(body: TaskListRequest, user: TokenUser, services: ServicesDep,
+              request: Request) -> Any:
+    return listing.task_list(services, user, body, _base(request))
 
 
 @router.post("/task_cancel", summary="Cancel a pending or running task")
