@@ -184,9 +184,11 @@ class AsyncClient:
     async def cancel(self, task_id: str) -> CancelResult:
         return await self._run(self._core.cancel(task_id))
 
-    async def tasks(self, page: int = 1, per_page: int = 20, state: str | None = None) -> TaskPage:
-        """``task_list``: your tasks, newest first, optionally only those in ``state``."""
-        return await self._run(self._core.tasks(page, per_page, state))
+    async def tasks(self, page: int = 1, per_page: int = 20, state: str | None = None,
+                kind: str = "image") -> TaskPage:
+        """``task_list``: your tasks, newest first; ``state`` (pending, running, done,
+        failed, cancelled) and ``kind`` (image, train, all) filter."""
+        return await self._run(self._core.tasks(page, per_page, state, kind))
 
     async def download(self, url: str) -> bytes:
         return await self._send(self._core.fetch(url))

@@ -350,9 +350,10 @@ class Core:
         return CancelResult.model_validate(body.get("info") or {"task_id": task_id,
                                                                  "state": "unknown"})
 
-    def tasks(self, page: int, per_page: int, state: str | None) -> Op[TaskPage]:
+    def tasks(self, page: int, per_page: int, state: str | None,
+              kind: str) -> Op[TaskPage]:
         yield from self.ensure_token()
-        query: dict[str, Any] = {"page": page, "per_page": per_page}
+        query: dict[str, Any] = {"page": page, "per_page": per_page, "kind": kind}
         if state:
             query["state"] = state
         body = yield Call("POST", f"{API}/task_list", json=query)

@@ -184,9 +184,11 @@ class Client:
     def cancel(self, task_id: str) -> CancelResult:
         return self._run(self._core.cancel(task_id))
 
-    def tasks(self, page: int = 1, per_page: int = 20, state: str | None = None) -> TaskPage:
-        """``task_list``: your tasks, newest first, optionally only those in ``state``."""
-        return self._run(self._core.tasks(page, per_page, state))
+    def tasks(self, page: int = 1, per_page: int = 20, state: str | None = None,
+                kind: str = "image") -> TaskPage:
+        """``task_list``: your tasks, newest first; ``state`` (pending, running, done,
+        failed, cancelled) and ``kind`` (image, train, all) filter."""
+        return self._run(self._core.tasks(page, per_page, state, kind))
 
     def download(self, url: str) -> bytes:
         return self._send(self._core.fetch(url))

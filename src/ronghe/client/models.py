@@ -56,9 +56,11 @@ class TaskImage(Answer):
 
 
 class TaskResult(Answer):
-    """``task_result``: state, progress 0-1 and, once done, the images."""
+    """``task_result``: state, progress 0-1 and, once done, the images.  ``task_list``
+    items add ``kind`` (image or train), ``create_time``, ``finish_time``, ``params``."""
 
     task_id: str = ""
+    kind: str = "image"
     state: str
     progress: float = 0.0
     error_msg: str = ""
@@ -67,6 +69,9 @@ class TaskResult(Answer):
     task_type: str = ""
     images: list[TaskImage] = Field(default_factory=list)
     create_time: str | None = None
+    finish_time: str | None = None
+    model_name: str | None = None  # train items: the LoRA being trained
+    params: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def finished(self) -> bool:
