@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from ronghe.db.migrate import upgrade
 from ronghe.services import Services
 from tests.conftest import PASSWORD, DemoModel, free_port, make_settings, wait_healthy
@@ -59,3 +61,26 @@ def ronghe_server(data_dir: Path, model: DemoModel | None = None,
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait(timeout=30)
+
+
+EMAILS = ("alice@example.com", "bob@example.com")
+
+
+@contextmanager
+def shared_server(factory: pytest.TempPathFactory, model: DemoModel,
+                  **env: str) -> Iterator[Server]:
+    """What the server fixtures of tests/client and tests/cli start: users alice and bob."""
+    with ronghe_server(factory.mktemp("server"), model, EMAILS, **env) as running:
+        yield running
+
+
+def make_images(directory: Path, count: int = 3) -> list[Path]:
+    """Concept pictures as PNG files, small (32 px) so training stays short."""
+    from tests.training_support import concept_images
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(concept_images(count, size=32)):
+        paths.append(directory / f"{i}.png")
+        image.save(paths[-1])
+    return paths

@@ -129,7 +129,7 @@ class AsyncClient:
 
     async def logout(self) -> None:
         """``revoke_token``: the token stops working, here and everywhere."""
-        self._run(self._core.logout())
+        await self._run(self._core.logout())
 
     # --- chat
 
