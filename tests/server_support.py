@@ -66,11 +66,11 @@ def ronghe_server(data_dir: Path, model: DemoModel | None = None,
 EMAILS = ("alice@example.com", "bob@example.com")
 
 
-@contextmanager
-def shared_server(factory: pytest.TempPathFactory, model: DemoModel,
-                  **env: str) -> Iterator[Server]:
-    """What the server fixtures of tests/client and tests/cli start: users alice and bob."""
-    with ronghe_server(factory.mktemp("server"), model, EMAILS, **env) as running:
+@pytest.fixture(scope="package")
+def server(tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModel) -> Iterator[Server]:
+    """One real server per test package that imports this fixture into its conftest (users
+    alice and bob, password ``PASSWORD``)."""
+    with ronghe_server(tmp_path_factory.mktemp("server"), demo_model, EMAILS) as running:
         yield running
 
 

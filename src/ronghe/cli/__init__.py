@@ -57,7 +57,8 @@ def load_settings(data_dir: Path | None = None, config: Path | None = None,
 
 
 def fail(msg: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {msg}", highlight=False)
+    # Unwrapped: a server's message stays one line, whole, however wide the terminal.
+    err.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 

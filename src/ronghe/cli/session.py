@@ -112,4 +112,5 @@ def print_json(value: Any) -> None:
 
 
 def note(msg: str) -> None:
-    err.print(msg, highlight=False)
+    # Unwrapped: notes hold commands and ids to copy.
+    err.print(msg, highlight=False, soft_wrap=True)
