@@ -170,12 +170,45 @@ def test_train_then_generate_with_the_model(server: Server, config: Path,
     assert train_task["model_name"] == "cli-stars" and train_task["state"] == "done"
     shown = ronghe(config, "result", train_task["task_id"])
     assert "training" in shown.stdout and "step 3/3" in shown.stdout
+    offered = as_json(ronghe(config, "catalog", "--json"))
+    assert "cli-stars" in [m["model_name"] for m in offered["private"]]
+    assert [m["model_name"] for m in offered["base"]] == ["ronghe-demo"]
+    assert "cli-stars" in ronghe(config, "catalog", "--kind", "private").stdout
     r = ronghe(config, "generate", "purple star", "--model", "cli-stars", "--json",
                "--out", str(tmp_path), *SMALL)
     path = Path(as_json(r)["images"][0]["path"])
     assert read_metadata(path.read_bytes())["loras"][0]["name"] == "cli-stars"
     r = ronghe(config, "train", str(tmp_path / "nothing-here"), "--name", "x", "--trigger", "t")
     assert r.exit_code == 1 and "no such file or directory" in r.stderr
+
+
+def _running(server: Server, token: str, proc: subprocess.Popen[str], kind: str,
+             match: str) -> str:
+    """The id of the task the process started, once it runs on the server."""
+    with Client(server.url, token=token) as c:
+        deadline = time.monotonic() + 120
+        while True:
+            for t in c.tasks(kind=kind, state="running").items:
+                if match in (t.model_name, t.prompt):
+                    return t.task_id
+            assert proc.poll() is None and time.monotonic() < deadline, "the task never ran"
+            time.sleep(0.2)
+
+
+def test_ctrl_c_in_generate_cancels_the_task(server: Server, tmp_path: Path) -> None:
+    with Client(server.url, email="bob@example.com", password=PASSWORD) as c:
+        token = c.login("bob@example.com", PASSWORD).token
+    env = {**os.environ, "RONGHE_URL": server.url, "RONGHE_TOKEN": token,
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    proc = subprocess.Popen([sys.executable, "-m", "ronghe.cli", "generate", "interrupted",
+                             "-n", "8", "--size", "64x64", "--steps", "150"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    task_id = _running(server, token, proc, "image", "interrupted")
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and f"cancelled task {task_id}" in stderr
+    with Client(server.url, token=token) as c:
+        assert c.wait(task_id, timeout=60).state == "cancelled"
 
 
 def _interrupt_training(server: Server, token: str, tmp_path: Path, name: str,
@@ -189,19 +222,10 @@ def _interrupt_training(server: Server, token: str, tmp_path: Path, name: str,
                              "--name", name, "--trigger", "t", "--steps", "5000"], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
-    with Client(server.url, token=token) as c:
-        deadline = time.monotonic() + 120
-        while True:
-            running = [t for t in c.tasks(kind="train", state="running").items
-                       if t.model_name == name]
-            if running:
-                break
-            assert proc.poll() is None and time.monotonic() < deadline, "training never ran"
-            time.sleep(0.2)
+    task_id = _running(server, token, proc, "train", name)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(input=answer, timeout=120)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), \
-        running[0].task_id
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), task_id
 
 
 def test_ctrl_c_in_train_asks_whether_to_cancel(server: Server, tmp_path: Path) -> None:

@@ -200,7 +200,33 @@ def cancel(task_id: Annotated[str, typer.Argument(help="A task id (image or trai
                                                   else ""))
 
 
+def catalog(
+    kind: Annotated[str, typer.Option(help="base (image models), lora (published LoRAs), "
+                                      "private (yours) or all.")] = "all",
+    query: Annotated[str, typer.Option(help="Only names/descriptions containing this.")] = "",
+    as_json: Json = False,
+) -> None:
+    """The models the server offers you: base models, published LoRAs and your own.
+
+    (The admin command 'ronghe models' lists what this machine's configuration serves.)"""
+    kinds = ("base", "lora", "private") if kind == "all" else (kind,)
+    if not set(kinds) <= {"base", "lora", "private"}:
+        fail(f"--kind must be base, lora, private or all (got {kind!r})")
+    with client() as c, api_errors():
+        pages = {k: c.models(k, per_page=100, query=query) for k in kinds}
+    if as_json:
+        print_json({k: page.model_dump(mode="json")["models"] for k, page in pages.items()})
+        return
+    table = Table("kind", "name (--model)", "id (--lora)", "base model", "description",
+                  title="models")
+    for k, page in pages.items():
+        for m in page.models:
+            table.add_row(k, m.model_name, str(m.versionid), m.base_model or "-",
+                          (m.description or "")[:50])
+    out.print(table)
+
+
 def register(app: typer.Typer) -> None:
     for name, fn in (("generate", generate), ("tasks", tasks), ("result", result),
-                     ("cancel", cancel)):
+                     ("cancel", cancel), ("catalog", catalog)):
         app.command(name, rich_help_panel=PANEL)(fn)
