@@ -12,8 +12,8 @@ this API.  Failures raise ``APIError`` subclasses that carry the server's ``code
 """
 
 from ronghe.client._async import AsyncClient
-from ronghe.client._core import Policy
 from ronghe.client._sync import Client
+from ronghe.client._wire import Policy
 from ronghe.client.errors import (
     APIError,
     AuthError,

@@ -9,11 +9,11 @@ from typing import Any, Literal, TypeVar, overload
 
 import httpx
 
-from ronghe.client._core import (
+from ronghe.client._core import Core
+from ronghe.client._wire import (
     CHAT_PATH,
     END,
     Call,
-    Core,
     ImageInput,
     Op,
     Policy,
