@@ -28,6 +28,12 @@ async def test_chat_and_accounts(server: Server) -> None:
         assert deltas and all(isinstance(d, str) for d in deltas)
         with pytest.raises(ValidationError, match="max_new_tokens: must be at least 1"):
             await client.chat("x", max_new_tokens=0)
+        key = await client.create_api_key("async")
+        assert [k.id for k in await client.api_keys()] == [key.id]
+        async with AsyncClient(server.url, api_key=key.key) as keyed:
+            assert (await keyed.chat("Hi", max_new_tokens=3)).text
+        await client.revoke_api_key(key.id)
+        assert await client.api_keys() == []
         await client.logout()
         assert client.token is None
     async with AsyncClient(server.url, token=token.token) as stale:

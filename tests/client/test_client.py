@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,17 +56,22 @@ def test_chat_streams_deltas_and_takes_message_lists(alice: Client) -> None:
     assert "".join(deltas).strip()
 
 
-def test_chat_with_an_api_key_only(server: Server) -> None:
-    key = subprocess.run([sys.executable, "-m", "ronghe.cli", "key", "create", "--email",
-                          "alice@example.com", "--data-dir", str(server.data_dir)],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    with Client(server.url, api_key=key) as client:
+def test_chat_with_an_api_key_only(server: Server, alice: Client) -> None:
+    created = alice.create_api_key("laptop")
+    assert created.key and created.key.startswith("rhk_") and created.name == "laptop"
+    assert created.id in [k.id for k in alice.api_keys()]
+    assert all(k.key is None for k in alice.api_keys())  # secrets are shown once
+    with Client(server.url, api_key=created.key) as client:
         assert client.chat("Hi", max_new_tokens=4).text
         with pytest.raises(AuthError, match="needs a token"):
             client.result("x")  # image endpoints take the token, never a key
-    with Client(server.url, api_key="rhk_not-a-key") as client, pytest.raises(AuthError) as e:
-        client.chat("Hi")
-    assert e.value.msg == "API key is invalid or revoked"
+        alice.revoke_api_key(created.id)
+        with pytest.raises(AuthError) as caught:
+            client.chat("Hi")
+    assert caught.value.msg == "API key is invalid or revoked"
+    assert created.id not in [k.id for k in alice.api_keys()]
+    with pytest.raises(NotFoundError):
+        alice.revoke_api_key(created.id)
 
 
 def test_bad_values_fail_before_sending_or_with_the_servers_message(alice: Client) -> None:

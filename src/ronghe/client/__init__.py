@@ -29,6 +29,7 @@ from ronghe.client.errors import (
 )
 from ronghe.client.images import AsyncGeneratedImage, GeneratedImage
 from ronghe.client.models import (
+    ApiKey,
     CancelResult,
     ChatReply,
     Dataset,
@@ -44,7 +45,7 @@ from ronghe.client.models import (
 )
 
 __all__ = [
-    "APIError", "AsyncClient", "AsyncGeneratedImage", "AuthError", "BusyError",
+    "APIError", "ApiKey", "AsyncClient", "AsyncGeneratedImage", "AuthError", "BusyError",
     "CancelResult", "ChatReply", "Client", "ConflictError", "ConnectionFailed", "Dataset",
     "DatasetPage", "GeneratedImage", "ModelInfo", "ModelPage", "NotFoundError", "Policy",
     "RateLimitedError", "ServerError", "TaskFailed", "TaskImage", "TaskPage", "TaskResult",

@@ -24,6 +24,7 @@ from ronghe.client._wire import (
 )
 from ronghe.client.images import AsyncGeneratedImage
 from ronghe.client.models import (
+    ApiKey,
     CancelResult,
     ChatReply,
     DatasetPage,
@@ -130,6 +131,19 @@ class AsyncClient:
     async def logout(self) -> None:
         """``revoke_token``: the token stops working, here and everywhere."""
         await self._run(self._core.logout())
+
+    # --- chat API keys
+
+    async def create_api_key(self, name: str = "") -> ApiKey:
+        """A chat API key for yourself; its secret is ``.key``, shown only in this answer."""
+        return await self._run(self._core.create_api_key(name))
+
+    async def api_keys(self) -> list[ApiKey]:
+        """Your active API keys (no secrets)."""
+        return await self._run(self._core.api_keys())
+
+    async def revoke_api_key(self, key_id: int) -> None:
+        await self._run(self._core.revoke_api_key(key_id))
 
     # --- chat
 

@@ -28,6 +28,7 @@ from ronghe.client._wire import (
     validated,
 )
 from ronghe.client.models import (
+    ApiKey,
     CancelResult,
     ChatReply,
     DatasetPage,
@@ -60,6 +61,22 @@ class Core(Wire):
         if self.token:
             yield Call("POST", f"{API}/revoke_token", json={})
         self.token = None
+
+    # --- chat API keys (Ronghe's own endpoints; the web app uses them too)
+
+    def create_api_key(self, name: str) -> Op[ApiKey]:
+        yield from self.ensure_token()
+        body = yield Call("POST", f"{API}/api_keys/create", json={"name": name})
+        return ApiKey.model_validate(body["info"])
+
+    def api_keys(self) -> Op[list[ApiKey]]:
+        yield from self.ensure_token()
+        body = yield Call("POST", f"{API}/api_keys/list", json={})
+        return [ApiKey.model_validate(k) for k in (body.get("info") or {}).get("items", [])]
+
+    def revoke_api_key(self, key_id: int) -> Op[None]:
+        yield from self.ensure_token()
+        yield Call("POST", f"{API}/api_keys/revoke", json={"id": key_id})
 
     # --- chat
 

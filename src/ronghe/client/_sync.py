@@ -24,6 +24,7 @@ from ronghe.client._wire import (
 )
 from ronghe.client.images import GeneratedImage
 from ronghe.client.models import (
+    ApiKey,
     CancelResult,
     ChatReply,
     DatasetPage,
@@ -130,6 +131,19 @@ class Client:
     def logout(self) -> None:
         """``revoke_token``: the token stops working, here and everywhere."""
         self._run(self._core.logout())
+
+    # --- chat API keys
+
+    def create_api_key(self, name: str = "") -> ApiKey:
+        """A chat API key for yourself; its secret is ``.key``, shown only in this answer."""
+        return self._run(self._core.create_api_key(name))
+
+    def api_keys(self) -> list[ApiKey]:
+        """Your active API keys (no secrets)."""
+        return self._run(self._core.api_keys())
+
+    def revoke_api_key(self, key_id: int) -> None:
+        self._run(self._core.revoke_api_key(key_id))
 
     # --- chat
 

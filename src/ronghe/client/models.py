@@ -174,3 +174,14 @@ class ModelPage(Answer):
     per_page: int = 20
     total: int = 0
     has_next: bool = False
+
+
+class ApiKey(Answer):
+    """A chat API key of yours; ``key`` (the secret) only in the answer that created it."""
+
+    id: int
+    name: str = ""
+    prefix: str = ""
+    key: str | None = None
+    create_time: str = ""
+    last_used_time: str = ""
