@@ -190,6 +190,15 @@ def test_unreachable_server() -> None:
         Client("127.0.0.1:8000")
 
 
+def test_a_revoked_token_is_renewed_when_the_password_is_known(server: Server) -> None:
+    with Client(server.url, email="bob@example.com", password=PASSWORD) as bob:
+        bob.tasks()
+        first = bob.token
+        with Client(server.url, token=first) as same:
+            same.logout()  # revoked on the server: bob's next call gets a 401
+        assert bob.tasks().total >= 0 and bob.token != first
+
+
 def test_logout_revokes_the_token(server: Server) -> None:
     with Client(server.url, email="bob@example.com", password=PASSWORD) as bob:
         bob.login("bob@example.com", PASSWORD)

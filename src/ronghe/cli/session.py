@@ -94,9 +94,13 @@ def client() -> Client:
 
 @contextmanager
 def api_errors() -> Iterator[None]:
-    """The server's message on stderr and exit 1, instead of a traceback."""
+    """The server's message on stderr and exit 1, instead of a traceback; Ctrl-C exits 130
+    (click would say "Aborted!" and exit 1)."""
     try:
         yield
+    except KeyboardInterrupt:
+        err.print("interrupted", highlight=False)
+        raise typer.Exit(INTERRUPTED) from None
     except APIError as exc:
         hint = ""
         if exc.status == 401 and credentials_path().exists():

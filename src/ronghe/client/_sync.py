@@ -22,6 +22,7 @@ from ronghe.client._wire import (
     as_list,
     unreachable,
 )
+from ronghe.client.errors import AuthError
 from ronghe.client.images import GeneratedImage
 from ronghe.client.models import (
     ApiKey,
@@ -86,7 +87,14 @@ class Client:
                 time.sleep(step.seconds)
                 value = None
             else:
-                value = self._send(step)
+                try:
+                    value = self._send(step)
+                except AuthError as exc:
+                    if exc.status != 401 or not self._core.may_relogin(step):
+                        raise
+                    self._run(self._core.login(self._core.email or "",
+                                                  self._core.password or ""))
+                    value = self._send(step)
 
     def _send(self, call: Call) -> Any:
         kwargs = self._core.request(call)

@@ -165,6 +165,11 @@ class Wire:
             kwargs["json"] = body
         return kwargs
 
+    def may_relogin(self, call: Call) -> bool:
+        """A token call refused 401 when the password is known: the token expired or was
+        revoked, so log in again and repeat the call once."""
+        return call.auth == "token" and bool(self.email and self.password)
+
     def retry_delay(self, call: Call, response: httpx.Response, attempt: int) -> float | None:
         """Seconds to wait before trying a busy answer again, or None to give up."""
         if response.status_code not in (429, 503) or not call.retry:
