@@ -114,12 +114,7 @@ def _register_subapps() -> None:
                          # the user's commands, against a server over HTTP
                          ("ronghe.cli.login", None), ("ronghe.cli.chat", None),
                          ("ronghe.cli.generate", None), ("ronghe.cli.train", None)):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:  # a feature not built yet
-                continue
-            raise
+        mod = importlib.import_module(module)
         if name is None:
             mod.register(app)
         else:
