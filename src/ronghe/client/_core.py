@@ -82,9 +82,9 @@ class Core(Wire):
 
     def chat_call(self, messages: str | Iterable[Any], stream: bool,
                   params: dict[str, Any]) -> Call:
-        from ronghe.api.chat.protocol import ChatCompletionRequest
+        from ronghe.api.chat.protocol import VendorChatRequest
 
-        body = validated(ChatCompletionRequest, {"messages": messages_of(messages),
+        body = validated(VendorChatRequest, {"messages": messages_of(messages),
                                                  "stream": stream, **params})
         body["stream"] = stream
         return Call("POST", self.chat_path, json=body, auth="chat", stream=stream)
