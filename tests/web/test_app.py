@@ -1,0 +1,315 @@
+"""The web app end to end in real Chromium against a real ``ronghe serve``: sign in,
+generate, gallery, datasets, training, chat, languages, phone width."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import PASSWORD, DemoModel
+from tests.training_support import concept_images, encode
+from tests.web.conftest import (
+    Console,
+    WebServer,
+    open_page,
+    screenshot,
+    sign_in,
+    start_server,
+    stop_server,
+)
+
+EMAIL = "ada@example.com"
+XSS = "<img src=x onerror=alert(1)>"
+PAGES = ["generate", "gallery", "datasets", "training", "models", "chat", "settings"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModel) -> Iterator[WebServer]:
+    srv, log = start_server(tmp_path_factory.mktemp("web") / "data", demo_model, [EMAIL])
+    yield srv
+    stop_server(srv, log)
+
+
+@pytest.fixture
+def page(browser: Any, server: WebServer, console: Console) -> Iterator[Any]:
+    p = open_page(browser, server.url, console)
+    yield p
+    p.context.close()
+
+
+def generate(page: Any, prompt: str, *, steps: int = 4) -> Any:
+    """Fills the generate form (one image, few steps) and waits for the task card's image."""
+    page.goto("/#/generate")
+    page.fill("#generate-form textarea >> nth=0", prompt)
+    page.locator("[data-field=n_images] input[type=number]").fill("1")
+    page.locator("[data-field=ddim_steps] input[type=number]").fill(str(steps))
+    before = page.locator(".task-card").count()
+    page.click("#generate-btn")
+    page.wait_for_function(f"() => document.querySelectorAll('.task-card').length > {before}")
+    card = page.locator(".task-card").first
+    card.locator(".image-grid img").wait_for(timeout=180_000)
+    assert card.get_attribute("data-state") == "done"
+    return card
+
+
+def test_sign_in_wrong_password_then_right(page: Any, console: Console) -> None:
+    console.allow(r"status of 401")  # Chromium logs the refused get_token
+    page.goto("/")
+    screenshot(page, "sign-in")
+    page.fill("input[type=email]", EMAIL)
+    page.fill("input[type=password]", "not the password")
+    page.click("form button[type=submit]")
+    error = page.locator(".field-error:visible, .form-error:visible")
+    error.wait_for()
+    assert "email or password is incorrect" in error.inner_text()
+    assert page.locator("#sign-out").count() == 0
+    page.fill("input[type=password]", PASSWORD)
+    page.click("form button[type=submit]")
+    page.wait_for_selector("#sign-out")
+    # The token lives in sessionStorage, never in the address.
+    assert "rht_" not in page.url
+    assert page.evaluate("sessionStorage.getItem('ronghe.token')").startswith("rht_")
+    page.click("#sign-out")
+    page.wait_for_selector("input[type=password]")
+    assert page.evaluate("sessionStorage.getItem('ronghe.token')") is None
+
+
+def test_generate_xss_prompt_stays_text_and_gallery_after_reload(page: Any) -> None:
+    sign_in(page, EMAIL)
+    card = generate(page, XSS)
+    screenshot(page, "generate")
+    assert card.locator(".task-prompt").inner_text() == XSS
+    # Nothing the prompt says became markup (the console fixture also fails on alert()).
+    assert page.locator("img[src='x']").count() == 0
+    image = card.locator(".image-grid img").first
+    assert page.evaluate("(img) => img.complete && img.naturalWidth > 0", image.element_handle())
+    assert "/files/" in image.get_attribute("src")
+
+    page.reload()
+    page.goto("/#/gallery")
+    tile = page.locator(".gallery-item").first
+    tile.wait_for()
+    assert tile.locator(".tile-prompt").inner_text() == XSS
+    page.wait_for_function("() => [...document.querySelectorAll('.gallery-item img')]"
+                           ".every((i) => i.complete && i.naturalWidth > 0)")
+    screenshot(page, "gallery")
+    tile.locator("button.tile").click()
+    dialog = page.locator("dialog[open]")
+    dialog.wait_for()
+    assert XSS in dialog.locator(".params").inner_text()
+    large = dialog.locator(".viewer-img img")
+    assert large.get_attribute("src") and "/files/" in large.get_attribute("src")
+    assert dialog.locator("a[download]").get_attribute("href") == large.get_attribute("src")
+    page.wait_for_function(
+        "() => document.querySelector('dialog[open] .viewer-img img').naturalWidth > 0")
+    screenshot(page, "gallery-image")
+    dialog.locator("#use-again").click()
+    page.wait_for_selector("#generate-form")
+    assert page.locator("#generate-form textarea").first.input_value() == XSS
+    assert page.locator("#seed-fixed").is_checked()
+    assert page.locator("[data-field=ddim_steps] input[type=number]").input_value() == "4"
+
+
+def test_validation_error_lands_next_to_its_field(page: Any, console: Console) -> None:
+    console.allow(r"status of 400")
+    sign_in(page, EMAIL)
+    page.goto("/#/generate")
+    page.select_option("#size-select", "custom")
+    page.fill("[data-field=width] input", "100")
+    page.click("#generate-btn")
+    error = page.locator("[data-field=output_size] .field-error")
+    error.wait_for()
+    assert "output_size" in error.inner_text() and "multiple of 8" in error.inner_text()
+
+
+def _png_files(count: int) -> list[dict[str, Any]]:
+    return [{"name": f"star-{i}.png", "mimeType": "image/png", "buffer": encode(im)}
+            for i, im in enumerate(concept_images(count, size=32))]
+
+
+def test_dataset_upload_train_and_generate_with_it(page: Any, console: Console) -> None:
+    console.allow(r"status of 400")  # the deliberately bad file
+    sign_in(page, EMAIL)
+    page.goto("/#/datasets")
+    page.click("#new-dataset")
+    dialog = page.locator("dialog[open]")
+    dialog.locator("[data-field=name] input").fill("purple <b>stars</b>")
+    bad = {"name": "notes.png", "mimeType": "image/png", "buffer": b"this is not a picture"}
+    dialog.locator("input[type=file]").set_input_files([*_png_files(3), bad])
+    page.wait_for_function(
+        "() => document.querySelectorAll('dialog[open] .upload-row.ok').length === 3"
+        " && document.querySelectorAll('dialog[open] .upload-row.failed').length === 1")
+    failed = dialog.locator(".upload-row.failed")
+    assert "notes.png" in failed.inner_text() and "not a JPEG, PNG or WebP" in failed.inner_text()
+    screenshot(page, "datasets-upload")
+    dialog.locator("#create-dataset").click()
+    card = page.locator(".dataset-card").first
+    card.wait_for()
+    assert card.locator(".dataset-name").inner_text() == "purple <b>stars</b>"
+    assert "3" in card.inner_text()
+
+    # Add one more by drag and drop onto the dataset's drop zone.
+    card.click()
+    detail = page.locator("dialog[open]")
+    detail.locator(".image-grid .thumb").nth(2).wait_for()
+    [extra] = _png_files(1)
+    data = page.evaluate_handle(
+        """(f) => { const dt = new DataTransfer();
+           const bytes = Uint8Array.from(atob(f.b64), (c) => c.charCodeAt(0));
+           dt.items.add(new File([bytes], f.name, { type: 'image/png' })); return dt; }""",
+        {"b64": base64.b64encode(extra["buffer"]).decode(), "name": "dropped.png"})
+    detail.locator(".drop-zone").dispatch_event("drop", {"dataTransfer": data})
+    detail.locator(".upload-row.ok").wait_for()
+    detail.locator("#add-images").click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('dialog[open] .image-grid .thumb').length === 4")
+    screenshot(page, "datasets")
+    detail.locator(".dialog-close").click()
+
+    page.goto("/#/training")
+    page.fill("#train-name", "purple-stars")
+    page.fill("#train-trigger", "purple star")
+    box = page.locator(".check-card input").first
+    if not box.is_checked():
+        box.check()
+    page.fill("#train-steps", "12")
+    page.click("#train-submit")
+    run = page.locator(".train-card").first
+    run.wait_for()
+    seen: list[str] = []
+    page.wait_for_function(
+        "() => { const c = document.querySelector('.train-card');"
+        " return c && ['done', 'failed', 'cancelled'].includes(c.dataset.state); }",
+        timeout=300_000, polling=500)
+    seen.append(run.locator(".train-stats").inner_text())
+    assert run.get_attribute("data-state") == "done", run.inner_text()
+    assert re.match(r"100 % · step 12 / 12", seen[-1]), seen
+    assert run.locator("[role=progressbar]").get_attribute("aria-valuenow") == "100"
+    # The loss curve is drawn (at least one point; more when polls caught the run mid-way).
+    assert int(run.locator("svg.chart").get_attribute("data-points")) >= 1
+    assert run.locator("svg.chart path.line").count() == 1
+    screenshot(page, "training")
+
+    run.get_by_role("button", name=re.compile("Generate with this model")).click()
+    page.wait_for_selector("#generate-form")
+    model = page.locator("[data-field=model_name] select")
+    assert model.input_value() == "purple-stars"
+    card = generate(page, "purple star style")
+    assert card.locator(".image-grid img").count() == 1
+
+    page.goto("/#/models")
+    mine = page.locator("#models-mine .model-card")
+    mine.first.wait_for()
+    assert "purple-stars" in mine.first.inner_text()
+    screenshot(page, "models")
+
+
+def test_chat_streams_an_answer(page: Any) -> None:
+    sign_in(page, EMAIL)
+    page.goto("/#/chat")
+    page.wait_for_function("() => document.querySelector('#chat-model').options.length > 0")
+    # Count how often the reply's text changes: a streamed answer arrives in pieces.
+    page.evaluate("""() => { window.__updates = 0;
+      new MutationObserver(() => { window.__updates += 1; }).observe(
+        document.getElementById('chat-log'),
+        { subtree: true, characterData: true, childList: true }); }""")
+    page.fill("#chat-input", "Say hello in one short sentence.")
+    page.keyboard.press("Enter")
+    bubble = page.locator(".bubble.assistant").first
+    bubble.wait_for()
+    page.wait_for_function("() => !document.querySelector('.bubble.streaming')", timeout=120_000)
+    assert bubble.locator(".bubble-text").inner_text().strip()
+    assert page.evaluate("window.__updates") > 3
+    question = page.locator(".bubble.user .bubble-text").inner_text()
+    assert question == "Say hello in one short sentence."
+    screenshot(page, "chat")
+    # The conversation survives a visit to another page.
+    page.goto("/#/models")
+    page.goto("/#/chat")
+    assert page.locator(".bubble").count() == 2
+
+
+def test_chinese_ui_and_switch(browser: Any, server: WebServer, console: Console) -> None:
+    page = open_page(browser, server.url, console, locale="zh-CN")
+    try:
+        page.goto("/")
+        assert page.locator("h2").first.inner_text() == "登录"
+        sign_in(page, EMAIL)
+        assert page.locator(".nav-link").first.inner_text() == "创作"
+        assert page.locator("#generate-btn").inner_text() == "立即生成"
+        assert page.evaluate("document.documentElement.lang") == "zh-CN"
+        screenshot(page, "generate-zh")
+        page.click("#lang-switch")
+        page.wait_for_function(
+            "() => document.querySelector('#generate-btn')?.textContent === 'Generate'")
+        assert page.locator(".nav-link").first.inner_text() == "Generate"
+        page.reload()  # the choice is kept
+        page.wait_for_selector("#generate-btn")
+        assert page.locator(".nav-link").first.inner_text() == "Generate"
+    finally:
+        page.context.close()
+
+
+def test_phone_width_has_no_horizontal_scroll(browser: Any, server: WebServer,
+                                              console: Console) -> None:
+    page = open_page(browser, server.url, console, width=390, height=844)
+    try:
+        sign_in(page, EMAIL)
+        for name in PAGES:
+            page.goto(f"/#/{name}")
+            page.wait_for_timeout(600)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{name}: page is {width} px wide at 390 px"
+        page.goto("/#/generate")
+        page.wait_for_selector("#generate-btn")
+        screenshot(page, "phone-generate")
+        menu = page.locator(".menu-btn")
+        assert menu.is_visible() and not page.locator("#nav").is_visible()
+        menu.click()
+        page.locator("#nav a[href='#/gallery']").click()
+        page.wait_for_selector(".page-gallery")
+        assert not page.locator("#nav").is_visible()
+    finally:
+        page.context.close()
+
+
+def test_keyboard_only_sign_in_and_focus_is_visible(page: Any) -> None:
+    page.goto("/")
+    page.wait_for_selector("input[type=email]:focus")
+    page.keyboard.type(EMAIL)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#sign-out")
+    page.keyboard.press("Tab")
+    shadow = page.evaluate("getComputedStyle(document.activeElement).boxShadow")
+    assert shadow and shadow != "none"
+    # Every form control on every page has a label.
+    for name in PAGES:
+        page.goto(f"/#/{name}")
+        page.wait_for_timeout(500)
+        unlabelled = page.evaluate("""() => [
+          ...document.querySelectorAll('input, select, textarea')].filter((el) =>
+            el.type !== 'hidden' && !el.labels?.length && !el.getAttribute('aria-label'))
+          .map((el) => el.outerHTML)""")
+        assert not unlabelled, (name, unlabelled)
+
+
+def test_security_headers(server: WebServer) -> None:
+    response = httpx.get(server.url + "/")
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    # No inline script or handler in the shipped page itself.
+    html = response.text
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html)
+    assert not re.search(r"\son[a-z]+\s*=", html)
+    static = Path(__file__).resolve().parents[2] / "src/ronghe/web/static"
+    for js in static.rglob("*.js"):
+        assert "innerHTML" not in js.read_text(encoding="utf-8"), js
