@@ -25,7 +25,8 @@ USER, USER_PW = "bea@example.com", "bea's password"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModel) -> Iterator[WebServer]:
-    srv, log = start_server(tmp_path_factory.mktemp("web-accounts") / "data", demo_model, [])
+    srv, log = start_server(tmp_path_factory.mktemp("web-accounts") / "data", demo_model, [],
+                            RONGHE_ALLOW_SIGNUP="true")
     yield srv
     stop_server(srv, log)
 
@@ -96,3 +97,15 @@ def test_user_changes_password_and_creates_an_api_key(page: Any, console: Consol
     page.wait_for_selector("#key-list li.muted")
     models = httpx.get(server.url + "/v1/models", headers={"Authorization": f"Bearer {key}"})
     assert models.status_code == 401
+
+
+def test_sign_up_when_the_server_allows_it(page: Any) -> None:
+    page.goto("/")
+    page.get_by_role("button", name="No account yet? Sign up").click()
+    page.wait_for_selector("text=Create an account")
+    page.fill("input[type=email]", "cy@example.com")
+    page.fill("input[type=password]", "cy's own password")
+    page.click("form button[type=submit]")
+    page.wait_for_selector("#sign-out")
+    assert page.locator(".user-chip").inner_text() == "cy@example.com"
+    assert page.locator("a[href='#/accounts']").count() == 0

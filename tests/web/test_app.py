@@ -43,17 +43,19 @@ def page(browser: Any, server: WebServer, console: Console) -> Iterator[Any]:
     p.context.close()
 
 
-def generate(page: Any, prompt: str, *, steps: int = 4) -> Any:
-    """Fills the generate form (one image, few steps) and waits for the task card's image."""
+def generate(page: Any, prompt: str, *, steps: int = 4, count: int = 1) -> Any:
+    """Fills the generate form (few images, few steps) and waits for the task card's images."""
     page.goto("/#/generate")
     page.fill("#generate-form textarea >> nth=0", prompt)
-    page.locator("[data-field=n_images] input[type=number]").fill("1")
+    page.locator("[data-field=n_images] input[type=number]").fill(str(count))
     page.locator("[data-field=ddim_steps] input[type=number]").fill(str(steps))
-    before = page.locator(".task-card").count()
-    page.click("#generate-btn")
-    page.wait_for_function(f"() => document.querySelectorAll('.task-card').length > {before}")
-    card = page.locator(".task-card").first
-    card.locator(".image-grid img").wait_for(timeout=180_000)
+    with page.expect_response("**/api/v1b/task_submit") as submitted:
+        page.click("#generate-btn")
+    task_id = submitted.value.json()["task_id"]
+    card = page.locator(f".task-card[data-task='{task_id}']")
+    card.wait_for()
+    assert page.locator(".task-card").first.get_attribute("data-task") == task_id  # newest on top
+    card.locator(".image-grid img").first.wait_for(timeout=180_000)
     assert card.get_attribute("data-state") == "done"
     return card
 
@@ -82,6 +84,8 @@ def test_sign_in_wrong_password_then_right(page: Any, console: Console) -> None:
 
 def test_generate_xss_prompt_stays_text_and_gallery_after_reload(page: Any) -> None:
     sign_in(page, EMAIL)
+    pretty = generate(page, "a red circle on a blue background", steps=20, count=4)
+    assert pretty.locator(".image-grid img").count() == 4
     card = generate(page, XSS)
     screenshot(page, "generate")
     assert card.locator(".task-prompt").inner_text() == XSS
@@ -95,6 +99,7 @@ def test_generate_xss_prompt_stays_text_and_gallery_after_reload(page: Any) -> N
     page.goto("/#/gallery")
     tile = page.locator(".gallery-item").first
     tile.wait_for()
+    assert page.locator(".gallery-item").count() == 2  # newest first
     assert tile.locator(".tile-prompt").inner_text() == XSS
     page.wait_for_function("() => [...document.querySelectorAll('.gallery-item img')]"
                            ".every((i) => i.complete && i.naturalWidth > 0)")
@@ -214,21 +219,28 @@ def test_chat_streams_an_answer(page: Any) -> None:
     sign_in(page, EMAIL)
     page.goto("/#/chat")
     page.wait_for_function("() => document.querySelector('#chat-model').options.length > 0")
-    # Count how often the reply's text changes: a streamed answer arrives in pieces.
-    page.evaluate("""() => { window.__updates = 0;
-      new MutationObserver(() => { window.__updates += 1; }).observe(
-        document.getElementById('chat-log'),
-        { subtree: true, characterData: true, childList: true }); }""")
+    # Record the reply's length at every change: a streamed answer grows in pieces.
+    page.evaluate("""() => { window.__lengths = new Set();
+      new MutationObserver(() => {
+        const text = document.querySelector('.bubble.assistant .bubble-text');
+        if (text && text.textContent) window.__lengths.add(text.textContent.length);
+      }).observe(document.getElementById('chat-log'),
+                 { subtree: true, characterData: true, childList: true }); }""")
     page.fill("#chat-input", "Say hello in one short sentence.")
     page.keyboard.press("Enter")
     bubble = page.locator(".bubble.assistant").first
     bubble.wait_for()
-    page.wait_for_function("() => !document.querySelector('.bubble.streaming')", timeout=120_000)
+    page.wait_for_function("() => window.__lengths.size >= 3", timeout=120_000)
+    screenshot(page, "chat")
+    # Stop ends a reply still running and keeps what came (a small model may ramble).
+    # (clicked from the page, so a reply that ends meanwhile cannot race the click)
+    page.evaluate("() => { const stop = document.getElementById('chat-stop');"
+                  " if (!stop.hidden) stop.click(); }")
+    page.wait_for_function("() => !document.querySelector('.bubble.streaming')")
+    assert not page.locator("#chat-stop").is_visible()
     assert bubble.locator(".bubble-text").inner_text().strip()
-    assert page.evaluate("window.__updates") > 3
     question = page.locator(".bubble.user .bubble-text").inner_text()
     assert question == "Say hello in one short sentence."
-    screenshot(page, "chat")
     # The conversation survives a visit to another page.
     page.goto("/#/models")
     page.goto("/#/chat")
@@ -313,3 +325,12 @@ def test_security_headers(server: WebServer) -> None:
     static = Path(__file__).resolve().parents[2] / "src/ronghe/web/static"
     for js in static.rglob("*.js"):
         assert "innerHTML" not in js.read_text(encoding="utf-8"), js
+
+
+def test_both_languages_have_every_string(page: Any) -> None:
+    page.goto("/")
+    missing = page.evaluate("""async () => {
+      const { en, zh } = await import('/static/js/strings.js');
+      return [Object.keys(en).filter((k) => !(k in zh)), Object.keys(zh).filter((k) => !(k in en))];
+    }""")
+    assert missing == [[], []]

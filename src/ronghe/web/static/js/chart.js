@@ -33,7 +33,10 @@ export function lineChart(label, { xLabel, yLabel }) {
     let y0 = Math.min(...ys);
     let y1 = Math.max(...ys);
     if (!points.length) { y0 = 0; y1 = 1; }
-    if (y1 - y0 < 1e-9) { y0 -= 0.5 * (Math.abs(y0) || 1) * 0.1; y1 += 0.5 * (Math.abs(y1) || 1) * 0.1; }
+    // Some air above and below the curve; a flat curve still gets a visible range.
+    const margin = (y1 - y0) * 0.1 || (Math.abs(y1) || 1) * 0.05;
+    y0 = Math.max(0, y0 - margin);
+    y1 += margin;
     const px = (x) => pad.l + (x / x1) * (W - pad.l - pad.r);
     const py = (y) => H - pad.b - ((y - y0) / (y1 - y0)) * (H - pad.t - pad.b);
     for (const v of niceTicks(y0, y1, 4)) {

@@ -1,4 +1,4 @@
-// DOM helpers.  Every piece of text goes in as a text node (never innerHTML), so what a
+// DOM helpers.  Every piece of text goes in as a text node (never parsed as HTML), so what a
 // user typed or uploaded is shown literally.
 
 export function h(tag, props, ...children) {

@@ -36,10 +36,19 @@ export function render(view, { navigate, query }) {
       h('h2', { text: t('gen.results') }),
       h('p', { class: 'muted empty-hint', text: t('gen.empty') }), results)));
   const cards = [];
-  for (const id of recent) {
-    const card = taskCard(id.task_id, id.params, navigate);
-    cards.push(card);
-    results.append(card);
+  const show = (items) => {
+    for (const item of items) {
+      const card = taskCard(item.task_id, item.params, navigate);
+      cards.push(card);
+      results.append(card);
+    }
+  };
+  if (recent.length) show(recent);
+  else {
+    // After a reload: your latest tasks, so the page is never blank for a returning user.
+    post('/api/v1b/task_list', { page: 1, per_page: 4 }).then((body) => {
+      if (!results.childElementCount) show(body.info.items.map((x) => ({ task_id: x.task_id, params: x.params || {} })));
+    }).catch(() => {});
   }
   Promise.all([get('/api/v1b/get_generation_form'), loadLoras()]).then(([form, loras]) => {
     build(formCol, byName(form.info), loras, { navigate, query, results, cards });

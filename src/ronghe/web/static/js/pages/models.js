@@ -13,7 +13,7 @@ function modelCard(m, kind, navigate) {
     } else setPreset({ model_name: m.model_name, prompt: m.trigger_word || '' });
     navigate('generate');
   });
-  const tags = [m.tag, m.base_model && `${t('models.base')}: ${m.base_model}`].filter(Boolean);
+  const tags = [m.tag, m.base_model && `${t('models.baseOf')}: ${m.base_model}`].filter(Boolean);
   return h('article', { class: 'card model-card', 'data-model': m.model_name },
     m.demo_picture ? h('img', { src: m.demo_picture, alt: m.model_name, class: 'model-pic' })
       : h('div', { class: 'model-pic placeholder', 'aria-hidden': 'true', text: (m.model_name || '?').slice(0, 1).toUpperCase() }),
