@@ -129,8 +129,15 @@ def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
 def screenshot(page: Any, name: str) -> None:
     if SCREENSHOTS:
         DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        import io
+
+        from PIL import Image
+
         page.wait_for_timeout(300)  # let transitions settle
-        page.screenshot(path=str(DOCS_IMG / f"web-{name}.png"))
+        # 256 colours keep the files small enough for the repository (a third the size).
+        shot = Image.open(io.BytesIO(page.screenshot())).convert("RGB")
+        shot.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            DOCS_IMG / f"web-{name}.png", optimize=True)
 
 
 def wait_until(predicate: Any, timeout: float, what: str) -> None:

@@ -86,8 +86,8 @@ def test_generate_xss_prompt_stays_text_and_gallery_after_reload(page: Any) -> N
     sign_in(page, EMAIL)
     pretty = generate(page, "a red circle on a blue background", steps=20, count=4)
     assert pretty.locator(".image-grid img").count() == 4
-    card = generate(page, XSS)
     screenshot(page, "generate")
+    card = generate(page, XSS)
     assert card.locator(".task-prompt").inner_text() == XSS
     # Nothing the prompt says became markup (the console fixture also fails on alert()).
     assert page.locator("img[src='x']").count() == 0
