@@ -55,6 +55,9 @@ def test_index_and_client_routes(site: TestClient) -> None:
         assert r.headers["content-type"] == "text/html; charset=utf-8"
         assert r.text.startswith("<!doctype html><title>app</title>")
         assert_safe(r)
+    for path in ("/", "/gallery"):
+        head = site.head(path)
+        assert head.status_code == 200 and head.content == b"" and head.headers["etag"]
     # Paths of files and of the APIs keep their own answers.
     assert site.get("/favicon.ico").status_code == 404
     r = site.get("/api/v1b/nothing")

@@ -92,7 +92,7 @@ def install(app: FastAPI, services: Services, static_dir: Path | None = None) ->
             return FileResponse(index, media_type="text/html; charset=utf-8", headers=headers)
         return HTMLResponse(PLACEHOLDER, headers=headers)
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def root() -> Response:
         return index_response()
 

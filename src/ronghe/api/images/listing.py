@@ -1,7 +1,8 @@
 """task_list: a user's tasks, newest first, a page at a time (the web app's gallery).
 
-A page costs two queries whatever its size: the tasks (with the total as a window count)
-and one batched lookup of every file the page shows (images, init and control images).
+A page costs three reads whatever its size: an index-only count, the page of tasks (in
+index order, no sort), and one batched lookup of every file the page shows (images, init
+and control images).
 Image items are ``task_result``'s shape plus ``params``, the submission in ``task_submit``'s
 own field names, so a client can send it back as it is ("use these settings again").
 """
@@ -20,7 +21,9 @@ from ronghe.services import Services
 from ronghe.storage.files import FileInfo
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-KINDS = {"image": (serving.KIND,), "train": (TRAIN_KIND,), "all": (serving.KIND, TRAIN_KIND)}
+# None: every kind, which lets the database walk the user's tasks in index order.
+KINDS: dict[str, tuple[str, ...] | None] = {"image": (serving.KIND,), "train": (TRAIN_KIND,),
+                                            "all": None}
 
 
 def stamp(moment: datetime | None) -> str:
@@ -89,6 +92,12 @@ def train_item(task: TaskView) -> dict[str, Any]:
     }
 
 
+def other_item(task: TaskView) -> dict[str, Any]:
+    return {"task_id": task.id, "kind": task.kind, "state": task.state.value,
+            "progress": round(task.progress, 4), "error_msg": task.error_msg,
+            "create_time": stamp(task.created_at), "finish_time": stamp(task.finished_at)}
+
+
 def task_list(services: Services, user: User, body: TaskListRequest,
               base_url: str) -> dict[str, Any]:
     state = Status(body.state) if body.state else None
@@ -98,7 +107,7 @@ def task_list(services: Services, user: User, body: TaskListRequest,
     wanted = [f for t in images for f in (*serving.file_ids(t), *input_file_ids(t))]
     files = services.files.get_many(wanted, user.id)
     items = [image_item(services, t, files, base_url) if t.kind == serving.KIND
-             else train_item(t) for t in tasks]
+             else train_item(t) if t.kind == TRAIN_KIND else other_item(t) for t in tasks]
     return {"code": 0, "msg": "", "info": {
         "items": items, "page": body.page, "per_page": body.per_page, "total": total,
         "has_next": body.page * body.per_page < total, "has_prev": body.page > 1}}

@@ -6,7 +6,8 @@ Create Date: 2026-12-01 20:45:00
 
 ``users.is_admin`` marks who manages accounts; ``setup_claims`` holds at most one row, the
 claim of first-run setup, so two concurrent setups cannot both create an admin.
-``ix_tasks_user_kind_created`` serves ``task_list`` (one user's tasks, newest first).
+``ix_tasks_user_kind_created`` and ``ix_tasks_user_created`` serve ``task_list`` (one user's
+tasks, of a kind or all, newest first, in index order).
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_setup_claims")),
     )
     with op.batch_alter_table("tasks") as batch:
-        batch.create_index("ix_tasks_user_kind_created", ["user_id", "kind", "created_at"])
+        batch.create_index("ix_tasks_user_kind_created", ["user_id", "kind", "created_at", "id"])
+        batch.create_index("ix_tasks_user_created", ["user_id", "created_at", "id"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("tasks") as batch:
+        batch.drop_index("ix_tasks_user_created")
         batch.drop_index("ix_tasks_user_kind_created")
     op.drop_table("setup_claims")
     with op.batch_alter_table("users") as batch:
