@@ -43,12 +43,17 @@ def page(browser: Any, server: WebServer, console: Console) -> Iterator[Any]:
     p.context.close()
 
 
-def generate(page: Any, prompt: str, *, steps: int = 4, count: int = 1) -> Any:
-    """Fills the generate form (few images, few steps) and waits for the task card's images."""
-    page.goto("/#/generate")
+def generate(page: Any, prompt: str, *, steps: int = 4, count: int = 1, go: bool = True,
+             extra: Any = None) -> Any:
+    """Fills the generate form (few images, few steps; ``extra(page)`` sets more) and waits
+    for the task card's images.  ``go=False`` keeps the form as another page prepared it."""
+    if go:
+        page.goto("/#/generate")
     page.fill("#generate-form textarea >> nth=0", prompt)
     page.locator("[data-field=n_images] input[type=number]").fill(str(count))
     page.locator("[data-field=ddim_steps] input[type=number]").fill(str(steps))
+    if extra:
+        extra(page)
     with page.expect_response("**/api/v1b/task_submit") as submitted:
         page.click("#generate-btn")
     task_id = submitted.value.json()["task_id"]
@@ -56,8 +61,16 @@ def generate(page: Any, prompt: str, *, steps: int = 4, count: int = 1) -> Any:
     card.wait_for()
     assert page.locator(".task-card").first.get_attribute("data-task") == task_id  # newest on top
     card.locator(".image-grid img").first.wait_for(timeout=180_000)
-    assert card.get_attribute("data-state") == "done"
+    assert card.get_attribute("data-state") == "done", card.inner_text()
     return card
+
+
+def listed_task(page: Any, server: WebServer, task_id: str) -> dict[str, Any]:
+    """The task as task_list reports it, with the page's own token: what the form sent."""
+    token = page.evaluate("sessionStorage.getItem('ronghe.token')")
+    items = httpx.post(server.url + "/api/v1b/task_list", json={"per_page": 100},
+                       headers={"Authorization": f"Bearer {token}"}).json()["info"]["items"]
+    return next(x for x in items if x["task_id"] == task_id)
 
 
 def test_sign_in_wrong_password_then_right(page: Any, console: Console) -> None:
@@ -138,7 +151,8 @@ def _png_files(count: int) -> list[dict[str, Any]]:
             for i, im in enumerate(concept_images(count, size=32))]
 
 
-def test_dataset_upload_train_and_generate_with_it(page: Any, console: Console) -> None:
+def test_dataset_upload_train_and_generate_with_it(page: Any, console: Console,
+                                                   server: WebServer) -> None:
     console.allow(r"status of 400")  # the deliberately bad file
     sign_in(page, EMAIL)
     page.goto("/#/datasets")
@@ -205,14 +219,54 @@ def test_dataset_upload_train_and_generate_with_it(page: Any, console: Console) 
     page.wait_for_selector("#generate-form")
     model = page.locator("[data-field=model_name] select")
     assert model.input_value() == "purple-stars"
-    card = generate(page, "purple star style")
-    assert card.locator(".image-grid img").count() == 1
+    card = generate(page, "purple star style", go=False)
+    params = listed_task(page, server, card.get_attribute("data-task"))["params"]
+    assert params["model_name"] == "purple-stars"
+
+    # The same LoRA as a unit on the base model, at a chosen weight.
+    def lora_unit(p: Any) -> None:
+        p.locator("#panel-lora summary").click()
+        p.get_by_role("button", name="+ LoRA").click()
+        unit = p.locator("[data-field='lora_configs[0]']")
+        unit.locator("select").select_option(label="purple-stars · purple star")
+        unit.locator("input[type=number]").fill("0.8")
+
+    card = generate(page, "purple star style", extra=lora_unit)
+    params = listed_task(page, server, card.get_attribute("data-task"))["params"]
+    assert [(x["name"], x["merge_weight"]) for x in params["lora_configs"]] == [
+        ("purple-stars", 0.8)]
 
     page.goto("/#/models")
     mine = page.locator("#models-mine .model-card")
     mine.first.wait_for()
     assert "purple-stars" in mine.first.inner_text()
     screenshot(page, "models")
+
+
+def test_img2img_upload_and_controlnet_unit(page: Any, server: WebServer) -> None:
+    sign_in(page, EMAIL)
+    [start, control] = _png_files(2)
+
+    def units(p: Any) -> None:
+        p.locator("#panel-img2img summary").click()
+        p.locator("#init_img-file").set_input_files(start)
+        p.locator("[data-field=init_img][data-ready] .pick-preview img").wait_for()
+        p.locator("[data-field=strength] input[type=number]").fill("0.7")
+        p.locator("#panel-cn summary").click()
+        p.get_by_role("button", name="+ ControlNet").click()
+        unit = p.locator("[data-field='cn_configs[0]']")
+        unit.locator("input[type=file]").set_input_files(control)
+        unit.locator("[data-field='cn_configs[0].img'][data-ready]").wait_for()
+        low = "[data-field='cn_configs[0].config.low_threshold'] input[type=number]"
+        unit.locator(low).fill("50")
+
+    card = generate(page, "a red circle on a blue background", extra=units)
+    listed = listed_task(page, server, card.get_attribute("data-task"))
+    assert listed["task_type"] == "controlnet"
+    params = listed["params"]
+    assert params["init_img"] and params["strength"] == 0.7
+    [unit] = params["cn_configs"]
+    assert unit["cn"] == "canny" and unit["img"] and unit["config"]["low_threshold"] == 50
 
 
 def test_chat_streams_an_answer(page: Any) -> None:

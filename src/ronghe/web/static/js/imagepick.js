@@ -38,6 +38,7 @@ export function imagePicker(name, label) {
   const wrap = h('div', { class: 'field', 'data-field': name });
   function setUrl(value, src) {
     url = value;
+    wrap.toggleAttribute('data-ready', Boolean(value)); // uploaded: the URL is usable
     preview.replaceChildren();
     remove.hidden = !value;
     zone.hidden = Boolean(value);
