@@ -189,7 +189,12 @@ def test_dataset_upload_train_and_generate_with_it(page: Any, console: Console,
     page.wait_for_function(
         "() => document.querySelectorAll('dialog[open] .image-grid .thumb').length === 4")
     screenshot(page, "datasets")
+    detail.get_by_role("button", name="Delete image 1").click()
+    page.wait_for_function(
+        "() => document.querySelectorAll('dialog[open] .image-grid .thumb').length === 3")
     detail.locator(".dialog-close").click()
+    page.wait_for_function("() => document.querySelector('.dataset-card')"
+                           "?.innerText.includes('3 images')")
 
     page.goto("/#/training")
     page.fill("#train-name", "purple-stars")
