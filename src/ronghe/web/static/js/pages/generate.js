@@ -213,6 +213,8 @@ function build(col, f, loras, { navigate, query, results, cards }) {
       const card = taskCard(taskId, body, navigate);
       cards.push(card);
       results.prepend(card);
+      // On a phone the results are below the form: bring the new card into view.
+      if (matchMedia('(max-width: 1000px)').matches) card.scrollIntoView({ block: 'start' });
       watchSeed(taskId);
     } catch (err) {
       showError(form, err.message);
