@@ -10,6 +10,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from ronghe.api.deps import (
+    OptionalTokenUser,
+    RequestToken,
+    ServicesDep,
+    TokenUser,
+    token_user,
+)
 from ronghe.api.images import forms, listing, serving
 from ronghe.api.images.protocol import (
     ModelListRequest,
@@ -19,21 +26,9 @@ from ronghe.api.images.protocol import (
     TaskResultsRequest,
     TaskSubmitRequest,
 )
-from ronghe.api.images.state import ImageState, image_state
-from ronghe.auth.deps import (
-    OptionalTokenUser,
-    RequestToken,
-    ServicesDep,
-    TokenUser,
-    token_user,
-)
 from ronghe.services import Services
 
 router = APIRouter(prefix="/api/v1b", tags=["images"])
-
-
-def _state(services: Services) -> ImageState:
-    return image_state(services)
 
 
 def _base(request: Request) -> str:
@@ -42,7 +37,7 @@ def _base(request: Request) -> str:
 
 @router.post("/task_submit", summary="Submit an image generation task")
 def task_submit(body: TaskSubmitRequest, user: TokenUser, services: ServicesDep) -> Any:
-    return serving.submit(services, _state(services), user, body)
+    return serving.submit(services, user, body)
 
 
 def _task_result(services: Services, token: str, task_id: str, base: str) -> Any:
@@ -84,12 +79,12 @@ def task_cancel(body: TaskCancelRequest, user: TokenUser, services: ServicesDep)
 
 @router.get("/get_generation_form", summary="The fields of task_submit and their choices")
 def get_generation_form(services: ServicesDep, user: OptionalTokenUser) -> Any:
-    return forms.generation_form(services, _state(services), user)
+    return forms.generation_form(services, user)
 
 
 @router.post("/models/base", summary="Base image models")
 def models_base(body: ModelListRequest, services: ServicesDep) -> Any:
-    return forms.base_models(_state(services), body.page, body.per_page, body.query)
+    return forms.base_models(services.image_models, body.page, body.per_page, body.query)
 
 
 @router.post("/models/lora", summary="Public LoRA models")
@@ -106,9 +101,9 @@ def models_private(body: ModelListRequest, user: TokenUser, services: ServicesDe
 
 @router.post("/cn/artist", summary="ControlNets of the house model")
 def cn_artist(services: ServicesDep) -> Any:
-    return forms.artist_controlnets(_state(services))
+    return forms.artist_controlnets(services.image_models)
 
 
 @router.post("/cn/opensource", summary="ControlNets of every configured model")
 def cn_opensource(services: ServicesDep) -> Any:
-    return forms.opensource_controlnets(_state(services))
+    return forms.opensource_controlnets(services.image_models)

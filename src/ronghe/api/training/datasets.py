@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
+from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.api.training.protocol import DatasetCreate, DatasetImages, DatasetPage
-from ronghe.auth.deps import ServicesDep, TokenUser
 from ronghe.datasets.service import DatasetInfo, DatasetService
 from ronghe.errors import BadRequest
 from ronghe.services import Services
@@ -20,7 +20,7 @@ Files = Annotated[list[UploadFile], File(description="image files (JPEG, PNG, We
 
 
 def _datasets(services: Services) -> DatasetService:
-    return services.extras["datasets"]
+    return services.datasets
 
 
 def _upload(request: Request, user: TokenUser, services: Services,

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.api.users.protocol import KeyCreate, KeyRef
 from ronghe.api.users.serving import key_body, ok
-from ronghe.auth.deps import ServicesDep, TokenUser
 
 router = APIRouter(prefix="/api/v1b/api_keys", tags=["account"])
 

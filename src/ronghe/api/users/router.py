@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from ronghe.api.deps import RequestToken, ServicesDep, TokenUser
 from ronghe.api.users.protocol import ChangePassword, Credentials
 from ronghe.api.users.serving import ok, user_body
-from ronghe.auth.deps import RequestToken, ServicesDep, TokenUser
 
 router = APIRouter(prefix="/api/v1b", tags=["account"])
 
