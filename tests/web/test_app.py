@@ -248,6 +248,38 @@ def test_dataset_upload_train_and_generate_with_it(page: Any, console: Console,
     screenshot(page, "models")
 
 
+def test_cancel_a_generation_and_a_training(page: Any, server: WebServer) -> None:
+    sign_in(page, EMAIL)
+    page.goto("/#/generate")
+    page.fill("#generate-form textarea >> nth=0", "a long task to cancel")
+    page.locator("[data-field=n_images] input[type=number]").fill("8")
+    page.locator("[data-field=ddim_steps] input[type=number]").fill("150")
+    page.click("#generate-btn")
+    card = page.locator(".task-card").first
+    card.get_by_role("button", name="Cancel").click()
+    page.wait_for_function("() => document.querySelector('.task-card')?.dataset.state"
+                           " === 'cancelled'", timeout=120_000)
+    assert card.locator(".image-grid img").count() == 0
+
+    # A training of its own dataset (made through the API), cancelled from its card.
+    token = page.evaluate("sessionStorage.getItem('ronghe.token')")
+    auth = {"Authorization": f"Bearer {token}"}
+    files = [("init_img", (f["name"], f["buffer"], "image/png")) for f in _png_files(2)]
+    urls = httpx.post(server.url + "/api/v1b/upload_imgs", files=files, headers=auth)
+    dataset = httpx.post(server.url + "/api/v1b/dataset", headers=auth,
+                         json={"name": "to cancel", "images": urls.json()["info"]})
+    page.goto(f"/#/training?dataset={dataset.json()['info']['dataset_id']}")
+    page.fill("#train-name", "never-finished")
+    page.fill("#train-steps", "5000")
+    page.click("#train-submit")
+    run = page.locator(".train-card").first
+    run.locator(".train-name").filter(has_text="never-finished").wait_for()
+    run.get_by_role("button", name="Cancel").click()
+    page.wait_for_function("() => document.querySelector('.train-card')?.dataset.state"
+                           " === 'cancelled'", timeout=120_000)
+    assert run.get_by_role("button", name="Generate with this model").count() == 0
+
+
 def test_img2img_upload_and_controlnet_unit(page: Any, server: WebServer) -> None:
     sign_in(page, EMAIL)
     [start, control] = _png_files(2)
