@@ -1,9 +1,10 @@
 """OpenAI chat-completions request and response shapes, as far as Ronghe supports them.
 
 Defaults and ranges are OpenAI's (temperature 1 in [0, 2], top_p 1 in [0, 1], no token limit
-but the context); ``repetition_penalty`` is accepted as vLLM does.  Features Ronghe cannot
-honour (n > 1, tools, logprobs, JSON mode) are refused with a 400 naming them rather than
-silently ignored; unknown fields are ignored.
+but the context); ``repetition_penalty`` is accepted as vLLM does.  ``tools``,
+``tool_choice``, ``response_format`` (JSON mode and JSON Schema) and ``n`` up to ``MAX_N`` are
+supported; ``logprobs`` is refused with a 400 naming it rather than silently ignored; unknown
+fields are ignored.
 """
 
 from __future__ import annotations
@@ -14,7 +15,20 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ronghe.api.chat.protocol import MAX_CONTENT_CHARS, MAX_MESSAGES, drop_nulls, in_range
-from ronghe.engines.llm.base import ChatMessage, GenerationParams, Usage
+from ronghe.engines.llm.base import (
+    ChatMessage,
+    ChatResult,
+    GenerationParams,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+MAX_TOOLS = 128  # OpenAI's limit
+MAX_N = 8
+NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
 class TextPart(BaseModel):
@@ -24,12 +38,31 @@ class TextPart(BaseModel):
     text: str = Field(max_length=MAX_CONTENT_CHARS)
 
 
+class ToolCallFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(max_length=64)
+    arguments: str = Field(default="", max_length=MAX_CONTENT_CHARS)
+
+
+class ToolCallIn(BaseModel):
+    """A call the assistant made earlier in the conversation, sent back by the client."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(default="", max_length=128)
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
 class Message(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     # "developer" is what newer OpenAI clients call the system message.
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] = Field(default="")
+    tool_calls: list[ToolCallIn] | None = Field(default=None, max_length=MAX_TOOLS)
+    tool_call_id: str | None = Field(default=None, max_length=128)
 
     @field_validator("content", mode="before")
     @classmethod
@@ -40,6 +73,66 @@ class Message(BaseModel):
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
+
+    def to_message(self) -> ChatMessage:
+        calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments)
+                      for c in self.tool_calls or [])
+        role = "system" if self.role == "developer" else self.role
+        return ChatMessage(role, self.text(), tool_calls=calls, tool_call_id=self.tool_call_id)
+
+
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = Field(default="", max_length=10_000)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    strict: bool | None = None
+
+
+class ToolDef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(BaseModel):
+    name: str = Field(max_length=64)
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaSpec(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str = Field(default="response", pattern=NAME_PATTERN)
+    description: str = Field(default="", max_length=10_000)
+    json_schema: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormatIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormatIn:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type 'json_schema' needs a 'json_schema' object with a 'schema'")
+        return self
+
+    def to_format(self) -> ResponseFormat:
+        spec = self.json_schema
+        return ResponseFormat(self.type, spec.json_schema if spec else None,
+                              spec.name if spec else None)
 
 
 class StreamOptions(BaseModel):
@@ -68,8 +161,10 @@ class ChatCompletionRequest(BaseModel):
     repetition_penalty: float = 1.0
     user: str | None = None
     logprobs: bool = False
-    tools: list[Any] | None = None
-    response_format: dict[str, Any] | None = None
+    tools: list[ToolDef] | None = Field(default=None, max_length=MAX_TOOLS)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormatIn | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -124,8 +219,8 @@ class ChatCompletionRequest(BaseModel):
     @field_validator("n")
     @classmethod
     def _n(cls, v: int) -> int:
-        if v != 1:
-            raise ValueError("only n=1 is supported")
+        if not 1 <= v <= MAX_N:
+            raise ValueError(f"must be in [1, {MAX_N}]")
         return v
 
     @field_validator("logprobs")
@@ -137,23 +232,33 @@ class ChatCompletionRequest(BaseModel):
 
     @field_validator("tools")
     @classmethod
-    def _tools(cls, v: list[Any] | None) -> list[Any] | None:
-        if v:
-            raise ValueError("tools are not supported")
+    def _tools(cls, v: list[ToolDef] | None) -> list[ToolDef] | None:
+        names = [t.function.name for t in v or []]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"function names must be unique (twice: {', '.join(twice)})")
         return v
 
-    @field_validator("response_format")
-    @classmethod
-    def _response_format(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v and v.get("type", "text") != "text":
-            raise ValueError("only the 'text' response format is supported")
-        return v
+    @model_validator(mode="after")
+    def _tool_choice(self) -> ChatCompletionRequest:
+        choice = self.tool_choice
+        names = [t.function.name for t in self.tools or []]
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(f"tool_choice: no function {choice.function.name!r} in tools "
+                             f"(given: {', '.join(names) or 'none'})")
+        if choice == "required" and not names:
+            raise ValueError("tool_choice: 'required' needs at least one function in tools")
+        return self
+
+    def choice(self) -> str:
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return self.tool_choice.function.name
+        return self.tool_choice or "auto"
 
     def to_params(self) -> GenerationParams:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return GenerationParams(
-            messages=[ChatMessage("system" if m.role == "developer" else m.role, m.text())
-                      for m in self.messages],
+            messages=[m.to_message() for m in self.messages],
             temperature=self.temperature,
             top_p=self.top_p,
             max_new_tokens=self.max_completion_tokens or self.max_tokens,
@@ -164,6 +269,11 @@ class ChatCompletionRequest(BaseModel):
             stop=stops,
             seed=self.seed,
             user=self.user,
+            response_format=self.response_format.to_format() if self.response_format else None,
+            tools=[Tool(t.function.name, t.function.description, t.function.parameters)
+                   for t in self.tools or []],
+            tool_choice=self.choice(),
+            parallel_tool_calls=self.parallel_tool_calls,
         )
 
 
@@ -176,28 +286,55 @@ def usage_dict(usage: Usage | None) -> dict[str, int] | None:
 
 
 def completion_body(rid: str, model: str, created: int, text: str, finish_reason: str,
-                    usage: Usage | None) -> dict[str, Any]:
+                    usage: Usage | None, tool_calls: tuple[ToolCall, ...] = (),
+                    more: list[ChatResult] | None = None) -> dict[str, Any]:
+    """The whole answer; ``more`` are choices 1… when the request asked for n > 1."""
+    choices = [choice_body(0, text, finish_reason, tool_calls)]
+    choices += [choice_body(i, r.text, r.finish_reason, r.tool_calls)
+                for i, r in enumerate(more or [], 1)]
     return {
         "id": rid,
         "object": "chat.completion",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": finish_reason, "logprobs": None}],
+        "choices": choices,
         "usage": usage_dict(usage),
     }
 
 
+def choice_body(index: int, text: str, finish_reason: str,
+                tool_calls: tuple[ToolCall, ...] = ()) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if tool_calls:
+        # OpenAI sends null content beside tool calls when the model wrote no text.
+        message["content"] = text or None
+        message["tool_calls"] = [{"id": c.id, "type": "function",
+                                  "function": {"name": c.name, "arguments": c.arguments}}
+                                 for c in tool_calls]
+    return {"index": index, "message": message, "finish_reason": finish_reason,
+            "logprobs": None}
+
+
 def chunk_body(rid: str, model: str, created: int, delta: dict[str, Any],
-               finish_reason: str | None = None) -> dict[str, Any]:
+               finish_reason: str | None = None, index: int = 0) -> dict[str, Any]:
     return {
         "id": rid,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason,
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason,
                      "logprobs": None}],
     }
+
+
+def tool_call_delta(piece: ToolCallDelta) -> dict[str, Any]:
+    """A streamed piece of a call: the first has id, type and name (OpenAI's shape)."""
+    function: dict[str, Any] = {"arguments": piece.arguments}
+    out: dict[str, Any] = {"index": piece.index, "function": function}
+    if piece.id is not None:
+        out["id"], out["type"] = piece.id, "function"
+        function["name"] = piece.name
+    return out
 
 
 def usage_chunk_body(rid: str, model: str, created: int, usage: Usage | None) -> dict[str, Any]:
