@@ -105,7 +105,9 @@ def test_generate_xss_prompt_stays_text_and_gallery_after_reload(page: Any) -> N
     # Nothing the prompt says became markup (the console fixture also fails on alert()).
     assert page.locator("img[src='x']").count() == 0
     image = card.locator(".image-grid img").first
-    assert page.evaluate("(img) => img.complete && img.naturalWidth > 0", image.element_handle())
+    # The card shows the <img> as soon as the task is done; the bytes arrive a moment later.
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0",
+                           arg=image.element_handle())
     assert "/files/" in image.get_attribute("src")
 
     page.reload()
