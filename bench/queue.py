@@ -31,6 +31,7 @@ from pathlib import Path
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
 
 import argparse
+import re
 import statistics
 import tempfile
 import time
@@ -184,11 +185,18 @@ def explain(engine: Any, plans: dict[str, list[str]]) -> list[str]:
                     cur.execute("EXPLAIN QUERY PLAN " + sql, params)
                     lines = [row[-1] for row in cur.fetchall()]
                 else:
-                    # Generic plan for placeholders (PostgreSQL 16+).
-                    cur.execute("EXPLAIN (GENERIC_PLAN) " + sql)
+                    # A generic plan for the placeholders (PostgreSQL 16+).
+                    cur.execute("EXPLAIN (GENERIC_PLAN) " + numbered(sql))
                     lines = [row[0] for row in cur.fetchall()]
             out.append(f"-- {name}\n{' '.join(sql.split())}\n  " + "\n  ".join(lines))
     return out
+
+
+def numbered(sql: str) -> str:
+    """psycopg's %(name)s placeholders as PostgreSQL's $1, $2 …"""
+    names: dict[str, str] = {}
+    return re.sub(r"%\((\w+)\)s",
+                  lambda m: names.setdefault(m.group(1), f"${len(names) + 1}"), sql)
 
 
 def main() -> None:

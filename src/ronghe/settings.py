@@ -154,6 +154,8 @@ class Settings(BaseSettings):
     chat_models: list[ChatModelSpec] = Field(default_factory=_default_chat_models)
     chat_default_model: str = "smollm2"
     chat_queue_size: int = Field(default=16, ge=0, le=10_000)
+    # Generations per llama.cpp model at once (continuous batching in one context).
+    chat_parallel: int = Field(default=4, ge=1, le=64)
     chat_request_timeout_seconds: float = Field(default=300, gt=0)
 
     # --- images and training

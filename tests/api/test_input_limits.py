@@ -114,7 +114,7 @@ def test_services_treat_ids_past_64_bits_as_missing(client: TestClient,
     with pytest.raises(NotFound):
         services.loras.get(TOO_BIG)
     with pytest.raises(NotFound):
-        services.extras["datasets"].get(TOO_BIG, account.user_id)
+        services.datasets.get(TOO_BIG, account.user_id)
 
 
 @pytest.mark.parametrize(("path", "content", "expected"), [

@@ -53,7 +53,7 @@ def wait_for(store: TaskStore, task_id: str, states: set[Status], timeout: float
 def worker(services: Services) -> Iterator[InProcessDispatcher]:
     ORDER.clear()
     GATE.clear()
-    d = InProcessDispatcher(services.tasks, services, poll_seconds=0.1)
+    d = InProcessDispatcher(services.tasks, poll_seconds=0.1)
     d.start()
     yield d
     GATE.set()
@@ -113,14 +113,14 @@ def test_cancel_stops_a_running_task(services: Services, worker: InProcessDispat
 
 def test_shutdown_hands_running_work_back(services: Services) -> None:
     a, _ = users(services)
-    d = InProcessDispatcher(services.tasks, services, poll_seconds=0.1)
+    d = InProcessDispatcher(services.tasks, poll_seconds=0.1)
     d.start()
     tid = submit(services, d, a, n=500, label="s", sleep=0.01)
     wait_for(services.tasks, tid, {Status.RUNNING})
     d.stop()
     t = services.tasks.get(tid)
     assert t.state is Status.PENDING and t.attempts == 0
-    d2 = InProcessDispatcher(services.tasks, services, poll_seconds=0.1)
+    d2 = InProcessDispatcher(services.tasks, poll_seconds=0.1)
     d2.start()
     try:
         assert wait_for(services.tasks, tid, {Status.DONE}).result == {"total": 500}
@@ -140,7 +140,7 @@ def test_the_reaper_brings_back_a_task_whose_lease_expired_while_running(
     from ronghe.jobs.models import Task
 
     a, _ = users(services)
-    d = InProcessDispatcher(services.tasks, services, poll_seconds=0.1, sweep_seconds=0.2)
+    d = InProcessDispatcher(services.tasks, poll_seconds=0.1, sweep_seconds=0.2)
     d.start()
     try:
         t = services.tasks.create(a, "count", "images.test", {"n": 1, "label": "lost"})

@@ -117,7 +117,7 @@ def test_a_400_task_backlog_does_not_starve_another_user(backlog_services: Servi
     b = svc.auth.add_user("c@d.co", "longenough").id
     ORDER.clear()
     GATE.clear()
-    worker = InProcessDispatcher(svc.tasks, svc, poll_seconds=0.1)
+    worker = InProcessDispatcher(svc.tasks, poll_seconds=0.1)
     worker.start()
     try:
         hold = submit(svc, worker, a, n=1, label="hold", hold=True)

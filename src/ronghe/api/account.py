@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from ronghe.api.deps import RequestToken, ServicesDep, TokenUser
 from ronghe.api.envelopes import Body, Family, MiaohuaOk, errors, miaohua_ok
-from ronghe.auth.deps import RequestToken, ServicesDep, TokenUser
 
 router = APIRouter(prefix="/api/v1b", tags=["account"])
 

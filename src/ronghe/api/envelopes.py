@@ -171,11 +171,19 @@ ERROR_DESCRIPTIONS = {
 }
 
 
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before retrying",
+                               "schema": {"type": "integer"}}}
+
+
 def errors(family: Family, *statuses: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` of a route: each status it can send, with the family's schema."""
     model = ERROR_MODELS[family]
-    return {status: {"model": model, "description": ERROR_DESCRIPTIONS[status]}
-            for status in sorted(set(statuses))}
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in sorted(set(statuses)):
+        out[status] = {"model": model, "description": ERROR_DESCRIPTIONS[status]}
+        if status in (429, 503):
+            out[status]["headers"] = RETRY_AFTER
+    return out
 
 
 def error_response(request: Request, status: int, msg: str, field: str | None = None,

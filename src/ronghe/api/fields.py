@@ -1,4 +1,4 @@
-"""Request-field building blocks every API family shares: ids, numeric ranges.
+"""Request-field building blocks every API family shares: ids, numeric ranges, nulls.
 
 A range here both checks the value, with a message that says the allowed range
 (``must be in (0, 2]``), and shows the range in ``/openapi.json`` as ``minimum`` /
@@ -18,6 +18,13 @@ from pydantic_core import core_schema
 from ronghe.db.base import MAX_ID
 
 Id = Annotated[int, Field(ge=1, le=MAX_ID, description="an id (1 to 2^63-1)")]
+
+
+def drop_nulls(data: Any) -> Any:
+    """A ``null`` field means its default (lenient clients send them): drop it before parsing."""
+    if isinstance(data, dict):
+        return {k: v for k, v in data.items() if v is not None}
+    return data
 
 
 def _num(value: float) -> str:

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.api.envelopes import Body, Family, MiaohuaOk, errors, miaohua_ok
-from ronghe.auth.deps import ServicesDep, TokenUser
 from ronghe.errors import Forbidden, NotFound
 from ronghe.storage.files import FileInfo
 
@@ -18,9 +18,9 @@ def base_url(request: Request) -> str:
     return str(request.base_url)
 
 
-FILE = {"description": "The file's bytes, with its content type",
-        "content": {"application/octet-stream": {"schema": {"type": "string",
-                                                            "format": "binary"}}}}
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+FILE = {"description": "The file's bytes, with its content type (images; LoRA weights)",
+        "content": {"image/*": BINARY, "application/octet-stream": BINARY}}
 
 
 @router.get("/files/{file_id}", summary="A stored file, at a URL signed by the server",

@@ -10,8 +10,8 @@ from pydantic import Field
 from sqlalchemy import text
 
 from ronghe import __version__
+from ronghe.api.deps import ServicesDep
 from ronghe.api.envelopes import Body
-from ronghe.auth.deps import ServicesDep
 
 router = APIRouter(tags=["system"])
 

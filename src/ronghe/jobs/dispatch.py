@@ -13,11 +13,11 @@ import threading
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
-from ronghe.jobs.runner import run_claimed, worker_id
+from ronghe.jobs.runner import Handlers, run_claimed, worker_id
 from ronghe.jobs.store import TaskStore, TaskView
 
 log = structlog.get_logger(__name__)
@@ -31,9 +31,6 @@ class Dispatcher(Protocol):
 
     def stop(self) -> None: ...
 
-    def queue_depth(self) -> int:
-        """Pending tasks this dispatcher knows of (for readiness and metrics)."""
-
 
 class InProcessDispatcher:
     """One worker thread per device, fed from the database.
@@ -42,12 +39,13 @@ class InProcessDispatcher:
     short tasks (image generation) run between its steps through ``yield_to_waiting``.
     """
 
-    def __init__(self, store: TaskStore, services: Any = None, devices: Sequence[str] = ("cpu",),
+    def __init__(self, store: TaskStore, handlers: Handlers | None = None,
+                 devices: Sequence[str] = ("cpu",),
                  queues: Sequence[str] | None = None, instance: str = "",
                  poll_seconds: float = 2.0, interleave_prefix: str | None = None,
                  sweep_seconds: float | None = None) -> None:
         self.store = store
-        self.services = services
+        self.handlers = handlers
         self.devices = list(devices)
         self.queues = list(queues) if queues is not None else None
         self.interleave_prefix = interleave_prefix
@@ -66,9 +64,6 @@ class InProcessDispatcher:
         self.store.mark_dispatched(task.id)
         with self._wake:
             self._wake.notify()
-
-    def queue_depth(self) -> int:
-        return self.store.pending_count(self.queues)
 
     def start(self) -> None:
         redo, failed = self.store.recover(orphaned_worker_prefix=self.instance_prefix)
@@ -123,7 +118,7 @@ class InProcessDispatcher:
                 pass
 
         hook = run_waiting if not nested and self.interleave_prefix else None
-        run_claimed(self.store, task, wid, self.stopping, self.services, hook)
+        run_claimed(self.store, task, wid, self.stopping, self.handlers, hook)
         return True
 
     def _loop(self, wid: str) -> None:

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, update
 
 from ronghe.app import create_app
-from ronghe.engines.training.job import TrainJob
 from ronghe.jobs.models import Task
+from ronghe.tasks.training import TrainJob
 from tests.api.images.conftest import submit, upload
 from tests.conftest import Account, make_account, make_settings
 from tests.image_support import drawn, fetch_image, wait_done

@@ -48,7 +48,7 @@ def test_change_password_keeps_this_token_and_revokes_the_others(
 
 
 def test_guessing_the_old_password_is_throttled(client: TestClient, account: Account) -> None:
-    limit = client.app.state.settings.login_max_failures  # type: ignore[attr-defined]
+    limit = client.app.state.services.settings.login_max_failures  # type: ignore[attr-defined]
     for _ in range(limit):
         r = client.post(CHANGE, json={"token": account.token, "old_password": "guess-guess",
                                       "new_password": "a new password"})

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ronghe.api.envelopes import Body
-from ronghe.api.fields import AtLeast, Range
+from ronghe.api.fields import AtLeast, Range, drop_nulls
 
 MAX_CONTENT_CHARS = 200_000
 MAX_MESSAGES = 1_000
@@ -33,13 +33,6 @@ RepetitionPenalty = Annotated[float, Range(0, low_open=True)]
 Tokens = Annotated[int, AtLeast(1)]
 
 
-def drop_nulls(data: Any) -> Any:
-    """``"temperature": null`` means the default, not an error."""
-    if isinstance(data, dict):
-        return {k: v for k, v in data.items() if v is not None}
-    return data
-
-
 class ChatBody(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
@@ -51,6 +44,7 @@ class ChatBody(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _nulls(cls, data: Any) -> Any:
+        # ``"temperature": null`` means the default, not an error.
         return drop_nulls(data)
 
 

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from ronghe.api.chat import serving
 from ronghe.api.chat.params import CHAT_ERRORS, STREAM
 from ronghe.api.chat.protocol import CompletionResponse, VendorChatRequest
-from ronghe.api.chat.state import ChatState, get_chat
+from ronghe.api.deps import ApiPrincipal, ChatDep
 from ronghe.api.envelopes import Family, errors
-from ronghe.auth.deps import ApiPrincipal
 
 PATHS = ("/nlp/v1/chat/completions", "/v1/nlp/chat/completions",
          "/test/v1/nlp/chat/completions")
@@ -20,8 +17,7 @@ router = APIRouter(tags=["chat"])
 
 
 async def chat_completions(request: Request, body: VendorChatRequest, user: ApiPrincipal,
-                           chat: Annotated[ChatState, Depends(get_chat)]
-                           ) -> CompletionResponse | Response:
+                           chat: ChatDep) -> CompletionResponse | Response:
     """Chat with a configured model; ``stream: true`` answers with server-sent events."""
     return await serving.complete(request, body, chat)
 

@@ -15,15 +15,15 @@ from typing import Any
 from ronghe.api.images import serving
 from ronghe.api.images.protocol import TaskListRequest
 from ronghe.db.models import User
-from ronghe.engines.training.job import KIND as TRAIN_KIND
 from ronghe.jobs import Status, TaskView
+from ronghe.queues import Kind
 from ronghe.services import Services
 from ronghe.storage.files import FileInfo
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # None: every kind, which lets the database walk the user's tasks in index order.
-KINDS: dict[str, tuple[str, ...] | None] = {"image": (serving.KIND,), "train": (TRAIN_KIND,),
-                                            "all": None}
+KINDS: dict[str, tuple[str, ...] | None] = {
+    "image": (Kind.IMAGE.value,), "train": (Kind.TRAIN.value,), "all": None}
 
 
 def stamp(moment: datetime | None) -> str:
@@ -67,10 +67,12 @@ def submitted_params(services: Services, task: TaskView, files: dict[str, FileIn
 
 def image_item(services: Services, task: TaskView, files: dict[str, FileInfo],
                base_url: str) -> dict[str, Any]:
-    body = serving.task_body(services, task, base_url, files)
+    body = {"images": serving.image_urls(services, task, base_url, files),
+            **serving.result_fields(task)}
+    body["state"] = task.state.value
     for image in body["images"]:
         image.update(task_id=task.id, task_type=body["task_type"])
-    body.update(kind=serving.KIND, create_time=stamp(task.created_at),
+    body.update(kind=Kind.IMAGE.value, create_time=stamp(task.created_at),
                 finish_time=stamp(task.finished_at), model=task.params.get("model", ""),
                 params=submitted_params(services, task, files, base_url))
     return body
@@ -82,7 +84,7 @@ def train_item(task: TaskView) -> dict[str, Any]:
     total = int((p.get("preset") or {}).get("steps", 0))
     done = task.state is Status.DONE
     return {
-        "task_id": task.id, "kind": TRAIN_KIND, "state": task.state.value,
+        "task_id": task.id, "kind": Kind.TRAIN.value, "state": task.state.value,
         "progress": 1.0 if done else round(task.progress, 4), "error_msg": task.error_msg,
         "create_time": stamp(task.created_at), "finish_time": stamp(task.finished_at),
         "model_name": p.get("name", ""), "model_id": p.get("lora_id"),
@@ -103,11 +105,11 @@ def task_list(services: Services, user: User, body: TaskListRequest,
     state = Status(body.state) if body.state else None
     tasks, total = services.tasks.page(user.id, KINDS[body.kind], state,
                                        (body.page - 1) * body.per_page, body.per_page)
-    images = [t for t in tasks if t.kind == serving.KIND]
+    images = [t for t in tasks if t.kind == Kind.IMAGE.value]
     wanted = [f for t in images for f in (*serving.file_ids(t), *input_file_ids(t))]
     files = services.files.get_many(wanted, user.id)
-    items = [image_item(services, t, files, base_url) if t.kind == serving.KIND
-             else train_item(t) if t.kind == TRAIN_KIND else other_item(t) for t in tasks]
+    items = [image_item(services, t, files, base_url) if t.kind == Kind.IMAGE.value
+             else train_item(t) if t.kind == Kind.TRAIN.value else other_item(t) for t in tasks]
     return {"code": 0, "msg": "", "info": {
         "items": items, "page": body.page, "per_page": body.per_page, "total": total,
         "has_next": body.page * body.per_page < total, "has_prev": body.page > 1}}

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ronghe.api.envelopes import Body, MiaohuaOk, Sparse
-from ronghe.api.fields import MAX_ID, Checked
+from ronghe.api.fields import MAX_ID, Checked, drop_nulls
 from ronghe.jobs.status import Status
 
 SEED_MAX = 2**32 - 1
@@ -94,20 +94,14 @@ Url = Annotated[str, _text(4096)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 
 
-def _drop_nulls(data: Any) -> Any:
-    """``"ddim_steps": null`` means the default, as lenient clients send it."""
-    if isinstance(data, dict):
-        return {k: v for k, v in data.items() if v is not None}
-    return data
-
-
 class Loose(BaseModel):
     model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
     def _nulls(cls, data: Any) -> Any:
-        return _drop_nulls(data)
+        # ``"ddim_steps": null`` means the default, as lenient clients send it.
+        return drop_nulls(data)
 
 
 class Lenient(Loose):

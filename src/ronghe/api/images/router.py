@@ -10,6 +10,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from ronghe.api.deps import (
+    OptionalTokenUser,
+    RequestToken,
+    ServicesDep,
+    TokenUser,
+    token_user,
+)
 from ronghe.api.envelopes import Family, MiaohuaOk, errors
 from ronghe.api.images import forms, listing, serving
 from ronghe.api.images.protocol import (
@@ -29,24 +36,12 @@ from ronghe.api.images.protocol import (
     TaskSubmitRequest,
     TaskSubmitted,
 )
-from ronghe.api.images.state import ImageState, image_state
-from ronghe.auth.deps import (
-    OptionalTokenUser,
-    RequestToken,
-    ServicesDep,
-    TokenUser,
-    token_user,
-)
 from ronghe.services import Services
 
 router = APIRouter(prefix="/api/v1b", tags=["images"])
 # Every POST can be malformed or too large; token routes can be unauthorised.
 BODY = (400, 413)
 SIGNED_IN = (*BODY, 401)
-
-
-def _state(services: Services) -> ImageState:
-    return image_state(services)
 
 
 def _base(request: Request) -> str:
@@ -57,7 +52,7 @@ def _base(request: Request) -> str:
 @router.post("/task_submit", summary="Submit an image generation task",
              responses=errors(Family.MIAOHUA, *SIGNED_IN, 429, 503))
 def task_submit(body: TaskSubmitRequest, user: TokenUser, services: ServicesDep) -> TaskSubmitted:
-    return serving.submit(services, _state(services), user, body)
+    return serving.submit(services, user, body)
 
 
 def _task_result(services: Services, token: str, task_id: str, base: str) -> TaskResult:
@@ -108,13 +103,13 @@ def task_cancel(body: TaskCancelRequest, user: TokenUser,
             responses=errors(Family.MIAOHUA, 401))
 def get_generation_form(services: ServicesDep,
                         user: OptionalTokenUser) -> MiaohuaOk[list[FormField]]:
-    return forms.generation_form(services, _state(services), user)
+    return forms.generation_form(services, user)
 
 
 @router.post("/models/base", summary="Base image models", responses=errors(Family.MIAOHUA, *BODY))
 def models_base(body: ModelListRequest,
                 services: ServicesDep) -> MiaohuaOk[ModelPage[BaseModelRow]]:
-    return forms.base_models(_state(services), body.page, body.per_page, body.query)
+    return forms.base_models(services.image_models, body.page, body.per_page, body.query)
 
 
 @router.post("/models/lora", summary="Public LoRA models", responses=errors(Family.MIAOHUA, *BODY))
@@ -134,10 +129,10 @@ def models_private(body: ModelListRequest, user: TokenUser, services: ServicesDe
 @router.post("/cn/artist", summary="ControlNets of the house model",
              responses=errors(Family.MIAOHUA, 413))
 def cn_artist(services: ServicesDep) -> MiaohuaOk[list[ControlNetRow]]:
-    return forms.artist_controlnets(_state(services))
+    return forms.artist_controlnets(services.image_models)
 
 
 @router.post("/cn/opensource", summary="ControlNets of every configured model",
              responses=errors(Family.MIAOHUA, 413))
 def cn_opensource(services: ServicesDep) -> MiaohuaOk[list[ControlNetRow]]:
-    return forms.opensource_controlnets(_state(services))
+    return forms.opensource_controlnets(services.image_models)

@@ -1,9 +1,10 @@
 """OpenAI chat-completions request and response shapes, as far as Ronghe supports them.
 
 Defaults and ranges are OpenAI's (temperature 1 in [0, 2], top_p 1 in [0, 1], no token limit
-but the context); ``repetition_penalty`` is accepted as vLLM does.  Features Ronghe cannot
-honour (n > 1, tools, logprobs, JSON mode) are refused with a 400 naming them rather than
-silently ignored; unknown fields are ignored.
+but the context); ``repetition_penalty`` is accepted as vLLM does.  ``tools``,
+``tool_choice``, ``response_format`` (JSON mode and JSON Schema) and ``n`` up to ``MAX_N`` are
+supported; ``logprobs`` is refused with a 400 naming it rather than silently ignored; unknown
+fields are ignored.
 """
 
 from __future__ import annotations
@@ -11,13 +12,26 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ronghe.api.chat.params import MAX_CONTENT_CHARS, MAX_MESSAGES, ChatBody, Tokens, UsageInfo
-from ronghe.api.envelopes import Body
+from ronghe.api.envelopes import Body, Sparse
 from ronghe.api.fields import Range
-from ronghe.engines.llm.base import ChatMessage, FinishReason, GenerationParams, Usage
+from ronghe.engines.llm.base import (
+    ChatMessage,
+    ChatResult,
+    FinishReason,
+    GenerationParams,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
 
+MAX_TOOLS = 128  # OpenAI's limit
+MAX_N = 8
+NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
 Penalty = Annotated[float, Range(-2, 2)]
 
 
@@ -28,12 +42,31 @@ class TextPart(BaseModel):
     text: str = Field(max_length=MAX_CONTENT_CHARS)
 
 
+class ToolCallFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(max_length=64)
+    arguments: str = Field(default="", max_length=MAX_CONTENT_CHARS)
+
+
+class ToolCallIn(BaseModel):
+    """A call the assistant made earlier in the conversation, sent back by the client."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(default="", max_length=128)
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
 class OpenAIMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     # "developer" is what newer OpenAI clients call the system message.
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] = Field(default="")
+    tool_calls: list[ToolCallIn] | None = Field(default=None, max_length=MAX_TOOLS)
+    tool_call_id: str | None = Field(default=None, max_length=128)
 
     @field_validator("content", mode="before")
     @classmethod
@@ -44,6 +77,66 @@ class OpenAIMessage(BaseModel):
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
+
+    def to_message(self) -> ChatMessage:
+        calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments)
+                      for c in self.tool_calls or [])
+        role = "system" if self.role == "developer" else self.role
+        return ChatMessage(role, self.text(), tool_calls=calls, tool_call_id=self.tool_call_id)
+
+
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = Field(default="", max_length=10_000)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    strict: bool | None = None
+
+
+class ToolDef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(BaseModel):
+    name: str = Field(max_length=64)
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaSpec(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str = Field(default="response", pattern=NAME_PATTERN)
+    description: str = Field(default="", max_length=10_000)
+    json_schema: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormatIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormatIn:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type 'json_schema' needs a 'json_schema' object with a 'schema'")
+        return self
+
+    def to_format(self) -> ResponseFormat:
+        spec = self.json_schema
+        return ResponseFormat(self.type, spec.json_schema if spec else None,
+                              spec.name if spec else None)
 
 
 class StreamOptions(BaseModel):
@@ -59,29 +152,24 @@ class ChatCompletionRequest(ChatBody):
     max_tokens: Tokens | None = None
     max_completion_tokens: Tokens | None = None
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(default=None, json_schema_extra={"maxItems": 4})
     seed: int | None = None
-    n: int = 1
+    n: Annotated[int, Range(1, MAX_N)] = 1
     frequency_penalty: Penalty = 0.0
     presence_penalty: Penalty = 0.0
     logit_bias: dict[int, Annotated[float, Range(-100, 100)]] | None = None
     user: str | None = None
     logprobs: bool = False
-    tools: list[Any] | None = None
-    response_format: dict[str, Any] | None = None
+    tools: list[ToolDef] | None = Field(default=None, max_length=MAX_TOOLS)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormatIn | None = None
 
     @field_validator("stop")
     @classmethod
     def _stop(cls, v: str | list[str] | None) -> str | list[str] | None:
         if isinstance(v, list) and len(v) > 4:
             raise ValueError("at most 4 stop sequences")
-        return v
-
-    @field_validator("n")
-    @classmethod
-    def _n(cls, v: int) -> int:
-        if v != 1:
-            raise ValueError("only n=1 is supported")
         return v
 
     @field_validator("logprobs")
@@ -93,23 +181,33 @@ class ChatCompletionRequest(ChatBody):
 
     @field_validator("tools")
     @classmethod
-    def _tools(cls, v: list[Any] | None) -> list[Any] | None:
-        if v:
-            raise ValueError("tools are not supported")
+    def _tools(cls, v: list[ToolDef] | None) -> list[ToolDef] | None:
+        names = [t.function.name for t in v or []]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"function names must be unique (twice: {', '.join(twice)})")
         return v
 
-    @field_validator("response_format")
-    @classmethod
-    def _response_format(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v and v.get("type", "text") != "text":
-            raise ValueError("only the 'text' response format is supported")
-        return v
+    @model_validator(mode="after")
+    def _tool_choice(self) -> ChatCompletionRequest:
+        choice = self.tool_choice
+        names = [t.function.name for t in self.tools or []]
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(f"tool_choice: no function {choice.function.name!r} in tools "
+                             f"(given: {', '.join(names) or 'none'})")
+        if choice == "required" and not names:
+            raise ValueError("tool_choice: 'required' needs at least one function in tools")
+        return self
+
+    def choice(self) -> str:
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return self.tool_choice.function.name
+        return self.tool_choice or "auto"
 
     def to_params(self) -> GenerationParams:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return GenerationParams(
-            messages=[ChatMessage("system" if m.role == "developer" else m.role, m.text())
-                      for m in self.messages],
+            messages=[m.to_message() for m in self.messages],
             temperature=self.temperature,
             top_p=self.top_p,
             max_new_tokens=self.max_completion_tokens or self.max_tokens,
@@ -120,6 +218,11 @@ class ChatCompletionRequest(ChatBody):
             stop=stops,
             seed=self.seed,
             user=self.user,
+            response_format=self.response_format.to_format() if self.response_format else None,
+            tools=[Tool(t.function.name, t.function.description, t.function.parameters)
+                   for t in self.tools or []],
+            tool_choice=self.choice(),
+            parallel_tool_calls=self.parallel_tool_calls,
         )
 
 
@@ -131,9 +234,22 @@ def usage_info(usage: Usage | None) -> UsageInfo | None:
     return UsageInfo(**usage.as_dict()) if usage else None
 
 
-class AssistantMessage(Body):
+class ToolCallFunctionOut(Body):
+    name: str
+    arguments: str = Field(description="the call's arguments as a JSON text")
+
+
+class ToolCallOut(Body):
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunctionOut
+
+
+class AssistantMessage(Sparse):
     role: Literal["assistant"] = "assistant"
-    content: str
+    # OpenAI sends null content beside tool calls when the model wrote no text.
+    content: str | None
+    tool_calls: list[ToolCallOut] | None = None
 
 
 class OpenAIChoice(Body):
@@ -152,10 +268,22 @@ class ChatCompletion(Body):
     usage: UsageInfo | None
 
 
-def completion(rid: str, model: str, created: int, text: str, finish_reason: FinishReason,
+def _choice(index: int, result: ChatResult) -> OpenAIChoice:
+    if not result.tool_calls:
+        return OpenAIChoice(index=index, message=AssistantMessage(content=result.text),
+                            finish_reason=result.finish_reason)
+    calls = [ToolCallOut(id=c.id, function=ToolCallFunctionOut(name=c.name,
+                                                                arguments=c.arguments))
+             for c in result.tool_calls]
+    message = AssistantMessage(content=result.text or None, tool_calls=calls)
+    return OpenAIChoice(index=index, message=message, finish_reason=result.finish_reason)
+
+
+def completion(rid: str, model: str, created: int, results: list[ChatResult],
                usage: Usage | None) -> ChatCompletion:
-    choice = OpenAIChoice(message=AssistantMessage(content=text), finish_reason=finish_reason)
-    return ChatCompletion(id=rid, created=created, model=model, choices=[choice],
+    """The whole answer: one choice per result (n > 1 gives several)."""
+    return ChatCompletion(id=rid, created=created, model=model,
+                          choices=[_choice(i, r) for i, r in enumerate(results)],
                           usage=usage_info(usage))
 
 
@@ -163,15 +291,25 @@ def completion(rid: str, model: str, created: int, text: str, finish_reason: Fin
 
 
 def chunk_body(rid: str, model: str, created: int, delta: dict[str, Any],
-               finish_reason: str | None = None) -> dict[str, Any]:
+               finish_reason: str | None = None, index: int = 0) -> dict[str, Any]:
     return {
         "id": rid,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason,
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason,
                      "logprobs": None}],
     }
+
+
+def tool_call_delta(piece: ToolCallDelta) -> dict[str, Any]:
+    """A streamed piece of a call: the first has id, type and name (OpenAI's shape)."""
+    function: dict[str, Any] = {"arguments": piece.arguments}
+    out: dict[str, Any] = {"index": piece.index, "function": function}
+    if piece.id is not None:
+        out["id"], out["type"] = piece.id, "function"
+        function["name"] = piece.name
+    return out
 
 
 def usage_chunk_body(rid: str, model: str, created: int, usage: Usage | None) -> dict[str, Any]:

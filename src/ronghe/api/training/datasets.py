@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
+from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.api.envelopes import Family, MiaohuaOk, errors, miaohua_ok
 from ronghe.api.training.protocol import (
     DatasetCreate,
@@ -15,7 +16,6 @@ from ronghe.api.training.protocol import (
     DatasetPage,
     DatasetRow,
 )
-from ronghe.auth.deps import ServicesDep, TokenUser
 from ronghe.datasets.service import DatasetInfo, DatasetService
 from ronghe.errors import BadRequest
 from ronghe.services import Services
@@ -28,7 +28,7 @@ Files = Annotated[list[UploadFile], File(description="image files (JPEG, PNG, We
 
 
 def _datasets(services: Services) -> DatasetService:
-    return services.extras["datasets"]
+    return services.datasets
 
 
 SIGNED_IN = (400, 401, 413)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Request
 
-from fastapi import APIRouter, Depends, Request
-
+from ronghe.api.deps import TokenUser
+from ronghe.api.deps import TrainingDep as Training
 from ronghe.api.envelopes import Family, MiaohuaOk, errors, miaohua_ok
 from ronghe.api.training.protocol import (
     TaskRef,
@@ -15,18 +15,8 @@ from ronghe.api.training.protocol import (
     TrainSubmit,
     TrainSubmitted,
 )
-from ronghe.api.training.serving import TrainingService
-from ronghe.auth.deps import TokenUser
 
 router = APIRouter(tags=["training"])
-KEY = "training"
-
-
-def get_training(request: Request) -> TrainingService:
-    return request.app.state.services.extras[KEY]
-
-
-Training = Annotated[TrainingService, Depends(get_training)]
 
 
 SIGNED_IN = (400, 401, 413)

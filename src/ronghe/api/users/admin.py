@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.api.envelopes import Family, errors
 from ronghe.api.images.listing import KINDS
 from ronghe.api.users.protocol import (
@@ -17,7 +18,6 @@ from ronghe.api.users.protocol import (
     UserRef,
 )
 from ronghe.api.users.serving import ok, paged, queue_item, user_body
-from ronghe.auth.deps import ServicesDep, TokenUser
 from ronghe.db.models import User
 
 router = APIRouter(prefix="/api/v1b/admin", tags=["admin"],

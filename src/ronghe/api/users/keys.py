@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.api.envelopes import Family, errors
 from ronghe.api.users.protocol import KeyCreate, KeyRef
 from ronghe.api.users.serving import key_body, ok
-from ronghe.auth.deps import ServicesDep, TokenUser
 
 router = APIRouter(prefix="/api/v1b/api_keys", tags=["account"],
                    # The statuses its routes answer with, in the Miaohua envelope.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
-from ronghe.api.envelopes import Family, Request, errors
+from ronghe.api.deps import RequestToken, ServicesDep, TokenUser
+from ronghe.api.envelopes import Family, errors
 from ronghe.api.users.protocol import ChangePassword, Credentials
 from ronghe.api.users.serving import ok, user_body
-from ronghe.auth.deps import RequestToken, ServicesDep, TokenUser
 
 router = APIRouter(prefix="/api/v1b", tags=["account"],
                    # The statuses its routes answer with, in the Miaohua envelope.
