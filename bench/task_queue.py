@@ -16,22 +16,16 @@ issue suggested, a ``ROW_NUMBER() OVER (PARTITION BY user_id)`` round-robin over
 pending row, which Ronghe does not use.  Every SELECT the measured calls ran is then shown
 with its plan (``EXPLAIN QUERY PLAN`` / ``EXPLAIN``) on the full database.
 
-    python bench/queue.py                       # SQLite
-    python bench/queue.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
+Named task_queue.py, not the issue's queue.py: a bench/queue.py shadows the standard
+library's ``queue`` for every script run from bench/ (torch imports it).
+
+    python bench/task_queue.py                       # SQLite
+    python bench/task_queue.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/test
 """
 
-# ruff: noqa: E402  (the sys.path fix below must run before the other imports)
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file is named as the issue asks, which shadows the standard library's ``queue`` for
-# everything imported after it: take its folder off the path first.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
-
 import argparse
-import re
 import statistics
 import tempfile
 import time
@@ -39,6 +33,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -103,12 +98,13 @@ def p(values: list[float], q: float) -> float:
 
 
 @contextmanager
-def recording(engine: Any) -> Iterator[list[str]]:
-    seen: list[str] = []
+def recording(engine: Any) -> Iterator[list[tuple[str, Any]]]:
+    seen: list[tuple[str, Any]] = []
 
     def before(conn: Any, cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and statement not in seen:
-            seen.append(statement)
+        if statement.lstrip().upper().startswith("SELECT") and all(
+                statement != known for known, _ in seen):
+            seen.append((statement, params))
 
     event.listen(engine, "before_cursor_execute", before)
     try:
@@ -118,7 +114,7 @@ def recording(engine: Any) -> Iterator[list[str]]:
 
 
 def measure(settings: Settings, fill: bool, args: argparse.Namespace,
-            plans: dict[str, list[str]] | None) -> dict[str, float]:
+            plans: dict[str, Any] | None) -> dict[str, float]:
     app = create_app(settings)
     svc = app.state.services
     me = svc.auth.add_user("me@bench.co", "longenough")
@@ -168,35 +164,23 @@ def window_pick(svc: Any) -> list[str]:
         return list(c.scalars(WINDOW_PICK))
 
 
-def explain(engine: Any, plans: dict[str, list[str]]) -> list[str]:
+def explain(engine: Any, plans: dict[str, Any]) -> list[str]:
+    """Each recorded SELECT's plan, with the parameters it actually ran with."""
     out: list[str] = []
     sqlite = engine.dialect.name == "sqlite"
     done: set[str] = set()
     for name, statements in plans.items():
-        for sql in statements:
+        for sql, params in statements:
             if sql in done or "alembic" in sql:
                 continue
             done.add(sql)
             with engine.connect() as c:
-                raw = c.connection.dbapi_connection
-                cur = raw.cursor()
-                if sqlite:
-                    params = [None] * sql.count("?")
-                    cur.execute("EXPLAIN QUERY PLAN " + sql, params)
-                    lines = [row[-1] for row in cur.fetchall()]
-                else:
-                    # A generic plan for the placeholders (PostgreSQL 16+).
-                    cur.execute("EXPLAIN (GENERIC_PLAN) " + numbered(sql))
-                    lines = [row[0] for row in cur.fetchall()]
+                cur = c.connection.dbapi_connection.cursor()
+                prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+                cur.execute(prefix + sql, params)
+                lines = [row[-1] if sqlite else row[0] for row in cur.fetchall()]
             out.append(f"-- {name}\n{' '.join(sql.split())}\n  " + "\n  ".join(lines))
     return out
-
-
-def numbered(sql: str) -> str:
-    """psycopg's %(name)s placeholders as PostgreSQL's $1, $2 …"""
-    names: dict[str, str] = {}
-    return re.sub(r"%\((\w+)\)s",
-                  lambda m: names.setdefault(m.group(1), f"${len(names) + 1}"), sql)
 
 
 def main() -> None:
@@ -209,7 +193,7 @@ def main() -> None:
     ap.add_argument("--plans", action="store_true", help="print the query plans")
     args = ap.parse_args()
     table: dict[str, dict[str, float]] = {}
-    plans: dict[str, list[str]] = {}
+    plans: dict[str, Any] = {}
     for label, fill in (("empty", False), ("full", True)):
         with database(args.database_url) as url, tempfile.TemporaryDirectory() as tmp:
             settings = Settings(data_dir=Path(tmp), database_url=url,
