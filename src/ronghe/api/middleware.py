@@ -114,7 +114,7 @@ class BodyMiddleware:
             if body is None:
                 await self._too_large(scope, send)
                 return
-            if ctype != b"application/json" and body.lstrip()[:1] == b"{":
+            if ctype != b"application/json" and body.lstrip()[:1] in (b"{", b"["):
                 # `curl -d '{…}'` without -H sends JSON labelled as a form; take it as JSON.
                 scope = dict(scope)
                 scope["headers"] = [(k, v) for k, v in scope["headers"]
