@@ -1,6 +1,7 @@
 """The one place that turns errors into each API family's envelope.
 
-- chat (``/nlp/…``, ``/v1/nlp/…``, ``/test/v1/nlp/…``): ``{"code", "msg", "data": null}``
+- chat (``/nlp/…``, ``/v1/nlp/…``, ``/test/v1/nlp/…``) and fusion (``/v1/fusion/…``,
+  ``/v1/fusion-new/…``, ``/fusion/v1/…``): ``{"code", "msg", "data": null}``
 - OpenAI-compatible (``/v1/…``): ``{"error": {"message", "type", "param", "code"}}``
 - Miaohua image and training (``/api/v1b/…``): ``{"code", "info": null, "msg"}``
 - everything else: ``{"code", "msg"}``
@@ -25,7 +26,9 @@ from ronghe.errors import RongheError
 
 log = structlog.get_logger(__name__)
 
-CHAT_PREFIXES = ("/nlp/", "/v1/nlp/", "/test/v1/nlp/")
+CHAT_PREFIXES = ("/nlp/", "/v1/nlp/", "/test/v1/nlp/",
+                 # fusion (chat that draws) answers in the chat envelope
+                 "/v1/fusion/", "/v1/fusion-new/", "/fusion/v1/")
 
 
 class Family(StrEnum):

@@ -41,6 +41,9 @@ class GenerationParams:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     user: str | None = None
+    # A GBNF grammar (llama.cpp's format) the output must match; engines that cannot
+    # constrain output ignore it, so callers still check what comes back.
+    grammar: str | None = None
 
 
 @dataclass(frozen=True)

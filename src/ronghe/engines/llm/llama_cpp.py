@@ -337,6 +337,15 @@ class LlamaCppEngine:
         def add(sampler: Any) -> None:
             llama_cpp.llama_sampler_chain_add(chain, sampler)
 
+        if p.grammar:
+            # First in the chain: every later step only sees tokens the grammar allows.
+            grammar = llama_cpp.llama_sampler_init_grammar(
+                llama_cpp.llama_model_get_vocab(llm.model), p.grammar.encode("utf-8"),
+                b"root")
+            if not grammar:
+                llama_cpp.llama_sampler_free(chain)
+                raise BadRequest("grammar: not a valid GBNF grammar", field="grammar")
+            add(grammar)
         if p.logit_bias:
             biases = (llama_cpp.llama_logit_bias * len(p.logit_bias))()
             for i, (token, bias) in enumerate(p.logit_bias.items()):
