@@ -84,6 +84,7 @@ def test_follow_ups_accumulate_changes_on_the_last_drawing() -> None:
                 ChatMessage("user", "now with a hat")]
     assert previous_drawing(messages) == "a cat, blue"
     decision = asyncio.run(decide(messages, None))
-    assert decision.draw and decision.prompt == "a cat, blue, with a hat" and decision.by == "follow-up"
+    assert decision.draw and decision.by == "follow-up"
+    assert decision.prompt == "a cat, blue, with a hat"
     # Without a drawing before it, "make it blue" is just chat.
     assert not asyncio.run(decide([ChatMessage("user", "make it blue")], None)).draw
