@@ -137,3 +137,17 @@ def test_auth_key_token_and_mh_key_of_another_user(
     assert response.status_code == 403 and response.json()["msg"].startswith("mh_key")
     response = ask(client, account, "draw a cat", mh_key="rh_not-a-token")
     assert response.status_code == 401 and response.json()["msg"].startswith("mh_key")
+
+
+def test_mh_add_prompt_enriches_the_drawing_prompt_as_add_prompt_does(
+        client: TestClient, account: Account) -> None:
+    body = ask(client, account, "draw a red circle on a blue background",
+               mh_add_prompt=True).json()
+    assert body["code"] == 200 and body["data"]["usage"]["picture"] is True, body
+    [task] = tasks_of(client, account)
+    assert task.params["add_prompt"] is True
+    result = client.post("/api/v1b/task_result",
+                         json={"token": account.token, "task_id": task.id}).json()
+    original = "a red circle on a blue background"
+    assert result["prompt"].startswith(original + ", ")
+    assert len(result["prompt"]) > len(original) + 3

@@ -88,3 +88,20 @@ def test_follow_ups_accumulate_changes_on_the_last_drawing() -> None:
     assert decision.prompt == "a cat, blue, with a hat"
     # Without a drawing before it, "make it blue" is just chat.
     assert not asyncio.run(decide([ChatMessage("user", "make it blue")], None)).draw
+
+
+def test_the_grammar_constrains_the_model_and_a_bad_one_is_refused(
+        engine: LlamaCppEngine) -> None:
+    from ronghe.engines.llm.base import GenerationParams, collect
+    from ronghe.engines.llm.intent import YES_NO
+    from ronghe.errors import BadRequest
+
+    async def run(grammar: str) -> str:
+        params = GenerationParams([ChatMessage("user", "Tell me a long story about a dog.")],
+                                  temperature=1.0, max_new_tokens=20, grammar=grammar, seed=3)
+        return (await collect(await engine.start(params))).text
+
+    # Unconstrained, the model would tell a story; the grammar leaves it one word.
+    assert asyncio.run(run(YES_NO)) in ("yes", "no")
+    with pytest.raises(BadRequest, match="grammar"):
+        asyncio.run(run("root ::= ("))
