@@ -3,11 +3,14 @@ follow-up turns, validation and auth."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 
 from ronghe.api.fusion.protocol import DRAWING_REQUEST
+from ronghe.app import create_app
 from tests.api.fusion.conftest import ask, events
-from tests.conftest import Account
+from tests.conftest import Account, DemoModel, make_account, make_settings
 from tests.image_support import fetch_image
 
 
@@ -151,3 +154,16 @@ def test_mh_add_prompt_enriches_the_drawing_prompt_as_add_prompt_does(
     original = "a red circle on a blue background"
     assert result["prompt"].startswith(original + ", ")
     assert len(result["prompt"]) > len(original) + 3
+
+
+def test_without_a_chat_model_drawing_still_works_and_chat_says_why(
+        tmp_path: Path, demo_model: DemoModel) -> None:
+    settings = make_settings(tmp_path / "data", image_models=[demo_model.spec()],
+                             chat_models=[], cpu_threads=1)
+    app = create_app(settings)
+    with TestClient(app) as client:
+        account = make_account(app)
+        body = ask(client, account, "画一只猫").json()
+        assert body["code"] == 200 and body["data"]["usage"]["picture"] is True
+        response = ask(client, account, "how are you?")
+        assert response.status_code == 400 and response.json()["msg"].startswith("model:")

@@ -65,13 +65,16 @@ async def answer(request: Request, body: FusionRequest, user: User, chat: ChatSt
                  services: Services) -> Response:
     if body.mh_key:
         await anyio.to_thread.run_sync(_check_image_token, services, user, body.mh_key)
-    engine = chat.engines.get(body.model)
+    engine, missing = _engine(chat, body)
     params = body.to_params()
     decision = await decide(params.messages, engine)
     log.info("fusion decision", draw=decision.draw, by=decision.by)
     rid = uuid.uuid4().hex
     if not decision.draw or not body.output_img:
         content = DRAWING_REQUEST if decision.draw else None
+        if engine is None and content is None:
+            assert missing is not None
+            raise missing
         return await _chat(request, body, chat, engine, rid, content)
     usage = usage_body(Usage(await _prompt_tokens(engine, params.messages), 0).as_dict(), True)
     base = str(request.base_url)
@@ -86,6 +89,18 @@ async def answer(request: Request, body: FusionRequest, user: User, chat: ChatSt
                                                 body.stream_done))
     url = await _wait(services, user, task_id, base, None)
     return JSONResponse(answer_body(rid, url, usage, task_id=task_id))
+
+
+def _engine(chat: ChatState, body: FusionRequest) -> tuple[ChatEngine | None,
+                                                         RongheError | None]:
+    """The chat engine; without a default one, drawing still works (rules decide alone)
+    and only a chat answer fails.  A model the client named must exist."""
+    if body.model:
+        return chat.engines.get(body.model), None
+    try:
+        return chat.engines.get(None), None
+    except RongheError as exc:
+        return None, exc
 
 
 def _check_image_token(services: Services, user: User, token: str) -> None:
@@ -114,7 +129,9 @@ def _submit(services: Services, user: User, body: FusionRequest, decision: Decis
         raise
 
 
-async def _prompt_tokens(engine: ChatEngine, messages: list[Any]) -> int:
+async def _prompt_tokens(engine: ChatEngine | None, messages: list[Any]) -> int:
+    if engine is None:
+        return 0
     try:
         return await engine.count_tokens(messages) or 0
     except RongheError:
@@ -188,8 +205,8 @@ def _stream_error(rid: str, exc: RongheError) -> dict[str, Any]:
             "data": {"id": rid, "choices": [], "status": status_of(exc)}}
 
 
-async def _chat(request: Request, body: FusionRequest, chat: ChatState, engine: ChatEngine,
-                rid: str, fixed: str | None) -> Response:
+async def _chat(request: Request, body: FusionRequest, chat: ChatState,
+                engine: ChatEngine | None, rid: str, fixed: str | None) -> Response:
     """A normal chat answer, or (``fixed``) the classify-only literal."""
     if fixed is not None:
         usage = usage_body(Usage(await _prompt_tokens(engine, body.to_params().messages),
@@ -197,6 +214,7 @@ async def _chat(request: Request, body: FusionRequest, chat: ChatState, engine: 
         if body.stream:
             return _events_response(_one(rid, fixed, usage, body.stream_done))
         return JSONResponse(answer_body(rid, fixed, usage))
+    assert engine is not None
     stream = chat.metrics.watch(engine.name, "fusion", await engine.start(body.to_params()))
     if body.stream:
         return EventStream(_chat_events(rid, stream, body.stream_done), stream)
