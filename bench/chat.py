@@ -1,26 +1,28 @@
-"""Chat speed: raw llama-cpp-python against the same model behind Ronghe's HTTP streaming API.
+"""Chat speed: raw llama.cpp against the same model behind Ronghe's HTTP streaming API.
 
-One run measures, on the same prompts and sampling parameters:
+One run measures, on the same model, prompts, token counts and sampling (temperature 0.8,
+top-p 0.7, end-of-generation forbidden so every generation is exactly ``--tokens`` long):
 
-- decode tokens/s and time to first token of raw llama-cpp-python (``Llama.generate`` in
-  this process), and of Ronghe's streaming endpoint (a real uvicorn server in a
-  subprocess), alternating run by run so a change in machine load hits both alike;
-- the ratio of the two (target: >= 0.95), as the median of the per-pair ratios: each raw run
-  is paired with the Ronghe run next to it (which goes first alternates), so load that
-  drifts during the benchmark moves both halves of a pair alike;
-- aggregate tokens/s with 1, 2 and 4 concurrent streams (they queue: one generation at a
-  time per model).
+- raw llama.cpp, one sequence: ``llama_decode`` of one token per step in this process;
+- raw llama.cpp, 4 sequences batched in one context (one ``llama_decode`` per step with the
+  next token of each): the upper bound on aggregate tokens/s for this CPU;
+- Ronghe (a real uvicorn server in a subprocess, ``/v1/chat/completions`` streaming, with a
+  ``logit_bias`` that forbids end-of-generation) with 1, 2, 4 and 8 concurrent streams:
+  aggregate tokens/s, time to first token p50/max, inter-token latency p50/p99;
+- the ratios Ronghe/raw for 1 stream and for 4 streams, each the median of per-pair ratios
+  (raw and Ronghe runs alternate, which goes first alternates too), so load that drifts
+  during the run moves both halves of a pair alike;
+- prompt-prefix reuse: time to first token of turn 2 of a ~1,500-token conversation, cold
+  (nothing cached) and warm (turn 1 just ran, its slot still holds the conversation).
 
-Every generation is exactly ``--tokens`` long: the end-of-generation tokens are forbidden
-(raw: ignored; Ronghe: ``logit_bias`` -100 through ``/v1/chat/completions``), so both sides
-decode the same number of tokens.  The vendor endpoint is timed too, at its natural length.
-
-    python bench/chat.py --tokens 128 --runs 5 --threads 1
+    python bench/chat.py --tokens 64 --rounds 3 --threads 1
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
+import itertools
 import json
 import os
 import statistics
@@ -31,113 +33,181 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import llama_cpp
+import llama_cpp._logger
 
 from ronghe.engines.llm.base import ChatMessage
 from ronghe.engines.llm.bundled import resolve_model_path
 from ronghe.engines.llm.text import ChatTemplate
 
 TEMPERATURE, TOP_P = 0.8, 0.7  # the vendor API's defaults
+N_CTX = 4096  # per sequence, raw and Ronghe alike
 
 
-def prompt(i: int) -> list[ChatMessage]:
+def prompt(i: int) -> list[dict[str, str]]:
     # A different ending each run, so no run finds its whole prompt already in a KV cache.
-    return [ChatMessage("user", f"Write a long story about a dragon named Ember{i}.")]
+    return [{"role": "user", "content": f"Write a long story about a dragon named Ember{i}."}]
 
 
 @dataclass
-class Timing:
-    ttft: float  # seconds to the first token
-    rate: float  # tokens/s after the first token
-    tokens: int
+class Run:
+    """One batch of concurrent generations: per-stream token times and the wall time."""
+
+    starts: list[float] = field(default_factory=list)
+    times: list[list[float]] = field(default_factory=list)  # token arrival times per stream
+    tokens: int = 0
+    wall: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.tokens / self.wall
+
+    def ttfts(self) -> list[float]:
+        return [t[0] - s for s, t in zip(self.starts, self.times, strict=True) if t]
+
+    def gaps(self) -> list[float]:
+        return [b - a for t in self.times for a, b in itertools.pairwise(t)]
 
 
-class RawModel:
-    def __init__(self, threads: int) -> None:
-        path = str(resolve_model_path("bundled:smollm2"))
-        self.llm = llama_cpp.Llama(path, n_ctx=8192, n_threads=threads,
-                                   n_threads_batch=threads, verbose=False)
-        self.template = ChatTemplate(self.llm.metadata["tokenizer.chat_template"])
+class Raw:
+    """llama.cpp through its C API only: the baseline, no Ronghe code involved."""
 
-    def run(self, messages: list[ChatMessage], tokens: int) -> Timing:
-        ids = self.llm.tokenize(self.template.render(messages).encode(), add_bos=False,
-                                special=True)
-        start = time.perf_counter()
-        first = last = start
-        n = 0
-        for token in self.llm.generate(ids, temp=TEMPERATURE, top_p=TOP_P, top_k=0,
-                                       min_p=0.0, repeat_penalty=1.0):
-            self.llm.detokenize([token])  # as a streaming server must
-            last = time.perf_counter()
-            if n == 0:
-                first = last
-            n += 1
-            if n == tokens:
+    def __init__(self, threads: int, parallel: int) -> None:
+        llama_cpp._logger.set_verbose(False)
+        path = str(resolve_model_path("bundled:smollm2")).encode()
+        self.model = llama_cpp.llama_model_load_from_file(path,
+                                                          llama_cpp.llama_model_default_params())
+        self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self.vocab)
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx, params.n_batch, params.n_ubatch = N_CTX * parallel, 512, 512
+        params.n_seq_max, params.kv_unified = parallel, False
+        params.n_threads = params.n_threads_batch = threads
+        self.ctx = llama_cpp.llama_init_from_model(self.model, params)
+        self.memory = llama_cpp.llama_get_memory(self.ctx)
+        self.batch = llama_cpp.llama_batch_init(512, 0, 1)
+        self.eog = [t for t in range(self.n_vocab) if llama_cpp.llama_vocab_is_eog(self.vocab, t)]
+        self.buf = ctypes.create_string_buffer(256)
+        self.cached: dict[int, list[int]] = {}  # sequence -> the prompt its cells hold
+        meta = ctypes.create_string_buffer(1 << 16)
+        llama_cpp.llama_model_meta_val_str(self.model, b"tokenizer.chat_template", meta, 1 << 16)
+        self.template = ChatTemplate(meta.value.decode())
+
+    def tokens(self, messages: list[dict[str, str]]) -> list[int]:
+        data = self.template.render([ChatMessage(m["role"], m["content"])  # type: ignore[arg-type]
+                                     for m in messages]).encode()
+        out = (llama_cpp.llama_token * (len(data) + 8))()
+        n = llama_cpp.llama_tokenize(self.vocab, data, len(data), out, len(out), False, True)
+        return list(out[:n])
+
+    def chain(self, seed: int) -> object:
+        chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+        biases = (llama_cpp.llama_logit_bias * len(self.eog))()
+        for i, t in enumerate(self.eog):
+            biases[i].token, biases[i].bias = t, -100.0
+        for s in (llama_cpp.llama_sampler_init_logit_bias(self.n_vocab, len(biases), biases),
+                  llama_cpp.llama_sampler_init_temp(TEMPERATURE),
+                  llama_cpp.llama_sampler_init_top_p(TOP_P, 1),
+                  llama_cpp.llama_sampler_init_dist(seed)):
+            llama_cpp.llama_sampler_chain_add(chain, s)
+        return chain
+
+    def run(self, prompts: list[list[int]], n: int) -> Run:
+        chains = [self.chain(i) for i in range(len(prompts))]
+        run = Run(starts=[time.perf_counter()] * len(prompts), times=[[] for _ in prompts])
+        # Each sequence keeps what its cache shares with the new prompt (the template's
+        # system preamble), as llama-server's cache_prompt and Ronghe's slots do.
+        pos, feed = [], []
+        for s, p in enumerate(prompts):
+            old = self.cached.get(s, [])
+            keep = next((i for i, (a, b) in enumerate(zip(old, p, strict=False)) if a != b),
+                        min(len(old), len(p)))
+            keep = min(keep, len(p) - 1)
+            llama_cpp.llama_memory_seq_rm(self.memory, s, keep, -1)
+            self.cached[s] = list(p)
+            pos.append(keep)
+            feed.append(list(p[keep:]))
+        while True:
+            b, outs = self.batch, []
+            b.n_tokens = 0
+            for s, toks in enumerate(feed):
+                for t in toks:
+                    j = b.n_tokens
+                    b.token[j], b.pos[j], b.n_seq_id[j] = t, pos[s], 1
+                    b.seq_id[j][0], b.logits[j] = s, False
+                    b.n_tokens, pos[s] = j + 1, pos[s] + 1
+                if toks:
+                    b.logits[b.n_tokens - 1] = True
+                    outs.append((s, b.n_tokens - 1))
+            if not outs:
                 break
-        return Timing(first - start, (n - 1) / (last - first), n)
+            assert llama_cpp.llama_decode(self.ctx, b) == 0
+            feed = [[] for _ in prompts]
+            for s, idx in outs:
+                token = llama_cpp.llama_sampler_sample(chains[s], self.ctx, idx)
+                # as a streaming server must: the token's text
+                llama_cpp.llama_token_to_piece(self.vocab, token, self.buf, 256, 0, False)
+                run.times[s].append(time.perf_counter())
+                if len(run.times[s]) < n:
+                    feed[s] = [token]
+        run.wall = time.perf_counter() - run.starts[0]
+        run.tokens = sum(len(t) for t in run.times)
+        for c in chains:
+            llama_cpp.llama_sampler_free(c)
+        return run
 
 
-def eog_bias(llm: llama_cpp.Llama) -> dict[str, int]:
-    vocab = llama_cpp.llama_model_get_vocab(llm.model)
-    return {str(t): -100 for t in range(llm.n_vocab()) if llama_cpp.llama_vocab_is_eog(vocab, t)}
-
-
-def http_run(url: str, key: str, messages: list[ChatMessage], tokens: int,
-             bias: dict[str, int] | None) -> Timing:
-    """One streaming request; ``bias`` None means the vendor endpoint at natural length."""
-    msgs = [{"role": m.role, "content": m.content} for m in messages]
-    if bias is None:
-        path = "/nlp/v1/chat/completions"
-        body = {"messages": msgs, "temperature": TEMPERATURE, "top_p": TOP_P,
-                "max_new_tokens": tokens, "stream": True}
-    else:
-        path = "/v1/chat/completions"
-        body = {"model": "smollm2", "messages": msgs, "temperature": TEMPERATURE,
-                "top_p": TOP_P, "max_tokens": tokens, "stream": True, "logit_bias": bias,
-                "stream_options": {"include_usage": True}}
-    start = time.perf_counter()
-    first = last = 0.0
-    completion = 0
-    with httpx.stream("POST", url + path, json=body, timeout=600,
+def stream_once(url: str, key: str, messages: list[dict[str, str]], tokens: int,
+                bias: dict[str, int] | None, times: list[float]) -> None:
+    body = {"model": "smollm2", "messages": messages, "temperature": TEMPERATURE,
+            "top_p": TOP_P, "max_tokens": tokens, "stream": True}
+    if bias:
+        body["logit_bias"] = bias
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=600,
                       headers={"Authorization": f"Bearer {key}"}) as r:
         r.raise_for_status()
         for line in r.iter_lines():
-            if not line.startswith("data: {"):
-                continue
-            event = json.loads(line[6:])
-            data = event.get("data", event)
-            usage = data.get("usage")
-            if usage:
-                completion = usage["completion_tokens"]
-            choices = data.get("choices") or []
-            delta = choices[0].get("delta") if choices else None
-            text = delta if isinstance(delta, str) else (delta or {}).get("content")
-            if text:
-                last = time.perf_counter()
-                first = first or last
-    return Timing(first - start, (completion - 1) / (last - first), completion)
+            if line.startswith("data: {") and '"content":"' in line and '"content":""' not in line:
+                times.append(time.perf_counter())
 
 
-def concurrent(url: str, key: str, streams: int, tokens: int,
-               bias: dict[str, int]) -> tuple[float, float]:
-    """Aggregate tokens/s and mean time to first token for ``streams`` parallel requests."""
-    results: list[Timing] = []
-
-    def one(i: int) -> None:
-        results.append(http_run(url, key, prompt(1000 + 10 * streams + i), tokens, bias))
-
+def ronghe_run(url: str, key: str, streams: int, tokens: int, bias: dict[str, int],
+               seed: int) -> Run:
+    run = Run(times=[[] for _ in range(streams)])
+    threads = [threading.Thread(target=stream_once, args=(
+        url, key, prompt(seed * 100 + i), tokens, bias, run.times[i])) for i in range(streams)]
     start = time.perf_counter()
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(streams)]
+    run.starts = [start] * streams
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - start
-    return sum(r.tokens for r in results) / wall, statistics.mean(r.ttft for r in results)
+    run.wall = time.perf_counter() - start
+    run.tokens = streams * tokens  # usage is exact: EOG is forbidden, max_tokens is reached
+    return run
+
+
+def conversation(tag: str, raw: Raw) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """Turn 1 and turn 2 of a ~1,500-token conversation (``tag`` makes it unique)."""
+    facts = " ".join(f"Fact {i}: the {tag} lantern number {i} is painted colour {i % 7}."
+                     for i in range(90))
+    turn1 = [{"role": "system", "content": f"You are the archivist of {tag}."},
+             {"role": "user", "content": f"Read these notes.\n{facts}\nSummarise them."}]
+    turn2 = [*turn1, {"role": "assistant", "content": "The notes list painted lanterns."},
+             {"role": "user", "content": "Which colour is lantern 12?"}]
+    assert 1300 < len(raw.tokens(turn2)) < 1800, len(raw.tokens(turn2))
+    return turn1, turn2
+
+
+def ttft(url: str, key: str, messages: list[dict[str, str]]) -> float:
+    times: list[float] = []
+    start = time.perf_counter()
+    stream_once(url, key, messages, 2, None, times)
+    return times[0] - start
 
 
 @contextmanager
@@ -166,18 +236,18 @@ def serve(data_dir: str, threads: int) -> None:
     import uvicorn
 
     from ronghe.app import create_app
-    from ronghe.settings import Settings
+    from ronghe.settings import ChatModelSpec, Settings
 
+    models = [ChatModelSpec(name="smollm2", path="bundled:smollm2", n_ctx=N_CTX)]
     app = create_app(Settings(data_dir=Path(data_dir) / "data", cpu_threads=threads,
-                              log_level="warning"))
+                              log_level="warning", chat_models=models, chat_parallel=4))
     services = app.state.services
     services.auth.add_user("bench@example.com", "bench password 1")
     key = services.auth.create_key("bench@example.com", "bench").secret
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    config = uvicorn.Config(app, log_level="warning")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
 
     def announce() -> None:
         while not server.started:
@@ -190,53 +260,78 @@ def serve(data_dir: str, threads: int) -> None:
     server.run(sockets=[sock])
 
 
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--tokens", type=int, default=128)
-    parser.add_argument("--runs", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--serve", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
         serve(args.serve, args.threads)
         return
 
-    print(f"SmolLM2-135M Q4_1, {args.tokens} tokens/run, {args.runs} runs, "
-          f"{args.threads} thread(s), load average {os.getloadavg()[0]:.2f}")
-    raw = RawModel(args.threads)
-    bias = eog_bias(raw.llm)
+    print(f"SmolLM2-135M Q4_1, {args.tokens} tokens/stream, {args.rounds} rounds, "
+          f"{args.threads} thread(s), load average {os.getloadavg()[0]:.2f} at start")
+    raw = Raw(args.threads, 4)
+    bias = {str(t): -100 for t in raw.eog}
+    results: dict[str, list[Run]] = {k: [] for k in
+                                     ("raw 1", "raw 4 batched", "ronghe 1", "ronghe 2",
+                                      "ronghe 4", "ronghe 8")}
     with ronghe_server(args.threads) as (url, key):
-        raw.run(prompt(-1), 8)  # warm-up: first decode pays one-off costs
-        http_run(url, key, prompt(-1), 8, bias)
-        raws, https, vendors = [], [], []
-        for i in range(args.runs):
-            if i % 2:
-                https.append(http_run(url, key, prompt(i), args.tokens, bias))
-                raws.append(raw.run(prompt(i), args.tokens))
-            else:
-                raws.append(raw.run(prompt(i), args.tokens))
-                https.append(http_run(url, key, prompt(i), args.tokens, bias))
-            vendors.append(http_run(url, key, prompt(100 + i), args.tokens, None))
-        raw.llm.close()
-        scaling = {n: concurrent(url, key, n, args.tokens, bias) for n in (1, 2, 4)}
+        raw.run([raw.tokens(prompt(-1))], 8)  # warm-up: first decode pays one-off costs
+        ronghe_run(url, key, 1, 8, bias, 999)
+        for r in range(args.rounds):
+            pairs = [("raw 1", lambda r=r: raw.run([raw.tokens(prompt(r))], args.tokens)),
+                     ("ronghe 1", lambda r=r: ronghe_run(url, key, 1, args.tokens, bias, r)),
+                     ("raw 4 batched", lambda r=r: raw.run(
+                         [raw.tokens(prompt(r * 100 + i)) for i in range(4)], args.tokens)),
+                     ("ronghe 4", lambda r=r: ronghe_run(url, key, 4, args.tokens, bias, r))]
+            order = [0, 1, 2, 3] if r % 2 == 0 else [1, 0, 3, 2]
+            for i in order:
+                name, fn = pairs[i]
+                results[name].append(fn())
+            for n in (2, 8):
+                results[f"ronghe {n}"].append(ronghe_run(url, key, n, args.tokens, bias, r))
+        cold, warm = [], []
+        for r in range(args.rounds):
+            _, turn2 = conversation(f"town{r}", raw)
+            cold.append(ttft(url, key, turn2))  # nothing of this conversation is cached
+            _, turn2b = conversation(f"city{r}", raw)
+            ttft(url, key, conversation(f"city{r}", raw)[0])  # turn 1 runs first
+            warm.append(ttft(url, key, turn2b))
+        load_end = os.getloadavg()[0]
 
-    def med(timings: list[Timing], attr: str) -> float:
-        return statistics.median(getattr(t, attr) for t in timings)
-
-    rows = [("raw llama-cpp-python", raws), ("Ronghe /v1/chat/completions (SSE)", https),
-            ("Ronghe /nlp/v1/chat/completions (SSE)", vendors)]
-    print(f"{'':40} {'decode tok/s':>12} {'TTFT ms':>9} {'tokens':>7}")
-    for name, timings in rows:
-        print(f"{name:40} {med(timings, 'rate'):12.1f} {med(timings, 'ttft') * 1000:9.1f} "
-              f"{med(timings, 'tokens'):7.0f}")
-    ratios = [h.rate / r.rate for h, r in zip(https, raws, strict=True)]
-    extra_ttft = [(h.ttft - r.ttft) * 1000 for h, r in zip(https, raws, strict=True)]
-    print(f"ratio Ronghe/raw decode tok/s: {statistics.median(ratios):.3f} (target >= 0.95; "
-          f"pairs {min(ratios):.3f}-{max(ratios):.3f}); "
-          f"TTFT {statistics.median(extra_ttft):+.1f} ms")
-    for n, (rate, ttft) in scaling.items():
-        print(f"{n} concurrent stream(s): {rate:6.1f} tok/s aggregate, "
-              f"mean TTFT {ttft * 1000:7.1f} ms")
+    print(f"{'':16} {'agg tok/s':>9} {'TTFT p50':>9} {'TTFT max':>9} {'gap p50':>8} "
+          f"{'gap p99':>8}   (ms; medians over rounds, gaps pooled)")
+    for name, runs in results.items():
+        rate = statistics.median(r.rate for r in runs)
+        ttfts = [t for r in runs for t in r.ttfts()]
+        gaps = [g for r in runs for g in r.gaps()]
+        print(f"{name:16} {rate:9.1f} {pct(ttfts, 0.5) * 1000:9.1f} {max(ttfts) * 1000:9.1f} "
+              f"{pct(gaps, 0.5) * 1000:8.1f} {pct(gaps, 0.99) * 1000:8.1f}")
+    one = [h.rate / r.rate for h, r in zip(results["ronghe 1"], results["raw 1"], strict=True)]
+    four = [h.rate / r.rate for h, r in zip(results["ronghe 4"], results["raw 4 batched"],
+                                            strict=True)]
+    print(f"ratio Ronghe 1 stream / raw 1: {statistics.median(one):.3f} (target >= 0.95; "
+          f"pairs {min(one):.3f}-{max(one):.3f})")
+    print(f"ratio Ronghe 4 streams / raw 4 batched: {statistics.median(four):.3f} (target >= "
+          f"0.9; pairs {min(four):.3f}-{max(four):.3f})")
+    ttft1 = statistics.median(t for r in results["ronghe 1"] for t in r.ttfts())
+    max4 = max(t for r in results["ronghe 4"] for t in r.ttfts())
+    before_end = all(max(t[0] for t in r.times) < min(t[-1] for t in r.times)
+                     for r in results["ronghe 4"])
+    print(f"4 streams: max TTFT {max4 * 1000:.0f} ms = {max4 / ttft1:.2f} x single-stream "
+          f"TTFT (target <= 3); every first token before any stream ended: {before_end}")
+    print(f"turn 2 of a ~1,500-token conversation, TTFT: cold {statistics.median(cold) * 1000:.0f}"
+          f" ms, warm {statistics.median(warm) * 1000:.0f} ms "
+          f"({statistics.median(cold) / statistics.median(warm):.1f}x)")
+    print(f"load average at end {load_end:.2f}")
 
 
 if __name__ == "__main__":

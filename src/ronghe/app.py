@@ -11,8 +11,10 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from ronghe import __version__, features, tasks
-from ronghe.api import account, envelopes, files, system
+from ronghe.api import account, envelopes, files, system, web
 from ronghe.api.middleware import BodyMiddleware, HttpMetrics, RequestContextMiddleware
+from ronghe.api.users import admin, keys
+from ronghe.api.users import router as users
 from ronghe.db.migrate import upgrade
 from ronghe.jobs import make_dispatcher
 from ronghe.services import Services
@@ -59,8 +61,12 @@ def create_app(settings: Settings, *, services: Services | None = None,
     app.include_router(system.router)
     app.include_router(account.router)
     app.include_router(files.router)
+    app.include_router(users.router)
+    app.include_router(keys.router)
+    app.include_router(admin.router)
     for feature in features.enabled():
         feature.install(app, services, registry)
+    web.install(app, services)  # last: it answers only what no API route matched
 
     app.add_middleware(BodyMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))

@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     login_delay_seconds: float = Field(default=0.25, ge=0, le=10)
     login_max_failures: int = Field(default=10, ge=1)
     login_failure_window_seconds: int = Field(default=300, ge=1)
+    # Anyone who reaches the server may create an account (POST /api/v1b/signup).
+    allow_signup: bool = False
+    signup_max_per_hour: int = Field(default=10, ge=1, le=100_000)
+    api_keys_per_user: int = Field(default=10, ge=1, le=1000)
 
     # --- database, storage, broker
     database_url: str | None = None
@@ -146,6 +150,8 @@ class Settings(BaseSettings):
     chat_models: list[ChatModelSpec] = Field(default_factory=_default_chat_models)
     chat_default_model: str = "smollm2"
     chat_queue_size: int = Field(default=16, ge=0, le=10_000)
+    # Generations per llama.cpp model at once (continuous batching in one context).
+    chat_parallel: int = Field(default=4, ge=1, le=64)
     chat_request_timeout_seconds: float = Field(default=300, gt=0)
 
     # --- images and training

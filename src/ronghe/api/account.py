@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from ronghe.api.deps import RequestToken, ServicesDep, TokenUser
+from ronghe.api.envelopes import Body, Family, MiaohuaOk, errors, miaohua_ok
 
 router = APIRouter(prefix="/api/v1b", tags=["account"])
 
@@ -15,12 +16,18 @@ class TokenRequest(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
-class TokenResponse(BaseModel):
+class TokenResponse(Body):
     token: str
-    expires_at: str
+    expires_at: str = Field(description="YYYY-MM-DD HH:MM:SS, UTC")
 
 
-@router.post("/get_token", summary="Log in: email + password -> a token for every other call")
+class Revoked(Body):
+    revoked: bool
+
+
+# 401: wrong email or password; 429: too many failed logins.
+@router.post("/get_token", summary="Log in: email + password -> a token for every other call",
+             responses=errors(Family.MIAOHUA, 400, 401, 413, 429))
 def get_token(body: TokenRequest, request: Request, services: ServicesDep) -> TokenResponse:
     client = request.client.host if request.client else ""
     issued = services.auth.login(body.email, body.password, client_ip=client)
@@ -29,7 +36,9 @@ def get_token(body: TokenRequest, request: Request, services: ServicesDep) -> To
                          expires_at=issued.expires_at.strftime("%Y-%m-%d %H:%M:%S"))
 
 
-@router.post("/revoke_token", summary="Log out: the token in the request stops working")
-def revoke_token(user: TokenUser, token: RequestToken, services: ServicesDep) -> dict[str, object]:
+@router.post("/revoke_token", summary="Log out: the token in the request stops working",
+             responses=errors(Family.MIAOHUA, 401, 413))
+def revoke_token(user: TokenUser, token: RequestToken,
+                 services: ServicesDep) -> MiaohuaOk[Revoked]:
     services.auth.revoke_token(token)
-    return {"code": 0, "info": {"revoked": True}, "msg": ""}
+    return miaohua_ok(Revoked(revoked=True))

@@ -7,6 +7,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from ronghe.api.deps import ServicesDep, TokenUser
+from ronghe.api.envelopes import Body, Family, MiaohuaOk, errors, miaohua_ok
 from ronghe.errors import Forbidden, NotFound
 from ronghe.storage.files import FileInfo
 
@@ -17,7 +18,14 @@ def base_url(request: Request) -> str:
     return str(request.base_url)
 
 
-@router.get("/files/{file_id}", summary="A stored file, at a URL signed by the server")
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+FILE = {"description": "The file's bytes, with its content type (images; LoRA weights)",
+        "content": {"image/*": BINARY, "application/octet-stream": BINARY}}
+
+
+@router.get("/files/{file_id}", summary="A stored file, at a URL signed by the server",
+            response_class=StreamingResponse,
+            responses={200: FILE, **errors(Family.PLAIN, 400, 403, 404)})
 def get_file(
     file_id: str,
     services: ServicesDep,
@@ -46,21 +54,44 @@ class FileListRequest(BaseModel):
     kind: str | None = Field(default=None, max_length=32)
 
 
-def describe(info: FileInfo, url: str) -> dict[str, object]:
-    return {"file_id": info.id, "kind": info.kind, "content_type": info.content_type,
-            "size": info.size, "width": info.width, "height": info.height, "url": url}
+class FileItem(Body):
+    file_id: str
+    kind: str = Field(description="upload, image (generated), sample …")
+    content_type: str
+    size: int = Field(description="bytes")
+    width: int | None
+    height: int | None
+    url: str = Field(description="a fresh signed URL")
 
 
-@router.post("/api/v1b/files", summary="Your stored files, newest first, with fresh URLs")
+class FilePage(Body):
+    items: list[FileItem]
+    page: int
+    per_page: int
+    total: int
+    has_next: bool
+    has_prev: bool
+
+
+def describe(info: FileInfo, url: str) -> FileItem:
+    return FileItem(file_id=info.id, kind=info.kind, content_type=info.content_type,
+                    size=info.size, width=info.width, height=info.height, url=url)
+
+
+SIGNED_IN = (400, 401, 413)
+
+
+@router.post("/api/v1b/files", summary="Your stored files, newest first, with fresh URLs",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN))
 def list_files(body: FileListRequest, user: TokenUser, services: ServicesDep,
-               request: Request) -> dict[str, object]:
+               request: Request) -> MiaohuaOk[FilePage]:
     items, total = services.files.list(user.id, body.kind, (body.page - 1) * body.per_page,
                                        body.per_page)
     base = base_url(request)
-    return {"code": 0, "msg": "", "info": {
-        "items": [describe(i, services.files.url(i, base)) for i in items],
-        "page": body.page, "per_page": body.per_page, "total": total,
-        "has_next": body.page * body.per_page < total, "has_prev": body.page > 1}}
+    return miaohua_ok(FilePage(
+        items=[describe(i, services.files.url(i, base)) for i in items],
+        page=body.page, per_page=body.per_page, total=total,
+        has_next=body.page * body.per_page < total, has_prev=body.page > 1))
 
 
 class FileUrlRequest(BaseModel):
@@ -68,12 +99,13 @@ class FileUrlRequest(BaseModel):
     file_id: str | None = Field(default=None, max_length=64)
 
 
-@router.post("/api/v1b/file_url", summary="A fresh signed URL for one of your files")
+@router.post("/api/v1b/file_url", summary="A fresh signed URL for one of your files",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN, 404))
 def file_url(body: FileUrlRequest, user: TokenUser, services: ServicesDep,
-             request: Request) -> dict[str, object]:
+             request: Request) -> MiaohuaOk[FileItem]:
     if body.file_id:
         info = services.files.get(body.file_id, user.id)
     else:
         info = services.files.resolve_url(body.url or "", user.id, "url")
     url = services.files.url(info, base_url(request))
-    return {"code": 0, "msg": "", "info": describe(info, url)}
+    return miaohua_ok(describe(info, url))

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ronghe.catalog.models import LoraModel
 from ronghe.db import Database
+from ronghe.db.base import MAX_ID
 from ronghe.errors import BadRequest, Conflict, NotFound
 
 
@@ -24,6 +25,12 @@ class LoraState(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
 
+
+def is_id(value: object) -> bool:
+    """Whether a versionid names a model by id: an integer, or ASCII digits, in the id range."""
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        value = int(value)
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_ID
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,8 @@ class LoraCatalog:
                 s.delete(row)
 
     def get(self, lora_id: int, user_id: int | None = None) -> LoraInfo:
+        if not 0 < lora_id <= MAX_ID:
+            raise NotFound(f"model {lora_id} not found")
         with self.db.session() as s:
             row = s.get(LoraModel, lora_id)
             if row is None or (user_id is not None and row.user_id != user_id):
@@ -108,7 +117,7 @@ class LoraCatalog:
     def resolve_version(self, user_id: int, versionid: object, field: str) -> LoraInfo:
         """A ready LoRA of this user by versionid (its id, or its name)."""
         info: LoraInfo | None = None
-        if isinstance(versionid, int) or (isinstance(versionid, str) and versionid.isdigit()):
+        if is_id(versionid):
             try:
                 info = self.get(int(versionid), user_id)
             except NotFound:

@@ -57,7 +57,8 @@ def load_settings(data_dir: Path | None = None, config: Path | None = None,
 
 
 def fail(msg: str, code: int = 1) -> None:
-    err.print(f"[red]error:[/red] {msg}", highlight=False)
+    # Unwrapped: a server's message stays one line, whole, however wide the terminal.
+    err.print(f"[red]error:[/red] {msg}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -109,7 +110,10 @@ def migrate(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 def _register_subapps() -> None:
     for module, name in (("ronghe.cli.users", "user"), ("ronghe.cli.keys", "key"),
                          ("ronghe.cli.loras", "lora"), ("ronghe.cli.models", None),
-                         ("ronghe.cli.demo_model", "demo-model"), ("ronghe.cli.worker", None)):
+                         ("ronghe.cli.demo_model", "demo-model"), ("ronghe.cli.worker", None),
+                         # the user's commands, against a server over HTTP
+                         ("ronghe.cli.login", None), ("ronghe.cli.chat", None),
+                         ("ronghe.cli.generate", None), ("ronghe.cli.train", None)):
         mod = importlib.import_module(module)
         if name is None:
             mod.register(app)

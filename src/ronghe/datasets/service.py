@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from ronghe.datasets.models import Dataset, DatasetImage
 from ronghe.db import Database, utcnow
+from ronghe.db.base import MAX_ID
 from ronghe.db.models import StoredFile
 from ronghe.errors import BadRequest, NotFound
 from ronghe.storage.files import FileInfo, FileService
@@ -116,7 +117,7 @@ class DatasetService:
 
     def _own(self, s: Session, dataset_id: int, user_id: int,
              field: str = "dataset") -> Dataset:
-        row = s.get(Dataset, dataset_id)
+        row = s.get(Dataset, dataset_id) if 0 < dataset_id <= MAX_ID else None
         # Another user's dataset reads exactly like a missing one: ids leak nothing.
         if row is None or row.user_id != user_id:
             raise NotFound(f"{field}: no dataset {dataset_id} of yours", field=field)

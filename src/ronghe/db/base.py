@@ -9,6 +9,10 @@ from sqlalchemy import DateTime, MetaData
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+# Integer ids are 64-bit signed in both databases: larger ones can never match a row, and
+# SQLite refuses to even compare them (OverflowError).
+MAX_ID = 2**63 - 1
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",

@@ -40,11 +40,15 @@ class DecodedImage:
     height: int
 
 
-def decode_upload(data: bytes, max_bytes: int, max_pixels: int) -> DecodedImage:
-    """Validate and re-encode one uploaded image, or raise ImageRejected saying why."""
-    if len(data) > max_bytes:
+def decode_upload(data: bytes, max_bytes: int, max_pixels: int,
+                  size: int | None = None) -> DecodedImage:
+    """Validate and re-encode one uploaded image, or raise ImageRejected saying why.
+
+    ``data`` may be cut short past the limit; ``size`` is then the file's real size."""
+    size = max(size or 0, len(data))
+    if size > max_bytes:
         raise ImageRejected(
-            f"file is {len(data)} bytes; the limit is {max_bytes} bytes (upload_max_bytes)",
+            f"file is {size} bytes; the limit is {max_bytes} bytes (upload_max_bytes)",
             too_large=True)
     if not data:
         raise ImageRejected("file is empty")

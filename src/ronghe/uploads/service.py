@@ -20,10 +20,12 @@ KIND = "upload"
 
 @dataclass(frozen=True)
 class Upload:
-    """One file part as received: its client-side name and (at most limit + 1) bytes."""
+    """One file part as received: its client-side name, (at most limit + 1) bytes, and its
+    whole size when that is known (the message about a file too large reports it)."""
 
     filename: str
     data: bytes
+    size: int | None = None
 
 
 def check_count(count: int, settings: Settings) -> None:
@@ -44,7 +46,7 @@ def store_uploads(files: FileService, settings: Settings, user_id: int,
         name = f"{FIELD}[{index}]" + (f" ({upload.filename[:100]!r})" if upload.filename else "")
         try:
             decoded.append(decode_upload(upload.data, settings.upload_max_bytes,
-                                         settings.upload_max_pixels))
+                                         settings.upload_max_pixels, upload.size))
         except ImageRejected as exc:
             problems.append((name, exc))
     if problems:

@@ -53,7 +53,7 @@ def tmp(tmp_path: Path) -> Path:
 
 
 def test_full_queue_is_a_503_envelope(tmp: Path) -> None:
-    with serve_chat(tmp, chat_queue_size=0) as chat:
+    with serve_chat(tmp, chat_queue_size=0, chat_parallel=1) as chat:
         before = chat.engine.stats()
         with hold_model(chat):
             r = httpx.post(chat.url + PATH, json=vendor(), timeout=30,
@@ -68,7 +68,7 @@ def test_full_queue_is_a_503_envelope(tmp: Path) -> None:
 
 
 def test_clients_that_leave_the_queue_free_their_place(tmp: Path) -> None:
-    with serve_chat(tmp, chat_queue_size=4) as chat:
+    with serve_chat(tmp, chat_queue_size=4, chat_parallel=1) as chat:
         engine = chat.engine
         with hold_model(chat):
             # Streaming: headers arrive at once, then the client goes before any token.
@@ -88,7 +88,7 @@ def test_clients_that_leave_the_queue_free_their_place(tmp: Path) -> None:
 
 
 def test_timeout_after_the_stream_began_is_reported_in_band(tmp: Path) -> None:
-    with serve_chat(tmp, chat_request_timeout_seconds=1.0) as chat:
+    with serve_chat(tmp, chat_request_timeout_seconds=1.0, chat_parallel=1) as chat:
         raw: list[bytes] = []
 
         # A story cannot end within the moments the queued request has left once it starts.

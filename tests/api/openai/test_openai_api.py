@@ -88,8 +88,10 @@ def test_errors_are_openai_shaped(chat: ChatServer, client: openai.OpenAI) -> No
     with pytest.raises(openai.BadRequestError, match="configured: smollm2") as unknown:
         client.chat.completions.create(model="gpt-4o", messages=HELLO)
     assert unknown.value.body["param"] == "model"  # type: ignore[index]
-    for kwargs, field in [({"temperature": 3}, "temperature"), ({"n": 2}, "n"),
-                          ({"tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    # n > 1 and tools are supported now (test_openai_structured); logprobs is not.
+    for kwargs, field in [({"temperature": 3}, "temperature"), ({"n": 9}, "n"),
+                          ({"logprobs": True}, "logprobs"),
+                          ({"tools": [{"type": "function", "function": {"name": "f g"}}]}, "tools"),
                           ({"stop": ["a", "b", "c", "d", "e"]}, "stop")]:
         with pytest.raises(openai.BadRequestError, match=field):
             client.chat.completions.create(model="smollm2", messages=HELLO, **kwargs)

@@ -103,3 +103,17 @@ def test_exif_rotation_applies_before_storage(client: TestClient, account: Accou
                        data={"token": account.token}).json()
     fetched = client.get(body["info"][0].replace("http://testserver", ""))
     assert Image.open(io.BytesIO(fetched.content)).size == (20, 60)
+
+
+def test_a_file_too_large_is_reported_with_its_own_size(client: TestClient,
+                                                        account: Account) -> None:
+    noise = Image.frombytes("RGB", (400, 400), random.Random(1).randbytes(400 * 400 * 3))
+    big = encode(noise, "PNG")
+    small = encode(concept_images(1)[0], "PNG")
+    response = client.post(UPLOAD, files=[("init_img", ("ok.png", small, "image/png")),
+                                          ("init_img", ("big.png", big, "image/png"))],
+                           headers={"Authorization": f"Bearer {account.token}"})
+    assert response.status_code == 413, response.text
+    assert (f"init_img[1] ('big.png'): file is {len(big)} bytes; the limit is 200000 bytes "
+            "(upload_max_bytes)") in response.json()["msg"]
+    assert _stored(client, account) == 0

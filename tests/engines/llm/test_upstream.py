@@ -7,6 +7,7 @@ second Ronghe serves the same OpenAI API on the real model, so that is the upstr
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -16,7 +17,13 @@ from pathlib import Path
 import pytest
 
 from ronghe.app import create_app
-from ronghe.engines.llm.base import ChatMessage, GenerationParams, collect
+from ronghe.engines.llm.base import (
+    ChatMessage,
+    GenerationParams,
+    ResponseFormat,
+    Tool,
+    collect,
+)
 from ronghe.engines.llm.llama_cpp import LlamaCppEngine
 from ronghe.engines.llm.upstream import UpstreamEngine
 from ronghe.errors import BadRequest, Busy, Timeout, UpstreamError
@@ -42,7 +49,8 @@ class Upstream:
 @pytest.fixture(scope="module")
 def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     data: Path = tmp_path_factory.mktemp("upstream")
-    app = create_app(chat_settings(data, chat_queue_size=0, chat_request_timeout_seconds=3))
+    app = create_app(chat_settings(data, chat_queue_size=0, chat_parallel=1,
+                                   chat_request_timeout_seconds=3))
     key = make_account(app).api_key
     with LiveServer(app) as server:
         yield Upstream(server.url, key, chat_engine(app))
@@ -129,7 +137,7 @@ async def test_busy_upstream_and_cancel_pass_through(upstream: Upstream) -> None
         stream = await engine.start(GenerationParams(STORY, max_new_tokens=2000,
                                                      logit_bias=bias))
         await stream.__anext__()
-        # The upstream runs with chat_queue_size=0: a second request is refused with 503.
+        # The upstream runs one generation and queues none: a second request is refused with 503.
         with pytest.raises(Busy, match="is busy"):
             await other.start(GenerationParams(HELLO, max_new_tokens=5))
         closed = time.monotonic()
@@ -155,5 +163,41 @@ async def test_error_after_the_stream_began_keeps_its_meaning(upstream: Upstream
             async for delta in stream:
                 texts.append(delta.text)
         assert "".join(texts)  # text had arrived before the error
+    finally:
+        await engine.aclose()
+
+
+async def test_tools_and_response_format_pass_through(tmp_path: Path) -> None:
+    # Its own upstream: the shared one times out after 3 s, less than a tool prompt takes to
+    # read on a busy CPU.
+    app = create_app(chat_settings(tmp_path))
+    with LiveServer(app) as server:
+        await _tools_round_trip(Upstream(server.url, make_account(app).api_key,
+                                         chat_engine(app)))
+
+
+async def _tools_round_trip(upstream: Upstream) -> None:
+    weather = Tool("get_weather", "Weather in a city", {
+        "type": "object", "properties": {"city": {"type": "string", "maxLength": 30}},
+        "required": ["city"]})
+    engine = upstream.client()
+    try:
+        asked = [ChatMessage("user", "What's the weather in Paris?")]
+        called = await collect(await engine.start(GenerationParams(
+            asked, temperature=0, max_new_tokens=80, tools=[weather], tool_choice="get_weather")))
+        assert called.finish_reason == "tool_calls" and len(called.tool_calls) == 1
+        call = called.tool_calls[0]
+        assert call.name == "get_weather" and call.id.startswith("call_")
+        assert set(json.loads(call.arguments)) == {"city"}
+        # The call and its result go back upstream and the conversation continues.
+        history = [*asked, ChatMessage("assistant", "", tool_calls=called.tool_calls),
+                   ChatMessage("tool", '{"sky": "sunny"}', tool_call_id=call.id)]
+        reply = await collect(await engine.start(GenerationParams(
+            history, temperature=0, max_new_tokens=8, tools=[weather], tool_choice="none")))
+        assert reply.text and not reply.tool_calls
+        shaped = await collect(await engine.start(GenerationParams(
+            asked, temperature=0, max_new_tokens=80,
+            response_format=ResponseFormat("json_schema", {"enum": ["yes", "no"]}))))
+        assert json.loads(shaped.text) in ("yes", "no")
     finally:
         await engine.aclose()

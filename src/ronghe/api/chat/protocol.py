@@ -7,84 +7,34 @@ Unknown fields are ignored, and ``null`` means "use the default", as lenient cli
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ronghe.engines.llm.base import ChatMessage, GenerationParams
-
-MAX_CONTENT_CHARS = 200_000
-MAX_MESSAGES = 1_000
-
-
-def drop_nulls(data: Any) -> Any:
-    """``"temperature": null`` means the default, not an error."""
-    if isinstance(data, dict):
-        return {k: v for k, v in data.items() if v is not None}
-    return data
+from ronghe.api.chat.params import MAX_CONTENT_CHARS, MAX_MESSAGES, ChatBody, Tokens, UsageInfo
+from ronghe.api.envelopes import Body, ChatOk
+from ronghe.api.fields import Range
+from ronghe.engines.llm.base import ChatMessage, FinishReason, GenerationParams, Usage
 
 
-def in_range(value: float, low: float, high: float | None, low_open: bool = True) -> None:
-    too_low = value <= low if low_open else value < low
-    if too_low or (high is not None and value > high):
-        left = "(" if low_open else "["
-        right = f"{high:g}]" if high is not None else "∞)"
-        raise ValueError(f"must be in {left}{low:g}, {right}")
-
-
-class Message(BaseModel):
+class VendorMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "user", "assistant"]
     content: str = Field(max_length=MAX_CONTENT_CHARS)
 
 
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
-    temperature: float = 0.8
-    top_p: float = 0.7
-    max_new_tokens: int = 2048
-    repetition_penalty: float = 1.0
-    stream: bool = False
+class VendorChatRequest(ChatBody):
+    messages: list[VendorMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    temperature: Annotated[float, Range(0, 2, low_open=True)] = 0.8
+    top_p: Annotated[float, Range(0, 1, low_open=True)] = 0.7
+    max_new_tokens: Tokens = 2048
     user: str | int | None = None
     user_id: str | int | None = None
-    model: str | None = Field(default=None, max_length=128)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls(cls, data: Any) -> Any:
-        return drop_nulls(data)
-
-    @field_validator("temperature")
-    @classmethod
-    def _temperature(cls, v: float) -> float:
-        in_range(v, 0, 2)
-        return v
-
-    @field_validator("top_p")
-    @classmethod
-    def _top_p(cls, v: float) -> float:
-        in_range(v, 0, 1)
-        return v
-
-    @field_validator("max_new_tokens")
-    @classmethod
-    def _max_new_tokens(cls, v: int) -> int:
-        if v < 1:
-            raise ValueError("must be at least 1")
-        return v
-
-    @field_validator("repetition_penalty")
-    @classmethod
-    def _repetition_penalty(cls, v: float) -> float:
-        in_range(v, 0, None)
-        return v
 
     @field_validator("messages")
     @classmethod
-    def _last_from_user(cls, v: list[Message]) -> list[Message]:
+    def _last_from_user(cls, v: list[VendorMessage]) -> list[VendorMessage]:
         if v and v[-1].role != "user":
             raise ValueError(f"the last message must be from the user (got {v[-1].role!r})")
         return v
@@ -101,34 +51,52 @@ class ChatCompletionRequest(BaseModel):
         )
 
 
-# --- responses: plain dicts, built in one place each so both shapes stay in step
+# --- responses
 
 
-def completion_body(rid: str, text: str, finish_reason: str, usage: dict[str, int],
-                    status: int = 0) -> dict[str, Any]:
-    return {
-        "code": 200,
-        "msg": "ok",
-        "data": {
-            "id": rid,
-            "choices": [{"index": 0, "message": text, "content": text, "role": "assistant",
-                         "finish_reason": finish_reason}],
-            "usage": usage,
-            "status": status,
-        },
-    }
+def usage_info(usage: Usage | None) -> UsageInfo:
+    # Upstreams that report no usage get zeros: clients unmarshal these fields unconditionally.
+    return UsageInfo(**(usage or Usage(0, 0)).as_dict())
+
+
+class VendorChoice(Body):
+    index: int = 0
+    message: str = Field(description="the answer (as the vendor sends it)")
+    content: str = Field(description="the answer again, for clients that read this name")
+    role: Literal["assistant"] = "assistant"
+    finish_reason: FinishReason
+
+
+class VendorCompletion(Body):
+    id: str
+    choices: list[VendorChoice]
+    usage: UsageInfo
+    status: int = Field(description="0 ok, 1 internal error, 3 timeout, 4 content violation")
+
+
+CompletionResponse = ChatOk[VendorCompletion]
+
+
+def completion(rid: str, text: str, finish_reason: FinishReason, usage: Usage | None,
+               status: int = 0) -> CompletionResponse:
+    choice = VendorChoice(message=text, content=text, finish_reason=finish_reason)
+    data = VendorCompletion(id=rid, choices=[choice], usage=usage_info(usage), status=status)
+    return CompletionResponse(data=data)
+
+
+# Stream events: plain dicts, one per token, built here so both shapes stay in step.
 
 
 def chunk_body(rid: str, delta: str, finish_reason: str | None = None,
-               usage: dict[str, int] | None = None, status: int = 0) -> dict[str, Any]:
+               usage: Usage | None = None, status: int = 0) -> dict[str, Any]:
     data: dict[str, Any] = {
         "id": rid,
         "choices": [{"index": 0, "delta": delta, "role": "assistant",
                      "finish_reason": finish_reason}],
         "status": status,
     }
-    if usage is not None:
-        data["usage"] = usage
+    if finish_reason is not None:
+        data["usage"] = usage_info(usage).model_dump()
     return {"code": 200, "msg": "ok", "data": data}
 
 

@@ -13,17 +13,18 @@ from collections.abc import AsyncIterator
 
 import structlog
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ronghe.api.chat.protocol import (
-    ChatCompletionRequest,
+    CompletionResponse,
+    VendorChatRequest,
     chunk_body,
-    completion_body,
+    completion,
     stream_error_body,
 )
 from ronghe.api.chat.state import ChatState
 from ronghe.api.chat.streaming import DONE, EventStream, collect_or_disconnect, sse
-from ronghe.engines.llm.base import ChatStream, Usage
+from ronghe.engines.llm.base import ChatStream
 from ronghe.errors import ContentViolation, RongheError, Timeout
 
 log = structlog.get_logger(__name__)
@@ -40,12 +41,8 @@ def status_of(exc: BaseException) -> int:
     return 1
 
 
-def usage_dict(usage: Usage | None) -> dict[str, int]:
-    # Upstreams that report no usage get zeros: clients unmarshal these fields unconditionally.
-    return usage.as_dict() if usage else Usage(0, 0).as_dict()
-
-
-async def complete(request: Request, body: ChatCompletionRequest, chat: ChatState) -> Response:
+async def complete(request: Request, body: VendorChatRequest,
+                   chat: ChatState) -> CompletionResponse | Response:
     engine = chat.engines.get(body.model)
     stream = chat.metrics.watch(engine.name, "vendor", await engine.start(body.to_params()))
     rid = uuid.uuid4().hex
@@ -55,8 +52,7 @@ async def complete(request: Request, body: ChatCompletionRequest, chat: ChatStat
     if result is None:
         return Response(status_code=CLIENT_GONE)
     status = 4 if result.finish_reason == "content_filter" else 0
-    return JSONResponse(completion_body(rid, result.text, result.finish_reason,
-                                        usage_dict(result.usage), status))
+    return completion(rid, result.text, result.finish_reason, result.usage, status)
 
 
 async def _events(rid: str, stream: ChatStream) -> AsyncIterator[str]:
@@ -66,8 +62,8 @@ async def _events(rid: str, stream: ChatStream) -> AsyncIterator[str]:
                 yield sse(chunk_body(rid, delta.text))
             else:
                 status = 4 if delta.finish_reason == "content_filter" else 0
-                yield sse(chunk_body(rid, delta.text, delta.finish_reason,
-                                     usage_dict(delta.usage), status))
+                yield sse(chunk_body(rid, delta.text, delta.finish_reason, delta.usage,
+                                     status))
     except RongheError as exc:
         yield sse(stream_error_body(rid, exc.status_code, exc.msg, status_of(exc)))
     except Exception:

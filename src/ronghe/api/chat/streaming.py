@@ -1,6 +1,6 @@
 """Server-sent events and client-disconnect handling shared by both chat APIs.
 
-A chat generation holds the model (one at a time per model), so a client that goes away must
+A chat generation holds one of the model's few parallel slots, so a client that goes away must
 stop it at once, not when the next token fails to send.  Both helpers here watch the ASGI
 ``receive`` channel for ``http.disconnect`` while the generation runs and close the engine
 stream the moment it arrives, streaming or not, and also while still waiting in the queue.
@@ -8,6 +8,7 @@ stream the moment it arrives, streaming or not, and also while still waiting in 
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -68,14 +69,23 @@ class EventStream(StreamingResponse):
 
 async def collect_or_disconnect(request: Request, stream: ChatStream) -> ChatResult | None:
     """The whole generation, or None if the client went away first (generation stopped)."""
-    result: ChatResult | None = None
+    results = await collect_all_or_disconnect(request, [stream])
+    return None if results is None else results[0]
+
+
+async def collect_all_or_disconnect(request: Request,
+                                    streams: list[ChatStream]) -> list[ChatResult] | None:
+    """Every generation (n > 1 choices run side by side), or None if the client went away."""
+    result: list[ChatResult] | None = None
     error: Exception | None = None
     async with anyio.create_task_group() as group:
 
         async def run() -> None:
             nonlocal result, error
             try:
-                result = await collect(stream)  # collect closes the stream however it ends
+                # collect closes each stream however it ends, and gather cancels the others
+                # when one fails.
+                result = list(await asyncio.gather(*[collect(s) for s in streams]))
             except Exception as exc:  # re-raised below so error handlers see the real type
                 error = exc
             group.cancel_scope.cancel()

@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
-from ronghe.api.images.protocol import MAX_CN_UNITS, MAX_LORAS, SEED_MAX
+from ronghe.api.envelopes import MiaohuaOk, miaohua_ok
+from ronghe.api.images.protocol import (
+    MAX_CN_UNITS,
+    MAX_LORAS,
+    SEED_MAX,
+    BaseModelRow,
+    ControlNetRow,
+    FormField,
+    FormModel,
+    LoraRow,
+    ModelPage,
+    TrainedChoice,
+)
 from ronghe.api.images.serving import RANDOM_SEED_MAX
 from ronghe.catalog.service import LoraInfo
 from ronghe.db.models import User
@@ -30,28 +42,28 @@ def resolutions(entry: ModelEntry) -> dict[str, list[str]]:
     return {ratio: [s for s in sizes if fits(s)] for ratio, sizes in RESOLUTIONS.items()}
 
 
-def model_info(entry: ModelEntry, default: bool) -> dict[str, Any]:
-    return {
-        "name": entry.name, "aliases": list(entry.spec.aliases), "family": entry.family,
-        "description": entry.spec.description, "default": default,
-        "min_size": entry.min_size, "max_size": entry.max_size,
-        "native_resolution": entry.native_resolution, "resolution": resolutions(entry),
-        "controlnets": sorted(entry.controlnets), "default_steps": entry.default_steps,
-        "default_scale": entry.recommended_guidance or DEFAULT_GUIDANCE,
-    }
+def model_info(entry: ModelEntry, default: bool) -> FormModel:
+    return FormModel(
+        name=entry.name, aliases=list(entry.spec.aliases), family=entry.family,
+        description=entry.spec.description, default=default,
+        min_size=entry.min_size, max_size=entry.max_size,
+        native_resolution=entry.native_resolution, resolution=resolutions(entry),
+        controlnets=sorted(entry.controlnets), default_steps=entry.default_steps,
+        default_scale=entry.recommended_guidance or DEFAULT_GUIDANCE,
+    )
 
 
-def generation_form(services: Services, user: User | None) -> dict[str, Any]:
+def generation_form(services: Services, user: User | None) -> MiaohuaOk[list[FormField]]:
     registry = services.image_models
     default_entry = registry.find("")
     models = [model_info(e, e is default_entry) for e in registry.entries()]
     choices = registry.choices()
-    trained: list[dict[str, Any]] = []
+    trained: list[TrainedChoice] = []
     if user is not None:
         loras, _ = services.loras.list(user.id, limit=100)
-        trained = [{"name": x.name, "base_model": x.base_model, "versionid": x.id}
+        trained = [TrainedChoice(name=x.name, base_model=x.base_model, versionid=x.id)
                    for x in loras]
-        choices += [x["name"] for x in trained if x["name"] not in choices]
+        choices += [x.name for x in trained if x.name not in choices]
     all_cn = sorted({cn for e in registry.entries() for cn in e.controlnets})
     default_sizes = resolutions(default_entry) if default_entry else RESOLUTIONS
     info: list[dict[str, Any]] = [
@@ -83,16 +95,17 @@ def generation_form(services: Services, user: User | None) -> dict[str, Any]:
         {"name": "lora_configs", "type": "list", "description": "LoRA models "
          "({versionid, merge_weight 0-2})", "default": [], "max_items": MAX_LORAS},
     ]
-    return {"code": 0, "info": info, "msg": ""}
+    return miaohua_ok([FormField(**field) for field in info])
 
 
 # --- model listings
 
+Row = TypeVar("Row", BaseModelRow, LoraRow)
 
-def page_of(rows: list[dict[str, Any]], total: int, page: int, per_page: int) -> dict[str, Any]:
-    return {"code": 0, "msg": "", "info": {"has_next": page * per_page < total, "page": page,
-                                           "per_page": per_page, "total": total,
-                                           "models": rows}}
+
+def page_of(rows: list[Row], total: int, page: int, per_page: int) -> MiaohuaOk[ModelPage[Row]]:
+    return miaohua_ok(ModelPage[Row](has_next=page * per_page < total, page=page,
+                                     per_page=per_page, total=total, models=rows))
 
 
 def matches(query: str, *texts: str) -> bool:
@@ -100,20 +113,21 @@ def matches(query: str, *texts: str) -> bool:
     return not q or any(q in t.lower() for t in texts)
 
 
-def base_models(registry: ModelRegistry, page: int, per_page: int, query: str) -> dict[str, Any]:
-    rows = [{
-        "author": "ronghe", "base_model": "", "demo_picture": "",
-        "description": e.spec.description, "is_opensource": True, "model_id": e.name,
-        "model_name": e.name, "tag": e.family, "versionid": e.name,
-        "aliases": list(e.spec.aliases), "controlnets": sorted(e.controlnets),
-    } for e in registry.entries()
+def base_models(registry: ModelRegistry, page: int, per_page: int,
+                query: str) -> MiaohuaOk[ModelPage[BaseModelRow]]:
+    rows = [BaseModelRow(
+        author="ronghe", base_model="", demo_picture="",
+        description=e.spec.description, is_opensource=True, model_id=e.name,
+        model_name=e.name, tag=e.family, versionid=e.name,
+        aliases=list(e.spec.aliases), controlnets=sorted(e.controlnets),
+    ) for e in registry.entries()
         if matches(query, e.name, e.spec.description, e.family, *e.spec.aliases)]
     start = (page - 1) * per_page
     return page_of(rows[start:start + per_page], len(rows), page, per_page)
 
 
 def lora_rows(services: Services, items: list[LoraInfo], base_url: str,
-              author: Callable[[LoraInfo], str]) -> list[dict[str, Any]]:
+              author: Callable[[LoraInfo], str]) -> list[LoraRow]:
     # demo_picture: a signed URL of the sample training rendered with the finished LoRA,
     # if its owner still has it; one query for the whole page.
     files = services.files.get_many([x.demo_file_id for x in items if x.demo_file_id])
@@ -122,21 +136,21 @@ def lora_rows(services: Services, items: list[LoraInfo], base_url: str,
         file = files.get(info.demo_file_id or "")
         return services.files.url(file, base_url) if file and file.user_id == info.user_id else ""
 
-    return [{"author": author(x), "base_model": x.base_model, "demo_picture": picture(x),
-             "description": x.description, "is_opensource": x.public, "model_id": x.id,
-             "model_name": x.name, "tag": x.main_body, "versionid": x.id,
-             "trigger_word": x.trigger_word} for x in items]
+    return [LoraRow(author=author(x), base_model=x.base_model, demo_picture=picture(x),
+                    description=x.description, is_opensource=x.public, model_id=x.id,
+                    model_name=x.name, tag=x.main_body, versionid=x.id,
+                    trigger_word=x.trigger_word) for x in items]
 
 
 def private_models(services: Services, user: User, page: int, per_page: int,
-                   query: str, base_url: str) -> dict[str, Any]:
+                   query: str, base_url: str) -> MiaohuaOk[ModelPage[LoraRow]]:
     items, total = services.loras.list(user.id, query, (page - 1) * per_page, per_page)
     return page_of(lora_rows(services, items, base_url, lambda _: user.email),
                    total, page, per_page)
 
 
 def public_loras(services: Services, page: int, per_page: int, query: str,
-                 base_url: str) -> dict[str, Any]:
+                 base_url: str) -> MiaohuaOk[ModelPage[LoraRow]]:
     """Ready LoRAs that an operator published (``ronghe lora publish``)."""
     items, total = services.loras.list_public(query, (page - 1) * per_page, per_page)
     # Authors by user id: emails are not shown to other users.
@@ -147,7 +161,7 @@ def public_loras(services: Services, page: int, per_page: int, query: str,
 # --- ControlNet listings
 
 
-def controlnet_rows(entries: list[ModelEntry]) -> list[dict[str, Any]]:
+def controlnet_rows(entries: list[ModelEntry]) -> list[ControlNetRow]:
     supported: dict[str, list[str]] = {}
     for entry in entries:
         for cn in entry.controlnets:
@@ -155,17 +169,17 @@ def controlnet_rows(entries: list[ModelEntry]) -> list[dict[str, Any]]:
     rows = []
     for cn in sorted(supported):
         local, desc = CN_DESCRIPTIONS.get(cn, (cn, f"ControlNet {cn}"))
-        rows.append({"name": cn, "local_name": local, "desc": desc, "demo_picture": "",
-                     "demo_preview": "", "demo_result": "", "models": supported[cn]})
+        rows.append(ControlNetRow(name=cn, local_name=local, desc=desc, demo_picture="",
+                                  demo_preview="", demo_result="", models=supported[cn]))
     return rows
 
 
-def artist_controlnets(registry: ModelRegistry) -> dict[str, Any]:
+def artist_controlnets(registry: ModelRegistry) -> MiaohuaOk[list[ControlNetRow]]:
     """ControlNets of the house model (the default one, aliased Artist_V0.1.3)."""
     default = registry.find("")
-    return {"code": 0, "info": controlnet_rows([default] if default else []), "msg": ""}
+    return miaohua_ok(controlnet_rows([default] if default else []))
 
 
-def opensource_controlnets(registry: ModelRegistry) -> dict[str, Any]:
+def opensource_controlnets(registry: ModelRegistry) -> MiaohuaOk[list[ControlNetRow]]:
     """ControlNets of every configured model, each with the models that support it."""
-    return {"code": 0, "info": controlnet_rows(registry.entries()), "msg": ""}
+    return miaohua_ok(controlnet_rows(registry.entries()))

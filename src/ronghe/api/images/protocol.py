@@ -1,4 +1,4 @@
-"""Request bodies of the Miaohua image endpoints, with every field's range.
+"""Request and response bodies of the Miaohua image endpoints, with every field's range.
 
 Range errors read ``n_images: must be an integer 1-8 (got 9)``: the envelope layer names the
 field and the value, the validators here say what is allowed.  Unknown fields are ignored,
@@ -8,9 +8,13 @@ because real clients send extras (``sensitive_limit_value`` on submit, ``user_id
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+from ronghe.api.envelopes import Body, MiaohuaOk, Sparse
+from ronghe.api.fields import MAX_ID, Checked, drop_nulls
+from ronghe.jobs.status import Status
 
 SEED_MAX = 2**32 - 1
 MAX_PROMPT_CHARS = 2000
@@ -43,7 +47,7 @@ def _int_range(lo: int, hi: int) -> Any:
             raise ValueError(f"must be an integer {_span(lo, hi)}")
         return value
 
-    return BeforeValidator(check)
+    return Checked(check, {"minimum": lo, "maximum": hi})
 
 
 def _float_range(lo: float, hi: float) -> Any:
@@ -58,7 +62,7 @@ def _float_range(lo: float, hi: float) -> Any:
             raise ValueError(f"must be a number {_span(lo, hi)}")
         return number
 
-    return BeforeValidator(check)
+    return Checked(check, {"minimum": lo, "maximum": hi})
 
 
 def _text(limit: int) -> Any:
@@ -71,7 +75,7 @@ def _text(limit: int) -> Any:
             raise ValueError(f"must be at most {limit} characters (got {len(value)})")
         return value
 
-    return BeforeValidator(check)
+    return Checked(check, {"maxLength": limit})
 
 
 def _flag(value: Any) -> bool:
@@ -90,20 +94,14 @@ Url = Annotated[str, _text(4096)]
 Flag = Annotated[bool, BeforeValidator(_flag)]
 
 
-def _drop_nulls(data: Any) -> Any:
-    """``"ddim_steps": null`` means the default, as lenient clients send it."""
-    if isinstance(data, dict):
-        return {k: v for k, v in data.items() if v is not None}
-    return data
-
-
 class Loose(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
     def _nulls(cls, data: Any) -> Any:
-        return _drop_nulls(data)
+        # ``"ddim_steps": null`` means the default, as lenient clients send it.
+        return drop_nulls(data)
 
 
 class Lenient(Loose):
@@ -142,11 +140,14 @@ class CnConfig(Loose):
 def _version_id(value: Any) -> int | str:
     if isinstance(value, bool) or not isinstance(value, int | str) or value in ("", None):
         raise ValueError("must be a model id (integer) or your model's name")
+    if isinstance(value, int) and not 1 <= value <= MAX_ID:
+        raise ValueError(f"must be a model id 1-{MAX_ID} or your model's name")
     return value
 
 
 class LoraConfig(Loose):
-    versionid: Annotated[int | str, BeforeValidator(_version_id)]
+    versionid: Annotated[int | str, BeforeValidator(_version_id)] = Field(
+        description="a model id (1 to 2^63-1) from the listings, or your model's name")
     merge_weight: Annotated[float, _float_range(0, 2)] = 1.0
 
 
@@ -186,3 +187,176 @@ class ModelListRequest(Lenient):
     page: Annotated[int, _int_range(1, 100_000)] = 1
     per_page: Annotated[int, _int_range(1, 100)] = 20
     query: Annotated[str, _text(128)] = ""
+
+
+TASK_STATES = ("pending", "running", "done", "failed", "cancelled")
+TASK_KINDS = ("image", "train", "all")
+
+
+def _choice(choices: tuple[str, ...], empty_ok: bool) -> Any:
+    def check(value: Any) -> str:
+        allowed = ", ".join(choices) + (' or "" (any)' if empty_ok else "")
+        if not isinstance(value, str) or (value.strip().lower() not in choices
+                                          and not (empty_ok and not value.strip())):
+            raise ValueError(f"must be one of {allowed}")
+        return value.strip().lower()
+
+    return BeforeValidator(check)
+
+
+class TaskListRequest(Lenient):
+    page: Annotated[int, _int_range(1, 100_000)] = 1
+    per_page: Annotated[int, _int_range(1, 100)] = 20
+    state: Annotated[str, _choice(TASK_STATES, empty_ok=True)] = ""
+    kind: Annotated[str, _choice(TASK_KINDS, empty_ok=False)] = "image"
+
+
+# The same validators for the other /api/v1b request bodies (accounts, keys, admin).
+int_range = _int_range
+text = _text
+choice = _choice
+
+
+# --- responses
+
+
+class ImageInfo(Body):
+    large: str = Field(description="signed URL of the full-size JPEG ('' once deleted)")
+    middle: str = Field(description="signed URL of the half-size JPEG")
+    small: str = Field(description="signed URL of the thumbnail")
+    save_index: int
+    seed: int | None
+    width: int | None
+    height: int | None
+    share: bool = False
+    shareable: bool = True
+
+
+class BatchImage(ImageInfo):
+    task_id: str
+    task_type: str
+
+
+class TaskSubmitted(Body):
+    task_id: str
+
+
+class TaskResult(Body):
+    """task_result's answer (flat, like the vendor's)."""
+
+    task_id: str
+    state: Status
+    images: list[ImageInfo] = Field(description="the images, once the task is done")
+    error_msg: str = Field(description="why the task failed or was cancelled")
+    progress: float = Field(ge=0, le=1)
+    seed: int | None = Field(description="the seed used (drawn at submit for -1)")
+    prompt: str | None = Field(description="the prompt used (after add_prompt)")
+    task_type: str = Field(description="txt2img, img2img or controlnet")
+
+
+class BatchTask(TaskResult):
+    images: list[BatchImage]  # type: ignore[assignment]
+
+
+class MissingTask(Body):
+    task_id: str
+    state: Literal["not_found"] = "not_found"
+    error_msg: str = "task not found"
+    progress: float = 0.0
+    images: list[BatchImage] = Field(default_factory=list, max_length=0)
+
+
+class TaskResults(MiaohuaOk[list[BatchTask | MissingTask]]):
+    """task_results' answer: one entry per asked id, in the order asked."""
+
+
+class TaskCancelled(Body):
+    task_id: str
+    state: Status
+    cancel_requested: bool
+
+
+class FormModel(Body):
+    name: str
+    aliases: list[str]
+    family: str
+    description: str
+    default: bool
+    min_size: int
+    max_size: int
+    native_resolution: int | None
+    resolution: dict[str, list[str]] = Field(description="aspect ratio -> WxH sizes")
+    controlnets: list[str]
+    default_steps: int
+    default_scale: float
+
+
+class TrainedChoice(Body):
+    name: str
+    base_model: str
+    versionid: int
+
+
+class FormField(Sparse):
+    """One field of task_submit; the keys after ``default`` appear where they apply."""
+
+    name: str
+    type: str
+    description: str
+    default: Any
+    choices: list[str] | dict[str, list[str]] | None = None
+    min: int | float | None = None
+    max: int | float | None = None
+    accepted_max: int | None = None
+    submit_as: str | None = None
+    max_items: int | None = None
+    models: list[FormModel] | None = None
+    trained: list[TrainedChoice] | None = None
+
+
+class BaseModelRow(Body):
+    author: str
+    base_model: str
+    demo_picture: str
+    description: str
+    is_opensource: bool
+    model_id: str
+    model_name: str
+    tag: str
+    versionid: str = Field(description="use as model_name in task_submit")
+    aliases: list[str]
+    controlnets: list[str]
+
+
+class LoraRow(Body):
+    author: str
+    base_model: str
+    demo_picture: str = Field(description="signed URL of a sample made with it, or ''")
+    description: str
+    is_opensource: bool
+    model_id: int
+    model_name: str
+    tag: str
+    versionid: int = Field(description="use in task_submit's lora_configs")
+    trigger_word: str
+
+
+Row = TypeVar("Row")
+
+
+class ModelPage(Body, Generic[Row]):
+    has_next: bool
+    page: int
+    per_page: int
+    total: int
+    models: list[Row]
+
+
+class ControlNetRow(Body):
+    name: str
+    local_name: str
+    desc: str
+    demo_picture: str
+    demo_preview: str
+    demo_result: str
+    models: list[str] = Field(description="the models it works with")

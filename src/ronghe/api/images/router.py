@@ -17,86 +17,122 @@ from ronghe.api.deps import (
     TokenUser,
     token_user,
 )
-from ronghe.api.images import forms, serving
+from ronghe.api.envelopes import Family, MiaohuaOk, errors
+from ronghe.api.images import forms, listing, serving
 from ronghe.api.images.protocol import (
+    BaseModelRow,
+    ControlNetRow,
+    FormField,
+    LoraRow,
     ModelListRequest,
+    ModelPage,
+    TaskCancelled,
     TaskCancelRequest,
+    TaskListRequest,
+    TaskResult,
     TaskResultRequest,
+    TaskResults,
     TaskResultsRequest,
     TaskSubmitRequest,
+    TaskSubmitted,
 )
 from ronghe.services import Services
 
 router = APIRouter(prefix="/api/v1b", tags=["images"])
+# Every POST can be malformed or too large; token routes can be unauthorised.
+BODY = (400, 413)
+SIGNED_IN = (*BODY, 401)
 
 
 def _base(request: Request) -> str:
     return str(request.base_url)
 
 
-@router.post("/task_submit", summary="Submit an image generation task")
-def task_submit(body: TaskSubmitRequest, user: TokenUser, services: ServicesDep) -> Any:
+# 429: the per-user limits on submits; 503: the model is loading or broken, or the queue full.
+@router.post("/task_submit", summary="Submit an image generation task",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN, 429, 503))
+def task_submit(body: TaskSubmitRequest, user: TokenUser, services: ServicesDep) -> TaskSubmitted:
     return serving.submit(services, user, body)
 
 
-def _task_result(services: Services, token: str, task_id: str, base: str) -> Any:
+def _task_result(services: Services, token: str, task_id: str, base: str) -> TaskResult:
     user = token_user(token, services)
-    return serving.task_body(services, services.tasks.get(task_id, user.id), base)
+    return serving.task_result(services, services.tasks.get(task_id, user.id), base)
 
 
-def _task_results(services: Services, token: str, task_ids: list[str], base: str) -> Any:
-    return serving.results_body(services, token_user(token, services), task_ids, base)
+def _task_results(services: Services, token: str, task_ids: list[str],
+                  base: str) -> TaskResults:
+    return serving.task_results(services, token_user(token, services), task_ids, base)
 
 
 # The polling endpoints are async and resolve the token themselves: a poll is a few
 # indexed reads, cheaper than the threadpool hops a sync route and dependency would cost
-# (see Database.run_read).
-@router.post("/task_result", summary="State, progress and images of one task")
+# (see Database.run_read).  The models they return are the response_model's own class, so
+# FastAPI serializes them in pydantic's core without validating them again.
+@router.post("/task_result", summary="State, progress and images of one task",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN, 404))
 async def task_result(body: TaskResultRequest, token: RequestToken, services: ServicesDep,
-                      request: Request) -> Any:
+                      request: Request) -> TaskResult:
     return await services.db.run_read(_task_result, services, token, body.task_id,
                                       _base(request))
 
 
-@router.post("/task_results", summary="State and images of up to 50 tasks")
+@router.post("/task_results", summary="State and images of up to 50 tasks",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN))
 async def task_results(body: TaskResultsRequest, token: RequestToken, services: ServicesDep,
-                       request: Request) -> Any:
+                       request: Request) -> TaskResults:
     return await services.db.run_read(_task_results, services, token, body.task_ids,
                                       _base(request))
 
 
-@router.post("/task_cancel", summary="Cancel a pending or running task")
-def task_cancel(body: TaskCancelRequest, user: TokenUser, services: ServicesDep) -> Any:
+@router.post("/task_list", summary="Your tasks, newest first, a page at a time",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN))
+def task_list(body: TaskListRequest, user: TokenUser, services: ServicesDep,
+              request: Request) -> Any:
+    return listing.task_list(services, user, body, _base(request))
+
+
+@router.post("/task_cancel", summary="Cancel a pending or running task",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN, 404))
+def task_cancel(body: TaskCancelRequest, user: TokenUser,
+                services: ServicesDep) -> MiaohuaOk[TaskCancelled]:
     return serving.cancel(services, user, body.task_id)
 
 
-@router.get("/get_generation_form", summary="The fields of task_submit and their choices")
-def get_generation_form(services: ServicesDep, user: OptionalTokenUser) -> Any:
+@router.get("/get_generation_form", summary="The fields of task_submit and their choices",
+            responses=errors(Family.MIAOHUA, 401))
+def get_generation_form(services: ServicesDep,
+                        user: OptionalTokenUser) -> MiaohuaOk[list[FormField]]:
     return forms.generation_form(services, user)
 
 
-@router.post("/models/base", summary="Base image models")
-def models_base(body: ModelListRequest, services: ServicesDep) -> Any:
+@router.post("/models/base", summary="Base image models", responses=errors(Family.MIAOHUA, *BODY))
+def models_base(body: ModelListRequest,
+                services: ServicesDep) -> MiaohuaOk[ModelPage[BaseModelRow]]:
     return forms.base_models(services.image_models, body.page, body.per_page, body.query)
 
 
-@router.post("/models/lora", summary="Public LoRA models")
-def models_lora(body: ModelListRequest, services: ServicesDep, request: Request) -> Any:
+@router.post("/models/lora", summary="Public LoRA models", responses=errors(Family.MIAOHUA, *BODY))
+def models_lora(body: ModelListRequest, services: ServicesDep,
+                request: Request) -> MiaohuaOk[ModelPage[LoraRow]]:
     return forms.public_loras(services, body.page, body.per_page, body.query, _base(request))
 
 
-@router.post("/models/private", summary="Your own trained or uploaded models")
+@router.post("/models/private", summary="Your own trained or uploaded models",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN))
 def models_private(body: ModelListRequest, user: TokenUser, services: ServicesDep,
-                   request: Request) -> Any:
+                   request: Request) -> MiaohuaOk[ModelPage[LoraRow]]:
     return forms.private_models(services, user, body.page, body.per_page, body.query,
                                 _base(request))
 
 
-@router.post("/cn/artist", summary="ControlNets of the house model")
-def cn_artist(services: ServicesDep) -> Any:
+@router.post("/cn/artist", summary="ControlNets of the house model",
+             responses=errors(Family.MIAOHUA, 413))
+def cn_artist(services: ServicesDep) -> MiaohuaOk[list[ControlNetRow]]:
     return forms.artist_controlnets(services.image_models)
 
 
-@router.post("/cn/opensource", summary="ControlNets of every configured model")
-def cn_opensource(services: ServicesDep) -> Any:
+@router.post("/cn/opensource", summary="ControlNets of every configured model",
+             responses=errors(Family.MIAOHUA, 413))
+def cn_opensource(services: ServicesDep) -> MiaohuaOk[list[ControlNetRow]]:
     return forms.opensource_controlnets(services.image_models)

@@ -11,13 +11,20 @@ import random
 import re
 from typing import Any
 
+from ronghe.api.envelopes import MiaohuaOk, miaohua_ok
 from ronghe.api.images.protocol import (
     MAX_CN_UNITS,
+    BatchTask,
     CnConfig,
     LoraConfig,
+    MissingTask,
+    TaskCancelled,
+    TaskResult,
+    TaskResults,
     TaskSubmitRequest,
+    TaskSubmitted,
 )
-from ronghe.catalog.service import LoraInfo, LoraState
+from ronghe.catalog.service import LoraInfo, LoraState, is_id
 from ronghe.db.models import User
 from ronghe.engines.diffusion.control import PROCESSORS
 from ronghe.engines.diffusion.registry import (
@@ -57,7 +64,7 @@ def lora_for(services: Services, user_id: int, versionid: Any, field: str) -> Lo
     try:
         return services.loras.resolve_version(user_id, versionid, field)
     except BadRequest as own_error:
-        if isinstance(versionid, int) or (isinstance(versionid, str) and versionid.isdigit()):
+        if is_id(versionid):
             try:
                 info = services.loras.get(int(versionid))
             except NotFound:
@@ -173,7 +180,7 @@ def lora_from_config(services: Services, user: User, entry: ModelEntry,
     return lora_params(entry, services.image_models, info, unit.merge_weight, field)
 
 
-def submit(services: Services, user: User, body: TaskSubmitRequest) -> dict[str, Any]:
+def submit(services: Services, user: User, body: TaskSubmitRequest) -> TaskSubmitted:
     params = build_params(services, user, body)
     entry = services.image_models.get(params["model"])
     task = services.tasks.create(user.id, Kind.IMAGE.value, entry.queue, params)
@@ -181,10 +188,11 @@ def submit(services: Services, user: User, body: TaskSubmitRequest) -> dict[str,
     services.dispatcher.submit(task)
     if services.image_metrics is not None:
         services.image_metrics.submitted.labels(entry.name, params["task_type"]).inc()
-    return {"task_id": task.id}
+    return TaskSubmitted(task_id=task.id)
 
 
-# --- results
+# --- results: the poll path, so one batched file lookup per request and models built by
+# pydantic's core straight from plain values
 
 
 def file_ids(task: TaskView) -> list[str]:
@@ -208,19 +216,15 @@ def image_urls(services: Services, task: TaskView, base_url: str,
             # An image the user deleted since has no URL any more.
             entry[variant] = services.files.url(info, base_url) if info else ""
         entry.update(save_index=item["save_index"], seed=item.get("seed"),
-                     width=item.get("width"), height=item.get("height"),
-                     share=False, shareable=True)
+                     width=item.get("width"), height=item.get("height"))
         out.append(entry)
     return out
 
 
-def task_body(services: Services, task: TaskView, base_url: str,
-              files: dict[str, FileInfo] | None = None) -> dict[str, Any]:
-    """task_result's answer: ``{state, images, error_msg, progress}`` plus what was used."""
+def result_fields(task: TaskView) -> dict[str, Any]:
     result = task.result or {}
     return {
-        "task_id": task.id, "state": task.state.value,
-        "images": image_urls(services, task, base_url, files),
+        "task_id": task.id, "state": task.state,
         "error_msg": task.error_msg if task.state is not Status.DONE else "",
         "progress": round(task.progress, 4),
         "seed": result.get("seed", task.params.get("seed")),
@@ -229,26 +233,31 @@ def task_body(services: Services, task: TaskView, base_url: str,
     }
 
 
-def results_body(services: Services, user: User, task_ids: list[str],
-                 base_url: str) -> dict[str, Any]:
+def task_result(services: Services, task: TaskView, base_url: str) -> TaskResult:
+    """task_result's answer: ``{state, images, error_msg, progress}`` plus what was used."""
+    return TaskResult(images=image_urls(services, task, base_url), **result_fields(task))
+
+
+def task_results(services: Services, user: User, task_ids: list[str],
+                 base_url: str) -> TaskResults:
     found = services.tasks.get_many(task_ids, user.id)
     files = services.files.get_many([f for t in found.values() for f in file_ids(t)],
                                     user.id)
-    info = []
+    info: list[BatchTask | MissingTask] = []
     for task_id in task_ids:
         task = found.get(task_id)
         if task is None:
-            info.append({"task_id": task_id, "state": "not_found",
-                         "error_msg": "task not found", "progress": 0.0, "images": []})
+            info.append(MissingTask(task_id=task_id))
             continue
-        body = task_body(services, task, base_url, files)
-        for image in body["images"]:
-            image.update(task_id=task.id, task_type=body["task_type"])
-        info.append(body)
-    return {"code": 0, "info": info, "msg": ""}
+        fields = result_fields(task)
+        # Each image says which task it belongs to: clients flatten the batch's images.
+        images = [{**image, "task_id": task.id, "task_type": fields["task_type"]}
+                  for image in image_urls(services, task, base_url, files)]
+        info.append(BatchTask(images=images, **fields))
+    return TaskResults(info=info)
 
 
-def cancel(services: Services, user: User, task_id: str) -> dict[str, Any]:
+def cancel(services: Services, user: User, task_id: str) -> MiaohuaOk[TaskCancelled]:
     task = services.tasks.request_cancel(task_id, user.id)
-    return {"code": 0, "info": {"task_id": task.id, "state": task.state.value,
-                                "cancel_requested": task.cancel_requested}, "msg": ""}
+    return miaohua_ok(TaskCancelled(task_id=task.id, state=task.state,
+                                    cancel_requested=task.cancel_requested))

@@ -1,20 +1,38 @@
 """OpenAI chat-completions request and response shapes, as far as Ronghe supports them.
 
 Defaults and ranges are OpenAI's (temperature 1 in [0, 2], top_p 1 in [0, 1], no token limit
-but the context); ``repetition_penalty`` is accepted as vLLM does.  Features Ronghe cannot
-honour (n > 1, tools, logprobs, JSON mode) are refused with a 400 naming them rather than
-silently ignored; unknown fields are ignored.
+but the context); ``repetition_penalty`` is accepted as vLLM does.  ``tools``,
+``tool_choice``, ``response_format`` (JSON mode and JSON Schema) and ``n`` up to ``MAX_N`` are
+supported; ``logprobs`` is refused with a 400 naming it rather than silently ignored; unknown
+fields are ignored.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ronghe.api.chat.protocol import MAX_CONTENT_CHARS, MAX_MESSAGES, drop_nulls, in_range
-from ronghe.engines.llm.base import ChatMessage, GenerationParams, Usage
+from ronghe.api.chat.params import MAX_CONTENT_CHARS, MAX_MESSAGES, ChatBody, Tokens, UsageInfo
+from ronghe.api.envelopes import Body, Sparse
+from ronghe.api.fields import Range
+from ronghe.engines.llm.base import (
+    ChatMessage,
+    ChatResult,
+    FinishReason,
+    GenerationParams,
+    ResponseFormat,
+    Tool,
+    ToolCall,
+    ToolCallDelta,
+    Usage,
+)
+
+MAX_TOOLS = 128  # OpenAI's limit
+MAX_N = 8
+NAME_PATTERN = r"^[a-zA-Z0-9_-]{1,64}$"
+Penalty = Annotated[float, Range(-2, 2)]
 
 
 class TextPart(BaseModel):
@@ -24,12 +42,31 @@ class TextPart(BaseModel):
     text: str = Field(max_length=MAX_CONTENT_CHARS)
 
 
-class Message(BaseModel):
+class ToolCallFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(max_length=64)
+    arguments: str = Field(default="", max_length=MAX_CONTENT_CHARS)
+
+
+class ToolCallIn(BaseModel):
+    """A call the assistant made earlier in the conversation, sent back by the client."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(default="", max_length=128)
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
+class OpenAIMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     # "developer" is what newer OpenAI clients call the system message.
-    role: Literal["system", "developer", "user", "assistant"]
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] = Field(default="")
+    tool_calls: list[ToolCallIn] | None = Field(default=None, max_length=MAX_TOOLS)
+    tool_call_id: str | None = Field(default=None, max_length=128)
 
     @field_validator("content", mode="before")
     @classmethod
@@ -41,6 +78,66 @@ class Message(BaseModel):
             return self.content
         return "".join(part.text for part in self.content)
 
+    def to_message(self) -> ChatMessage:
+        calls = tuple(ToolCall(c.id, c.function.name, c.function.arguments)
+                      for c in self.tool_calls or [])
+        role = "system" if self.role == "developer" else self.role
+        return ChatMessage(role, self.text(), tool_calls=calls, tool_call_id=self.tool_call_id)
+
+
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = Field(default="", max_length=10_000)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+    strict: bool | None = None
+
+
+class ToolDef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(BaseModel):
+    name: str = Field(max_length=64)
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["function"]
+    function: NamedFunction
+
+
+class JsonSchemaSpec(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    name: str = Field(default="response", pattern=NAME_PATTERN)
+    description: str = Field(default="", max_length=10_000)
+    json_schema: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormatIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaSpec | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormatIn:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type 'json_schema' needs a 'json_schema' object with a 'schema'")
+        return self
+
+    def to_format(self) -> ResponseFormat:
+        spec = self.json_schema
+        return ResponseFormat(self.type, spec.json_schema if spec else None,
+                              spec.name if spec else None)
+
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -48,84 +145,31 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    model: str | None = Field(default=None, max_length=128)
-    messages: list[Message] = Field(min_length=1, max_length=MAX_MESSAGES)
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    stream: bool = False
+class ChatCompletionRequest(ChatBody):
+    messages: list[OpenAIMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    temperature: Annotated[float, Range(0, 2)] = 1.0
+    top_p: Annotated[float, Range(0, 1)] = 1.0
+    max_tokens: Tokens | None = None
+    max_completion_tokens: Tokens | None = None
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
+    stop: str | list[str] | None = Field(default=None, json_schema_extra={"maxItems": 4})
     seed: int | None = None
-    n: int = 1
-    frequency_penalty: float = 0.0
-    presence_penalty: float = 0.0
-    logit_bias: dict[int, float] | None = None
-    repetition_penalty: float = 1.0
+    n: Annotated[int, Range(1, MAX_N)] = 1
+    frequency_penalty: Penalty = 0.0
+    presence_penalty: Penalty = 0.0
+    logit_bias: dict[int, Annotated[float, Range(-100, 100)]] | None = None
     user: str | None = None
     logprobs: bool = False
-    tools: list[Any] | None = None
-    response_format: dict[str, Any] | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _nulls(cls, data: Any) -> Any:
-        return drop_nulls(data)
-
-    @field_validator("temperature")
-    @classmethod
-    def _temperature(cls, v: float) -> float:
-        in_range(v, 0, 2, low_open=False)
-        return v
-
-    @field_validator("top_p")
-    @classmethod
-    def _top_p(cls, v: float) -> float:
-        in_range(v, 0, 1, low_open=False)
-        return v
-
-    @field_validator("max_tokens", "max_completion_tokens")
-    @classmethod
-    def _max_tokens(cls, v: int | None) -> int | None:
-        if v is not None and v < 1:
-            raise ValueError("must be at least 1")
-        return v
-
-    @field_validator("frequency_penalty", "presence_penalty")
-    @classmethod
-    def _penalty(cls, v: float) -> float:
-        in_range(v, -2, 2, low_open=False)
-        return v
-
-    @field_validator("repetition_penalty")
-    @classmethod
-    def _repetition_penalty(cls, v: float) -> float:
-        in_range(v, 0, None)
-        return v
+    tools: list[ToolDef] | None = Field(default=None, max_length=MAX_TOOLS)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
+    response_format: ResponseFormatIn | None = None
 
     @field_validator("stop")
     @classmethod
     def _stop(cls, v: str | list[str] | None) -> str | list[str] | None:
         if isinstance(v, list) and len(v) > 4:
             raise ValueError("at most 4 stop sequences")
-        return v
-
-    @field_validator("logit_bias")
-    @classmethod
-    def _logit_bias(cls, v: dict[int, float] | None) -> dict[int, float] | None:
-        for bias in (v or {}).values():
-            in_range(bias, -100, 100, low_open=False)
-        return v
-
-    @field_validator("n")
-    @classmethod
-    def _n(cls, v: int) -> int:
-        if v != 1:
-            raise ValueError("only n=1 is supported")
         return v
 
     @field_validator("logprobs")
@@ -137,23 +181,33 @@ class ChatCompletionRequest(BaseModel):
 
     @field_validator("tools")
     @classmethod
-    def _tools(cls, v: list[Any] | None) -> list[Any] | None:
-        if v:
-            raise ValueError("tools are not supported")
+    def _tools(cls, v: list[ToolDef] | None) -> list[ToolDef] | None:
+        names = [t.function.name for t in v or []]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"function names must be unique (twice: {', '.join(twice)})")
         return v
 
-    @field_validator("response_format")
-    @classmethod
-    def _response_format(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v and v.get("type", "text") != "text":
-            raise ValueError("only the 'text' response format is supported")
-        return v
+    @model_validator(mode="after")
+    def _tool_choice(self) -> ChatCompletionRequest:
+        choice = self.tool_choice
+        names = [t.function.name for t in self.tools or []]
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+            raise ValueError(f"tool_choice: no function {choice.function.name!r} in tools "
+                             f"(given: {', '.join(names) or 'none'})")
+        if choice == "required" and not names:
+            raise ValueError("tool_choice: 'required' needs at least one function in tools")
+        return self
+
+    def choice(self) -> str:
+        if isinstance(self.tool_choice, NamedToolChoice):
+            return self.tool_choice.function.name
+        return self.tool_choice or "auto"
 
     def to_params(self) -> GenerationParams:
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         return GenerationParams(
-            messages=[ChatMessage("system" if m.role == "developer" else m.role, m.text())
-                      for m in self.messages],
+            messages=[m.to_message() for m in self.messages],
             temperature=self.temperature,
             top_p=self.top_p,
             max_new_tokens=self.max_completion_tokens or self.max_tokens,
@@ -164,6 +218,11 @@ class ChatCompletionRequest(BaseModel):
             stop=stops,
             seed=self.seed,
             user=self.user,
+            response_format=self.response_format.to_format() if self.response_format else None,
+            tools=[Tool(t.function.name, t.function.description, t.function.parameters)
+                   for t in self.tools or []],
+            tool_choice=self.choice(),
+            parallel_tool_calls=self.parallel_tool_calls,
         )
 
 
@@ -171,41 +230,102 @@ def now() -> int:
     return int(time.time())
 
 
-def usage_dict(usage: Usage | None) -> dict[str, int] | None:
-    return usage.as_dict() if usage else None
+def usage_info(usage: Usage | None) -> UsageInfo | None:
+    return UsageInfo(**usage.as_dict()) if usage else None
 
 
-def completion_body(rid: str, model: str, created: int, text: str, finish_reason: str,
-                    usage: Usage | None) -> dict[str, Any]:
-    return {
-        "id": rid,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": finish_reason, "logprobs": None}],
-        "usage": usage_dict(usage),
-    }
+class ToolCallFunctionOut(Body):
+    name: str
+    arguments: str = Field(description="the call's arguments as a JSON text")
+
+
+class ToolCallOut(Body):
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunctionOut
+
+
+class AssistantMessage(Sparse):
+    role: Literal["assistant"] = "assistant"
+    # OpenAI sends null content beside tool calls when the model wrote no text.
+    content: str | None
+    tool_calls: list[ToolCallOut] | None = None
+
+
+class OpenAIChoice(Body):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: FinishReason
+    logprobs: None = None
+
+
+class ChatCompletion(Body):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(description="Unix time")
+    model: str
+    choices: list[OpenAIChoice]
+    usage: UsageInfo | None
+
+
+def _choice(index: int, result: ChatResult) -> OpenAIChoice:
+    if not result.tool_calls:
+        return OpenAIChoice(index=index, message=AssistantMessage(content=result.text),
+                            finish_reason=result.finish_reason)
+    calls = [ToolCallOut(id=c.id, function=ToolCallFunctionOut(name=c.name,
+                                                                arguments=c.arguments))
+             for c in result.tool_calls]
+    message = AssistantMessage(content=result.text or None, tool_calls=calls)
+    return OpenAIChoice(index=index, message=message, finish_reason=result.finish_reason)
+
+
+def completion(rid: str, model: str, created: int, results: list[ChatResult],
+               usage: Usage | None) -> ChatCompletion:
+    """The whole answer: one choice per result (n > 1 gives several)."""
+    return ChatCompletion(id=rid, created=created, model=model,
+                          choices=[_choice(i, r) for i, r in enumerate(results)],
+                          usage=usage_info(usage))
+
+
+# Stream events: plain dicts, one per token.
 
 
 def chunk_body(rid: str, model: str, created: int, delta: dict[str, Any],
-               finish_reason: str | None = None) -> dict[str, Any]:
+               finish_reason: str | None = None, index: int = 0) -> dict[str, Any]:
     return {
         "id": rid,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason,
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason,
                      "logprobs": None}],
     }
 
 
+def tool_call_delta(piece: ToolCallDelta) -> dict[str, Any]:
+    """A streamed piece of a call: the first has id, type and name (OpenAI's shape)."""
+    function: dict[str, Any] = {"arguments": piece.arguments}
+    out: dict[str, Any] = {"index": piece.index, "function": function}
+    if piece.id is not None:
+        out["id"], out["type"] = piece.id, "function"
+        function["name"] = piece.name
+    return out
+
+
 def usage_chunk_body(rid: str, model: str, created: int, usage: Usage | None) -> dict[str, Any]:
+    info = usage_info(usage)
     return {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [], "usage": usage_dict(usage)}
+            "choices": [], "usage": info.model_dump() if info else None}
 
 
-def models_body(names: list[str], context: dict[str, int]) -> dict[str, Any]:
-    return {"object": "list", "data": [
-        {"id": name, "object": "model", "created": 0, "owned_by": "ronghe",
-         "context_length": context[name]} for name in names]}
+class ModelCard(Body):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "ronghe"
+    context_length: int = Field(description="the model's context window, in tokens")
+
+
+class ModelList(Body):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]

@@ -1,65 +1,148 @@
 """OpenAI chat: request -> engine -> ``chat.completion`` object or ``chat.completion.chunk`` SSE.
 
 The stream is what the official client expects: a first chunk with the role, content
-chunks, a chunk with ``finish_reason`` and an empty delta, a usage chunk (``choices: []``)
-when ``stream_options.include_usage`` asks for it, then ``[DONE]``.  An error after the stream
-has begun is sent as ``data: {"error": {...}}``, which the client raises as ``APIError``.
+chunks (and ``tool_calls`` pieces: the first of each call with its id and name, then argument
+text), a chunk with ``finish_reason`` and an empty delta, a usage chunk (``choices: []``)
+when ``stream_options.include_usage`` asks for it, then ``[DONE]``.  With ``n`` > 1 the n
+generations run side by side (the engine's parallel slots) and their chunks interleave, each
+carrying its choice's ``index``.  An error after the stream has begun is sent as
+``data: {"error": {...}}``, which the client raises as ``APIError``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import structlog
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ronghe.api.chat.serving import CLIENT_GONE
 from ronghe.api.chat.state import ChatState
-from ronghe.api.chat.streaming import DONE, EventStream, collect_or_disconnect, sse
+from ronghe.api.chat.streaming import DONE, EventStream, collect_all_or_disconnect, sse
 from ronghe.api.envelopes import Family, error_body
 from ronghe.api.openai.protocol import (
+    ChatCompletion,
     ChatCompletionRequest,
+    ModelCard,
+    ModelList,
     chunk_body,
-    completion_body,
-    models_body,
+    completion,
     now,
+    tool_call_delta,
     usage_chunk_body,
 )
-from ronghe.engines.llm.base import ChatStream
+from ronghe.engines.llm.base import ChatDelta, ChatStream, Usage
 from ronghe.errors import RongheError
 
 log = structlog.get_logger(__name__)
 
 
-async def complete(request: Request, body: ChatCompletionRequest, chat: ChatState) -> Response:
+async def complete(request: Request, body: ChatCompletionRequest,
+                   chat: ChatState) -> ChatCompletion | Response:
     engine = chat.engines.get(body.model)
-    stream = chat.metrics.watch(engine.name, "openai", await engine.start(body.to_params()))
+    params = body.to_params()
+    streams: list[ChatStream] = []
+    try:
+        for i in range(body.n):
+            # Choices must differ: each gets its own seed (seed, seed+1, …) when one is set.
+            seeded = params if params.seed is None or i == 0 else dataclasses.replace(
+                params, seed=params.seed + i)
+            streams.append(chat.metrics.watch(engine.name, "openai",
+                                              await engine.start(seeded)))
+    except BaseException:
+        for started in streams:
+            await started.aclose()
+        raise
+    stream = streams[0] if len(streams) == 1 else _Merged(streams)
     rid = f"chatcmpl-{uuid.uuid4().hex}"
     created = now()
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         events = _events(rid, engine.name, created, stream, include_usage)
         return EventStream(events, stream)
-    result = await collect_or_disconnect(request, stream)
-    if result is None:
+    results = await collect_all_or_disconnect(request, streams)
+    if results is None:
         return Response(status_code=CLIENT_GONE)
-    return JSONResponse(completion_body(rid, engine.name, created, result.text,
-                                        result.finish_reason, result.usage))
+    return completion(rid, engine.name, created, results, _total(r.usage for r in results))
+
+
+def _total(usages: Iterable[Usage | None]) -> Usage | None:
+    """One usage for n choices: the prompt once, every choice's completion tokens."""
+    known = [u for u in usages if u is not None]
+    if not known:
+        return None
+    return Usage(known[0].prompt_tokens, sum(u.completion_tokens for u in known))
+
+
+class _Merged:
+    """n engine streams as one: deltas tagged with their choice index, in arrival order."""
+
+    def __init__(self, streams: list[ChatStream]) -> None:
+        self._streams = streams
+        self._queue: asyncio.Queue[tuple[int, ChatDelta | BaseException | None]] = (
+            asyncio.Queue())
+        self._tasks: list[asyncio.Task[None]] = []
+        self._open = len(streams)
+        self.count = len(streams)
+        self.index = 0  # the choice of the delta last returned
+
+    def __aiter__(self) -> _Merged:
+        return self
+
+    async def _pump(self, i: int, stream: ChatStream) -> None:
+        try:
+            async for delta in stream:
+                await self._queue.put((i, delta))
+        except Exception as exc:  # handed to the consumer, which reports it
+            await self._queue.put((i, exc))
+        await self._queue.put((i, None))
+
+    async def __anext__(self) -> ChatDelta:
+        if not self._tasks:
+            self._tasks = [asyncio.create_task(self._pump(i, s))
+                           for i, s in enumerate(self._streams)]
+        while self._open:
+            i, item = await self._queue.get()
+            if item is None:
+                self._open -= 1
+                continue
+            if isinstance(item, BaseException):
+                raise item
+            self.index = i
+            return item
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for stream in self._streams:
+            await stream.aclose()
 
 
 async def _events(rid: str, model: str, created: int, stream: ChatStream,
                   include_usage: bool) -> AsyncIterator[str]:
-    yield sse(chunk_body(rid, model, created, {"role": "assistant", "content": ""}))
+    merged = stream if isinstance(stream, _Merged) else None
+    for i in range(merged.count if merged else 1):
+        yield sse(chunk_body(rid, model, created, {"role": "assistant", "content": ""},
+                             index=i))
+    usages: list[Usage | None] = []
     try:
         async for delta in stream:
+            i = merged.index if merged else 0
             if delta.text:
-                yield sse(chunk_body(rid, model, created, {"content": delta.text}))
+                yield sse(chunk_body(rid, model, created, {"content": delta.text}, index=i))
+            if delta.tool_calls:
+                pieces = [tool_call_delta(p) for p in delta.tool_calls]
+                yield sse(chunk_body(rid, model, created, {"tool_calls": pieces}, index=i))
             if delta.finish_reason is not None:
-                yield sse(chunk_body(rid, model, created, {}, delta.finish_reason))
-                if include_usage:
-                    yield sse(usage_chunk_body(rid, model, created, delta.usage))
+                yield sse(chunk_body(rid, model, created, {}, delta.finish_reason, index=i))
+                usages.append(delta.usage)
+        if include_usage:
+            yield sse(usage_chunk_body(rid, model, created, _total(usages)))
     except RongheError as exc:
         yield sse(error_body(Family.OPENAI, exc.status_code, exc.msg, exc.field))
     except Exception:
@@ -68,7 +151,7 @@ async def _events(rid: str, model: str, created: int, stream: ChatStream,
     yield DONE
 
 
-def list_models(chat: ChatState) -> JSONResponse:
-    names = chat.engines.names()
-    context = {name: chat.engines.get(name).context_length() for name in names}
-    return JSONResponse(models_body(names, context))
+def list_models(chat: ChatState) -> ModelList:
+    cards = [ModelCard(id=name, context_length=chat.engines.get(name).context_length())
+             for name in chat.engines.names()]
+    return ModelList(data=cards)

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Request, UploadFile
 
 from ronghe.api.deps import ServicesDep, TokenUser
-from ronghe.api.training.protocol import DatasetCreate, DatasetImages, DatasetPage
+from ronghe.api.envelopes import Family, MiaohuaOk, errors, miaohua_ok
+from ronghe.api.training.protocol import (
+    DatasetCreate,
+    DatasetCreated,
+    DatasetImages,
+    DatasetList,
+    DatasetPage,
+    DatasetRow,
+)
 from ronghe.datasets.service import DatasetInfo, DatasetService
 from ronghe.errors import BadRequest
 from ronghe.services import Services
@@ -23,71 +31,90 @@ def _datasets(services: Services) -> DatasetService:
     return services.datasets
 
 
+SIGNED_IN = (400, 401, 413)
+
+
 def _upload(request: Request, user: TokenUser, services: Services,
-            parts: list[UploadFile]) -> dict[str, Any]:
+            parts: list[UploadFile]) -> MiaohuaOk[list[str]]:
     check_count(len(parts), services.settings)
     limit = services.settings.upload_max_bytes
-    # Reading one byte past the limit is enough to know a file is too large.
-    uploads = [Upload(p.filename or "", p.file.read(limit + 1)) for p in parts]
+    # Reading one byte past the limit is enough to know a file is too large; its size
+    # (the multipart parser counted it) is what the message reports.
+    uploads = [Upload(p.filename or "", p.file.read(limit + 1), _size(p)) for p in parts]
     stored = store_uploads(services.files, services.settings, user.id, uploads)
     base = str(request.base_url)
-    return {"code": 0, "info": [services.files.url(i, base) for i in stored], "msg": ""}
+    return miaohua_ok([services.files.url(i, base) for i in stored])
 
 
-@router.post("/api/v1b/upload_imgs", summary="Upload images (many files under init_img)")
+def _size(part: UploadFile) -> int:
+    if part.size is not None:
+        return part.size
+    position = part.file.tell()
+    size = part.file.seek(0, 2)
+    part.file.seek(position)
+    return size
+
+
+@router.post("/api/v1b/upload_imgs", summary="Upload images (many files under init_img)",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN))
 def upload_imgs(request: Request, user: TokenUser, services: ServicesDep,
-                init_img: Files) -> dict[str, Any]:
+                init_img: Files) -> MiaohuaOk[list[str]]:
     return _upload(request, user, services, init_img)
 
 
-@router.post("/api/v1b/upload_img", summary="Upload one image (init_img)")
+@router.post("/api/v1b/upload_img", summary="Upload one image (init_img)",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN))
 def upload_img(request: Request, user: TokenUser, services: ServicesDep,
-               init_img: Files) -> dict[str, Any]:
+               init_img: Files) -> MiaohuaOk[list[str]]:
     if len(init_img) != 1:
         raise BadRequest(f"{FIELD}: upload_img takes exactly one file (got {len(init_img)}); "
                          "use upload_imgs for several", field=FIELD)
     return _upload(request, user, services, init_img)
 
 
-def describe(info: DatasetInfo, services: Services, base_url: str) -> dict[str, Any]:
+def describe(info: DatasetInfo, services: Services, base_url: str) -> DatasetRow:
     urls = [services.files.url(i, base_url) for i in info.images]
-    return {"id": info.id, "name": info.name, "description": info.description,
-            "demo_picture": urls[0] if urls else "",
-            "create_time": info.created_at.strftime(TIME_FORMAT),
-            "update_time": info.updated_at.strftime(TIME_FORMAT),
-            "images": urls, "images_num": len(urls)}
+    return DatasetRow(id=info.id, name=info.name, description=info.description,
+                      demo_picture=urls[0] if urls else "",
+                      create_time=info.created_at.strftime(TIME_FORMAT),
+                      update_time=info.updated_at.strftime(TIME_FORMAT),
+                      images=urls, images_num=len(urls))
 
 
-@router.post("/api/v1b/dataset", summary="Create a dataset from uploaded images")
+@router.post("/api/v1b/dataset", summary="Create a dataset from uploaded images",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN))
 def create_dataset(body: DatasetCreate, user: TokenUser,
-                   services: ServicesDep) -> dict[str, Any]:
+                   services: ServicesDep) -> MiaohuaOk[DatasetCreated]:
     info = _datasets(services).create(user.id, body.name, body.description, body.images)
-    return {"code": 0, "info": {"dataset_id": info.id}, "msg": ""}
+    return miaohua_ok(DatasetCreated(dataset_id=info.id))
 
 
-@router.post("/api/v1b/dataset_all", summary="Your datasets, a page at a time")
+@router.post("/api/v1b/dataset_all", summary="Your datasets, a page at a time",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN))
 def dataset_all(request: Request, user: TokenUser, services: ServicesDep,
                 body: DatasetPage | None = None,
                 page: Annotated[int | None, Query(ge=1, le=1_000_000)] = None,
-                per_page: Annotated[int | None, Query(ge=1, le=100)] = None) -> dict[str, Any]:
+                per_page: Annotated[int | None, Query(ge=1, le=100)] = None) -> DatasetList:
     page = page or (body.page if body else None) or 1
     per_page = per_page or (body.per_page if body else None) or DEFAULT_PER_PAGE
     items, total = _datasets(services).page(user.id, page, per_page)
     pages = -(-total // per_page)
     base = str(request.base_url)
-    return {"code": 0, "msg": "", "items": [describe(i, services, base) for i in items],
-            "page": page, "per_page": per_page, "total": total, "has_next": page < pages,
-            "has_prev": page > 1, "totalPages": pages}
+    return DatasetList(items=[describe(i, services, base) for i in items], page=page,
+                       per_page=per_page, total=total, has_next=page < pages,
+                       has_prev=page > 1, totalPages=pages)
 
 
-@router.post("/api/v1b/dataset/add_images", summary="Add uploaded images to a dataset")
-def add_images(body: DatasetImages, user: TokenUser, services: ServicesDep) -> dict[str, Any]:
+@router.post("/api/v1b/dataset/add_images", summary="Add uploaded images to a dataset",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN, 404))
+def add_images(body: DatasetImages, user: TokenUser, services: ServicesDep) -> MiaohuaOk[str]:
     _datasets(services).add_images(user.id, body.dataset, body.images)
-    return {"code": 0, "info": "", "msg": "OK"}
+    return miaohua_ok("", msg="OK")
 
 
-@router.post("/api/v1b/dataset/delete_images", summary="Remove images from a dataset")
+@router.post("/api/v1b/dataset/delete_images", summary="Remove images from a dataset",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN, 404))
 def delete_images(body: DatasetImages, user: TokenUser,
-                  services: ServicesDep) -> dict[str, Any]:
+                  services: ServicesDep) -> MiaohuaOk[str]:
     _datasets(services).delete_images(user.id, body.dataset, body.images)
-    return {"code": 0, "info": "", "msg": "OK"}
+    return miaohua_ok("", msg="OK")

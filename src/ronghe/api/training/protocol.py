@@ -1,4 +1,4 @@
-"""Request bodies of the dataset and training endpoints (docs/api.md, "Training").
+"""Request and response bodies of the dataset and training endpoints (docs/api.md, "Training").
 
 Field limits live here so a bad value is a 400 naming the field and its range before any
 service runs.  ``token`` is declared for the docs only: the auth dependency reads it.
@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ronghe.api.envelopes import Body, MiaohuaFlat
+from ronghe.api.fields import Id
 from ronghe.datasets.service import MAX_DESCRIPTION, MAX_IMAGES, MAX_NAME
+from ronghe.jobs.status import Status
 
 AUTO_BASE_MODEL = "自动选择"
 MAX_DATASETS_PER_TRAINING = 20
@@ -17,7 +20,7 @@ TokenField = Field(default=None, description="get_token token (or Authorization:
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(str_strip_whitespace=True)
+    model_config = ConfigDict(str_strip_whitespace=True, allow_inf_nan=False)
 
     token: str | None = TokenField
 
@@ -41,7 +44,7 @@ class DatasetPage(_Body):
 
 
 class DatasetImages(_Body):
-    dataset: int = Field(ge=1, description="the dataset_id")
+    dataset: Id = Field(description="the dataset_id")
     images: list[str] = Field(min_length=1, max_length=MAX_IMAGES)
 
 
@@ -53,7 +56,8 @@ class TrainSubmit(_Body):
     trigger_word: str = Field(default="", max_length=100)
     main_body: str = Field(default="Style", max_length=32)
     nsfw: int = Field(default=0, ge=0, le=1, description="1 = the dataset is NSFW")
-    dataset: list[int] = Field(min_length=1, max_length=MAX_DATASETS_PER_TRAINING)
+    dataset: list[Id] = Field(min_length=1, max_length=MAX_DATASETS_PER_TRAINING,
+                              description="dataset_ids (a single id is taken as a list)")
     # Ronghe extensions: override the main_body preset.
     steps: int | None = Field(default=None, ge=1, le=100_000)
     rank: int | None = Field(default=None, ge=1, le=256)
@@ -76,3 +80,88 @@ class TrainSubmit(_Body):
 
 class TaskRef(_Body):
     task_id: str = Field(min_length=1, max_length=64)
+
+
+# --- responses
+
+
+class PresetInfo(Body):
+    rank: int
+    alpha: int | float
+    learning_rate: float
+    steps: int
+    batch_size: int
+    resolution: int
+
+
+class TrainForm(Body):
+    base_model: list[str] = Field(description="trainable base models")
+    main_body: list[str] = Field(description="what the dataset shows: picks the preset")
+    default_base_model: str | None = Field(description=f"what {AUTO_BASE_MODEL!r} picks")
+    presets: dict[str, PresetInfo] = Field(description="main_body -> training settings")
+
+
+class TrainSubmitted(Body):
+    task_id: str
+
+
+class Sample(Body):
+    step: int
+    url: str = Field(description="signed URL of an image rendered at that step")
+
+
+class TrainProgress(MiaohuaFlat):
+    """train_progress's answer: flat like the vendor's, plus ``code``/``msg``."""
+
+    task_id: str
+    create_time: str = Field(description="YYYY-MM-DD HH:MM:SS, UTC")
+    description: str
+    main_body: str
+    model_name: str
+    model_id: int = Field(description="the LoRA's versionid, for lora_configs")
+    base_model: str
+    state: Status
+    training_progress: float = Field(ge=0, le=1)
+    trigger_word: str
+    nsfw: int
+    error_msg: str
+    step: int
+    total_steps: int
+    loss: float | None = Field(description="mean loss of the recent steps")
+    eta_seconds: int | float | None
+    phase: str = Field(description="loading, caching, training, saving … while running")
+    resumed_from_step: int = Field(description="the checkpoint step a restart resumed from")
+    preview_images: list[str]
+    samples: list[Sample]
+
+
+class TrainCancelled(Body):
+    task_id: str
+    state: Status
+
+
+class DatasetCreated(Body):
+    dataset_id: int
+
+
+class DatasetRow(Body):
+    id: int
+    name: str
+    description: str
+    demo_picture: str = Field(description="signed URL of its first image, or ''")
+    create_time: str
+    update_time: str
+    images: list[str] = Field(description="signed URLs of its images")
+    images_num: int
+
+
+class DatasetList(MiaohuaFlat):
+    """dataset_all's answer: flat, with the paging fields the vendor sends."""
+
+    items: list[DatasetRow]
+    page: int
+    per_page: int
+    total: int
+    has_next: bool
+    has_prev: bool
+    totalPages: int  # the vendor's spelling

@@ -2,37 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 
 from ronghe.api.deps import TokenUser
 from ronghe.api.deps import TrainingDep as Training
-from ronghe.api.training.protocol import TaskRef, TrainSubmit
+from ronghe.api.envelopes import Family, MiaohuaOk, errors, miaohua_ok
+from ronghe.api.training.protocol import (
+    TaskRef,
+    TrainCancelled,
+    TrainForm,
+    TrainProgress,
+    TrainSubmit,
+    TrainSubmitted,
+)
 
 router = APIRouter(tags=["training"])
 
 
+SIGNED_IN = (400, 401, 413)
+
+
 @router.get("/api/v1b/get_train_form", summary="Trainable base models and main bodies")
-def get_train_form(training: Training) -> dict[str, Any]:
-    return {"code": 0, "info": training.form(), "msg": ""}
+def get_train_form(training: Training) -> MiaohuaOk[TrainForm]:
+    return miaohua_ok(training.form())
 
 
-@router.post("/api/v1b/train_submit", summary="Train a LoRA on your datasets")
-def train_submit(body: TrainSubmit, user: TokenUser, training: Training) -> dict[str, Any]:
+# 409: the name is taken; 503: the base model is broken.
+@router.post("/api/v1b/train_submit", summary="Train a LoRA on your datasets",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN, 409, 429, 503))
+def train_submit(body: TrainSubmit, user: TokenUser,
+                 training: Training) -> MiaohuaOk[TrainSubmitted]:
     task = training.submit(user.id, body)
-    return {"code": 0, "info": {"task_id": task.id}, "msg": ""}
+    return miaohua_ok(TrainSubmitted(task_id=task.id))
 
 
-@router.post("/api/v1b/train_progress", summary="State and progress of a training task")
+@router.post("/api/v1b/train_progress", summary="State and progress of a training task",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN, 404))
 def train_progress(body: TaskRef, user: TokenUser, training: Training,
-                   request: Request) -> dict[str, Any]:
-    # Flat like the vendor's answer, plus code/msg so envelope-checking clients work too.
-    return {"code": 0, "msg": "",
-            **training.progress(user.id, body.task_id, str(request.base_url))}
+                   request: Request) -> TrainProgress:
+    return training.progress(user.id, body.task_id, str(request.base_url))
 
 
-@router.post("/api/v1b/train_cancel", summary="Cancel a training task")
-def train_cancel(body: TaskRef, user: TokenUser, training: Training) -> dict[str, Any]:
+@router.post("/api/v1b/train_cancel", summary="Cancel a training task",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN, 404))
+def train_cancel(body: TaskRef, user: TokenUser,
+                 training: Training) -> MiaohuaOk[TrainCancelled]:
     task = training.cancel(user.id, body.task_id)
-    return {"code": 0, "info": {"task_id": task.id, "state": task.state.value}, "msg": ""}
+    return miaohua_ok(TrainCancelled(task_id=task.id, state=task.state))

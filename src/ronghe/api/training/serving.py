@@ -15,7 +15,14 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from ronghe.api.training.protocol import AUTO_BASE_MODEL, TrainSubmit
+from ronghe.api.training.protocol import (
+    AUTO_BASE_MODEL,
+    PresetInfo,
+    Sample,
+    TrainForm,
+    TrainProgress,
+    TrainSubmit,
+)
 from ronghe.catalog.service import LoraInfo, LoraState
 from ronghe.engines.diffusion.registry import ModelEntry
 from ronghe.engines.training.presets import MAIN_BODIES, TRAINABLE_FAMILIES, preset_for
@@ -49,15 +56,15 @@ class TrainingService:
         preferred = self.registry.find(self.registry.default_name)
         return preferred if preferred in models else (models[0] if models else None)
 
-    def form(self) -> dict[str, Any]:
+    def form(self) -> TrainForm:
         default = self.default_base()
         family = default.family if default else "demo"
-        presets = {body: _public_preset(preset_for(family, body).to_dict())
+        presets = {body: PresetInfo(**preset_for(family, body).to_dict())
                    for body in MAIN_BODIES}
-        return {"base_model": [e.name for e in self.trainable()],
-                "main_body": list(MAIN_BODIES),
-                "default_base_model": default.name if default else None,
-                "presets": presets}
+        return TrainForm(base_model=[e.name for e in self.trainable()],
+                         main_body=list(MAIN_BODIES),
+                         default_base_model=default.name if default else None,
+                         presets=presets)
 
     # --- submit
 
@@ -141,7 +148,7 @@ class TrainingService:
             raise NotFound(f"task {task_id[:64]!r} is not a training task", field="task_id")
         return task
 
-    def progress(self, user_id: int, task_id: str, base_url: str) -> dict[str, Any]:
+    def progress(self, user_id: int, task_id: str, base_url: str) -> TrainProgress:
         task = self.task(user_id, task_id)
         job = TrainJob.from_params(task.params)
         lora = self.services.loras.by_task(task.id)
@@ -152,29 +159,29 @@ class TrainingService:
         samples = [s for s in samples if s is not None]
         total = int(job.preset["steps"])
         done = task.state is Status.DONE
-        return {
-            "task_id": task.id,
-            "create_time": task.created_at.strftime(TIME_FORMAT),
-            "description": lora.description if lora else "",
-            "main_body": job.main_body,
-            "model_name": job.name,
-            "model_id": job.lora_id,
-            "base_model": job.base_model,
-            "state": task.state.value,
-            "training_progress": 1.0 if done else round(task.progress, 4),
-            "trigger_word": job.trigger_word,
-            "nsfw": int(lora.nsfw) if lora else 0,
-            "error_msg": task.error_msg,
-            "step": total if done else int(detail.get("step", 0)),
-            "total_steps": total,
-            "loss": detail.get("loss"),
-            "eta_seconds": 0 if done else detail.get("eta_seconds"),
-            "phase": task.state.value if task.state is not Status.RUNNING
+        return TrainProgress(
+            task_id=task.id,
+            create_time=task.created_at.strftime(TIME_FORMAT),
+            description=lora.description if lora else "",
+            main_body=job.main_body,
+            model_name=job.name,
+            model_id=job.lora_id,
+            base_model=job.base_model,
+            state=task.state,
+            training_progress=1.0 if done else round(task.progress, 4),
+            trigger_word=job.trigger_word,
+            nsfw=int(lora.nsfw) if lora else 0,
+            error_msg=task.error_msg,
+            step=total if done else int(detail.get("step", 0)),
+            total_steps=total,
+            loss=detail.get("loss"),
+            eta_seconds=0 if done else detail.get("eta_seconds"),
+            phase=task.state.value if task.state is not Status.RUNNING
             else detail.get("phase", "loading"),
-            "resumed_from_step": detail.get("resumed_from_step", 0),
-            "preview_images": [s["url"] for s in samples],
-            "samples": samples,
-        }
+            resumed_from_step=detail.get("resumed_from_step", 0),
+            preview_images=[s.url for s in samples],
+            samples=samples,
+        )
 
     def cancel(self, user_id: int, task_id: str) -> TaskView:
         self.task(user_id, task_id)
@@ -184,13 +191,12 @@ class TrainingService:
             self._reconcile(lora, task)
         return task
 
-    def _sample(self, sample: dict[str, Any], user_id: int,
-                base_url: str) -> dict[str, Any] | None:
+    def _sample(self, sample: dict[str, Any], user_id: int, base_url: str) -> Sample | None:
         try:
             info = self.services.files.get(str(sample["file_id"]), user_id)
         except NotFound:
             return None
-        return {"step": sample["step"], "url": self.services.files.url(info, base_url)}
+        return Sample(step=sample["step"], url=self.services.files.url(info, base_url))
 
     def _reconcile(self, lora: LoraInfo, task: TaskView | None = None) -> LoraInfo:
         """An entry still 'training' whose task ended without the handler saying so."""
@@ -216,7 +222,3 @@ def _main_body(value: str) -> str:
     raise BadRequest(f"main_body must be one of {', '.join(MAIN_BODIES)} (got {value!r})",
                      field="main_body")
 
-
-def _public_preset(preset: dict[str, Any]) -> dict[str, Any]:
-    keys = ("rank", "alpha", "learning_rate", "steps", "batch_size", "resolution")
-    return {k: preset[k] for k in keys}

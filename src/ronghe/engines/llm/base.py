@@ -13,14 +13,48 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-Role = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length", "content_filter"]
+Role = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "content_filter", "tool_calls"]
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """A function call the model made: ``arguments`` is the JSON text it wrote."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 @dataclass(frozen=True)
 class ChatMessage:
     role: Role
     content: str
+    # An assistant turn that called tools, and a tool result's answer to one of those calls.
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call; ``parameters`` is a JSON Schema for its arguments."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+# "auto", "none", "required", or the name of the one function that must be called.
+ToolChoice = str
+
+
+@dataclass(frozen=True)
+class ResponseFormat:
+    """Structured output: any JSON object, or JSON valid for ``schema``."""
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    schema: dict[str, Any] | None = None
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +75,10 @@ class GenerationParams:
     stop: list[str] = field(default_factory=list)
     seed: int | None = None
     user: str | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[Tool] = field(default_factory=list)
+    tool_choice: ToolChoice = "auto"
+    parallel_tool_calls: bool = True
     # A GBNF grammar (llama.cpp's format) the output must match; engines that cannot
     # constrain output ignore it, so callers still check what comes back.
     grammar: str | None = None
@@ -64,12 +102,24 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call in a stream: the first piece of call ``index`` has its id and
+    name, later ones only more ``arguments`` text (the OpenAI streaming shape)."""
+
+    index: int
+    arguments: str = ""
+    id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class ChatDelta:
     """New text; the final delta of a stream has ``finish_reason`` set (and usage if known)."""
 
     text: str
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
+    tool_calls: tuple[ToolCallDelta, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +127,7 @@ class ChatResult:
     text: str
     finish_reason: FinishReason
     usage: Usage | None
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 class ChatStream(Protocol):
@@ -106,14 +157,21 @@ class ChatEngine(Protocol):
 async def collect(stream: ChatStream) -> ChatResult:
     """Drain a stream into one result; closes the stream if the caller is cancelled."""
     parts: list[str] = []
+    calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
     finish: FinishReason = "stop"
     usage: Usage | None = None
     try:
         async for delta in stream:
             parts.append(delta.text)
+            for piece in delta.tool_calls:
+                call = calls.setdefault(piece.index, ["", "", ""])
+                call[0] = piece.id or call[0]
+                call[1] = piece.name or call[1]
+                call[2] += piece.arguments
             if delta.finish_reason is not None:
                 finish = delta.finish_reason
                 usage = delta.usage
     finally:
         await stream.aclose()
-    return ChatResult("".join(parts), finish, usage)
+    tool_calls = tuple(ToolCall(*calls[i]) for i in sorted(calls))
+    return ChatResult("".join(parts), finish, usage, tool_calls)

@@ -26,6 +26,7 @@ def build_engine(spec: ChatModelSpec, settings: Settings, cpu: CpuBudget = budge
     return LlamaCppEngine(
         spec.name, spec.path, n_ctx=spec.n_ctx, queue_size=settings.chat_queue_size,
         timeout_seconds=settings.chat_request_timeout_seconds, cpu=cpu,
+        parallel=settings.chat_parallel,
     )
 
 

@@ -13,11 +13,19 @@ from typing import Any
 
 import httpx
 
-from ronghe.engines.llm.base import ChatDelta, ChatMessage, FinishReason, GenerationParams, Usage
+from ronghe.engines.llm.base import (
+    ChatDelta,
+    ChatMessage,
+    FinishReason,
+    GenerationParams,
+    ToolCallDelta,
+    Usage,
+)
 from ronghe.errors import BadRequest, Busy, RongheError, Timeout, UpstreamError
 
 _FINISH: dict[str, FinishReason] = {"stop": "stop", "length": "length",
-                                    "content_filter": "content_filter"}
+                                    "content_filter": "content_filter",
+                                    "tool_calls": "tool_calls"}
 
 
 class UpstreamEngine:
@@ -74,7 +82,7 @@ class UpstreamEngine:
     def _payload(self, p: GenerationParams) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self.model,
-            "messages": [{"role": m.role, "content": m.content} for m in p.messages],
+            "messages": [_message(m) for m in p.messages],
             "temperature": p.temperature,
             "top_p": p.top_p,
             "stream": True,
@@ -94,6 +102,21 @@ class UpstreamEngine:
             payload["seed"] = p.seed
         if p.user:
             payload["user"] = p.user
+        if p.response_format is not None and p.response_format.type != "text":
+            fmt: dict[str, Any] = {"type": p.response_format.type}
+            if p.response_format.type == "json_schema":
+                fmt["json_schema"] = {"name": p.response_format.name or "response",
+                                      "schema": p.response_format.schema or {}}
+            payload["response_format"] = fmt
+        if p.tools:
+            payload["tools"] = [{"type": "function", "function": {
+                "name": t.name, "description": t.description, "parameters": t.parameters}}
+                for t in p.tools]
+            choice = p.tool_choice
+            payload["tool_choice"] = choice if choice in ("auto", "none", "required") else {
+                "type": "function", "function": {"name": choice}}
+            if not p.parallel_tool_calls:
+                payload["parallel_tool_calls"] = False
         if p.repetition_penalty != 1.0:
             # vLLM's (and Ronghe's) extension, with Hugging Face semantics; sent only when
             # used, as OpenAI itself rejects unknown fields.
@@ -192,8 +215,28 @@ class _UpstreamStream:
         reason = choice.get("finish_reason")
         if reason:
             self._finish = _FINISH.get(reason, "stop")
-        text = (choice.get("delta") or {}).get("content") or ""
-        return ChatDelta(text) if text else None
+        delta = choice.get("delta") or {}
+        text = delta.get("content") or ""
+        pieces = tuple(_tool_piece(c) for c in delta.get("tool_calls") or []
+                       if isinstance(c, dict))
+        return ChatDelta(text, tool_calls=pieces) if text or pieces else None
+
+
+def _message(m: ChatMessage) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": m.role, "content": m.content}
+    if m.tool_calls:
+        out["tool_calls"] = [{"id": c.id, "type": "function",
+                              "function": {"name": c.name, "arguments": c.arguments}}
+                             for c in m.tool_calls]
+    if m.tool_call_id is not None:
+        out["tool_call_id"] = m.tool_call_id
+    return out
+
+
+def _tool_piece(call: dict[str, Any]) -> ToolCallDelta:
+    function = call.get("function") or {}
+    return ToolCallDelta(int(call.get("index") or 0), str(function.get("arguments") or ""),
+                         id=call.get("id"), name=function.get("name"))
 
 
 def _upstream_message(body: bytes) -> str:
