@@ -13,7 +13,7 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from ronghe.api.chat.protocol import ChatCompletionRequest
+from ronghe.api.chat.protocol import VendorChatRequest
 from ronghe.api.envelopes import describe_validation_error
 from ronghe.api.images.protocol import Flag, TaskSubmitRequest
 
@@ -28,7 +28,7 @@ N_IMAGES = 1
 DRAWING_REQUEST = "This is a drawing request*&^**#"
 
 
-class FusionRequest(ChatCompletionRequest):
+class FusionRequest(VendorChatRequest):
     model_config = ConfigDict(extra="allow")
 
     output_img: Flag = True

@@ -20,7 +20,8 @@ import structlog
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 
-from ronghe.api.chat.serving import CLIENT_GONE, status_of, usage_dict
+from ronghe.api.chat.protocol import usage_info
+from ronghe.api.chat.serving import CLIENT_GONE, status_of
 from ronghe.api.chat.state import ChatState
 from ronghe.api.chat.streaming import DONE, EventStream, collect_or_disconnect, sse
 from ronghe.api.fusion.protocol import (
@@ -120,7 +121,7 @@ def _submit(services: Services, user: User, body: FusionRequest, decision: Decis
     except BadRequest:
         raise Refusal(f"不支持的模型: {submit.model_name}") from None
     try:
-        return images.submit(services, user, submit)["task_id"]
+        return images.submit(services, user, submit).task_id
     except RongheError as exc:
         field = (exc.field or "").split(".")[0].split("[")[0]
         if field and exc.msg.startswith(field):
@@ -146,7 +147,7 @@ def _url(services: Services, task: TaskView, base: str) -> str:
     if task.state is not Status.DONE:
         raise UpstreamError(f"the drawing failed (task {task.id}, {task.state.value}): "
                             f"{task.error_msg or 'no reason given'}")
-    urls = images.task_body(services, task, base)["images"]
+    urls = images.image_urls(services, task, base)
     if not urls:
         raise UpstreamError(f"the drawing (task {task.id}) produced no image")
     return urls[0]["large"]
@@ -221,7 +222,7 @@ async def _chat(request: Request, body: FusionRequest, chat: ChatState,
     result = await collect_or_disconnect(request, stream)
     if result is None:
         return Response(status_code=CLIENT_GONE)
-    usage = usage_body(usage_dict(result.usage), False)
+    usage = usage_body(usage_info(result.usage).model_dump(), False)
     return JSONResponse(answer_body(rid, result.text, usage))
 
 
@@ -232,7 +233,8 @@ async def _chat_events(rid: str, stream: ChatStream, done: bool) -> AsyncIterato
             if delta.text:
                 yield sse(chunk(rid, delta.text, empty))
             if delta.finish_reason is not None:
-                yield sse(chunk(rid, "", usage_body(usage_dict(delta.usage), False), "stop"))
+                usage = usage_body(usage_info(delta.usage).model_dump(), False)
+                yield sse(chunk(rid, "", usage, "stop"))
     except RongheError as exc:
         yield sse(_stream_error(rid, exc))
     except Exception:
