@@ -30,6 +30,7 @@ BUILTIN: tuple[str, ...] = (
     "ronghe.api.openai.feature",
     "ronghe.api.images.feature",
     "ronghe.api.training.feature",
+    "ronghe.api.fusion.feature",
 )
 
 

@@ -2,7 +2,8 @@
 
 Errors:
 
-- chat (``/nlp/…``, ``/v1/nlp/…``, ``/test/v1/nlp/…``): ``{"code", "msg", "data": null}``
+- chat (``/nlp/…``, ``/v1/nlp/…``, ``/test/v1/nlp/…``) and fusion (``/v1/fusion/…``,
+  ``/v1/fusion-new/…``, ``/fusion/v1/…``): ``{"code", "msg", "data": null}``
 - OpenAI-compatible (``/v1/…``): ``{"error": {"message", "type", "param", "code"}}``
 - Miaohua image and training (``/api/v1b/…``): ``{"code", "info": null, "msg"}``
 - everything else: ``{"code", "msg"}``
@@ -33,7 +34,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ronghe.db.base import MAX_ID
 from ronghe.errors import RongheError
 
-CHAT_PREFIXES = ("/nlp/", "/v1/nlp/", "/test/v1/nlp/")
+CHAT_PREFIXES = ("/nlp/", "/v1/nlp/", "/test/v1/nlp/",
+                 # fusion (chat that draws) answers in the chat envelope
+                 "/v1/fusion/", "/v1/fusion-new/", "/fusion/v1/")
 
 
 class Family(StrEnum):

@@ -79,6 +79,9 @@ class GenerationParams:
     tools: list[Tool] = field(default_factory=list)
     tool_choice: ToolChoice = "auto"
     parallel_tool_calls: bool = True
+    # A GBNF grammar (llama.cpp's format) the output must match; engines that cannot
+    # constrain output ignore it, so callers still check what comes back.
+    grammar: str | None = None
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,8 @@ class LlamaCppEngine:
             raise BadRequest(f"logit_bias: token ids must be 0-{model.n_vocab - 1} for model "
                              f"{self.name!r} (got {bad[0]})", field="logit_bias")
         grammar: Grammar | None = tool_grammar or response_grammar(params.response_format)
+        if grammar is None and params.grammar:
+            grammar = Grammar(params.grammar, field="grammar")  # a caller's own GBNF (fusion)
         sampler = build_sampler(model.vocab, model.n_vocab, limit, params, prompt, grammar)
         job = Job(params, prompt, min(params.max_new_tokens or room, room), sampler,
                   asyncio.get_running_loop(), time.monotonic() + self._timeout)
