@@ -9,11 +9,13 @@ from typing import Any
 from ronghe.auth.service import AuthService
 from ronghe.catalog.service import LoraCatalog
 from ronghe.db import Database
+from ronghe.idempotency.service import IdempotencyService
 from ronghe.jobs.store import TaskStore
 from ronghe.settings import Settings
 from ronghe.storage import make_storage
 from ronghe.storage.files import FileService
 from ronghe.storage.signing import UrlSigner
+from ronghe.webhooks.outbox import on_task_change
 
 
 @dataclass
@@ -24,6 +26,7 @@ class Services:
     files: FileService
     tasks: TaskStore
     loras: LoraCatalog
+    idempotency: IdempotencyService
     # Set by the app or worker that owns this Services (see ronghe.jobs.make_dispatcher).
     dispatcher: Any = None
     # Features register their own long-lived objects here (chat engines, job dispatch, …).
@@ -42,8 +45,11 @@ class Services:
         files = FileService(db, make_storage(settings), signer,
                             settings.signed_url_ttl_seconds, settings.public_base_url)
         tasks = TaskStore(db, settings.task_lease_seconds, settings.task_max_attempts)
+        # Webhook deliveries are queued in the transaction of the task change they report.
+        tasks.listeners.append(on_task_change)
         return cls(settings=settings, db=db, auth=AuthService(db, settings), files=files,
-                   tasks=tasks, loras=LoraCatalog(db))
+                   tasks=tasks, loras=LoraCatalog(db),
+                   idempotency=IdempotencyService(db, settings.idempotency_ttl_seconds))
 
     def close(self) -> None:
         for closer in reversed(self.closers):

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from ronghe.errors import RongheError
+from ronghe.jobs.events import PROGRESS_EVENT_SECONDS
 from ronghe.jobs.status import Status
 from ronghe.jobs.store import Lost, TaskStore, TaskView
 
@@ -50,6 +51,7 @@ class JobContext:
         self._cancel = threading.Event()
         self._lost = threading.Event()
         self._last_write = 0.0
+        self._last_event = 0.0
         self._done = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, daemon=True,
                                       name=f"lease-{task.id[:8]}")
@@ -72,9 +74,9 @@ class JobContext:
             self._beat_once()
 
     def _beat_once(self, progress: float | None = None,
-                   detail: dict[str, Any] | None = None) -> None:
+                   detail: dict[str, Any] | None = None, event: bool = False) -> None:
         try:
-            if self.store.heartbeat(self.task.id, self.worker_id, progress, detail):
+            if self.store.heartbeat(self.task.id, self.worker_id, progress, detail, event):
                 self._cancel.set()
         except Lost:
             self._lost.set()
@@ -87,7 +89,11 @@ class JobContext:
         now = time.monotonic()
         if force or now - self._last_write >= 0.2:
             self._last_write = now
-            self._beat_once(fraction, detail)
+            # Progress events (streams, webhooks) at most once a second per task.
+            event = now - self._last_event >= PROGRESS_EVENT_SECONDS
+            if event:
+                self._last_event = now
+            self._beat_once(fraction, detail, event)
         self.check()
 
     def check(self) -> None:

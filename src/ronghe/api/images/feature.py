@@ -7,11 +7,13 @@ import asyncio
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from ronghe.api.images.handler import register_handler
+from ronghe.api.images import serving
+from ronghe.api.images.handler import KIND, register_handler
 from ronghe.api.images.router import router
 from ronghe.api.images.state import ImageMetrics, image_state
 from ronghe.engines.cpu import budget
 from ronghe.features import BaseFeature
+from ronghe.jobs.answers import register_answer
 from ronghe.services import Services
 
 
@@ -24,9 +26,12 @@ class ImageFeature(BaseFeature):
         services.readiness["images"] = state.registry.readiness
         services.closers.append(state.close)
         app.include_router(router)
+        # task_events and webhooks send what task_result answers.
+        register_answer(KIND, serving.task_body)
 
     def register_jobs(self, services: Services) -> None:
         register_handler()
+        register_answer(KIND, serving.task_body)
 
     async def start(self, app: FastAPI, services: Services) -> None:
         budget.configure(services.settings.cpu_threads)

@@ -22,6 +22,7 @@ from ronghe.engines.diffusion.output import encode_variants
 from ronghe.engines.diffusion.pipelines import LoraSource
 from ronghe.errors import BadRequest, NotFound
 from ronghe.jobs import Cancelled, JobContext, register
+from ronghe.jobs.previews import PreviewSaver
 from ronghe.jobs.runner import Shutdown
 
 KIND = "image"
@@ -90,14 +91,21 @@ def run_image(ctx: JobContext) -> dict[str, Any]:
         height=p["height"], steps=p["steps"], guidance=p["scale"], init_image=init,
         strength=p["strength"], controls=controls,
         loras=lora_sources(services, p.get("loras", [])),
+        preview_seconds=services.settings.image_preview_seconds,
     )
+    preview = PreviewSaver(services, task) if services.settings.image_previews else None
 
     def on_step(done: int, total: int) -> None:
         fraction = PREPARE_SHARE + (1 - 2 * PREPARE_SHARE) * done / max(total, 1)
-        ctx.progress(fraction, {"stage": "denoising", "step": done, "steps": total})
+        ctx.progress(fraction, {"stage": "denoising", "step": done, "steps": total,
+                                **(preview.detail if preview else {})})
 
     started = time.perf_counter()
-    result = state.engine.generate(entry, request, on_step)
+    try:
+        result = state.engine.generate(entry, request, on_step, on_preview=preview)
+    finally:
+        if preview is not None:
+            preview.discard()
     if state.metrics is not None:
         state.metrics.seconds.labels(entry.name).observe(time.perf_counter() - started)
     ctx.check()  # a cancel during the last step must not be overwritten by a result

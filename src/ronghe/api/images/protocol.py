@@ -166,6 +166,11 @@ class TaskSubmitRequest(Lenient):
     cn_configs: list[CnConfig] = Field(default_factory=list, max_length=MAX_CN_UNITS)
     lora_configs: list[LoraConfig] = Field(default_factory=list, max_length=MAX_LORAS)
     add_prompt: Flag = False
+    # Issue 14: a URL told about the task (callback_url is the vendor's name for it).
+    webhook: Url = ""
+    callback_url: Url = ""
+    webhook_events_filter: list[Annotated[str, _text(16)]] | None = Field(
+        default=None, max_length=3)
 
 
 class TaskResultRequest(Lenient):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
+from ronghe.api.idempotent import IdempotencyKeyHeader, idempotent
 from ronghe.api.images import forms, serving
 from ronghe.api.images.protocol import (
     ModelListRequest,
@@ -40,8 +41,10 @@ def _base(request: Request) -> str:
 
 
 @router.post("/task_submit", summary="Submit an image generation task")
-def task_submit(body: TaskSubmitRequest, user: TokenUser, services: ServicesDep) -> Any:
-    return serving.submit(services, _state(services), user, body)
+def task_submit(body: TaskSubmitRequest, user: TokenUser, services: ServicesDep,
+                response: Response, key: IdempotencyKeyHeader = None) -> Any:
+    return idempotent(services, user, key, "task_submit", body, response,
+                      lambda: serving.submit(services, _state(services), user, body))
 
 
 def _task_result(services: Services, token: str, task_id: str, base: str) -> Any:

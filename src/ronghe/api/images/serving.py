@@ -25,8 +25,11 @@ from ronghe.engines.diffusion.control import PROCESSORS
 from ronghe.engines.diffusion.registry import DEFAULT_GUIDANCE, SIZE_STEP, ModelEntry
 from ronghe.errors import BadRequest, NotFound, field_error
 from ronghe.jobs import Status, TaskView
+from ronghe.jobs.previews import preview_url
 from ronghe.services import Services
 from ronghe.storage.files import FileInfo
+from ronghe.webhooks.request import PARAM as WEBHOOK
+from ronghe.webhooks.request import task_webhook
 
 KIND = "image"
 SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX*×]\s*(\d{1,5})\s*$")
@@ -172,6 +175,10 @@ def lora_from_config(services: Services, state: ImageState, user: User, entry: M
 def submit(services: Services, state: ImageState, user: User,
            body: TaskSubmitRequest) -> dict[str, Any]:
     params = build_params(services, state, user, body)
+    hook = task_webhook(services, user.id, body.webhook, body.callback_url,
+                        body.webhook_events_filter)
+    if hook is not None:
+        params[WEBHOOK] = hook
     entry = state.registry.get(params["model"])
     task = services.tasks.create(user.id, KIND, entry.queue, params)
     services.dispatcher.submit(task)
@@ -222,6 +229,10 @@ def task_body(services: Services, task: TaskView, base_url: str,
         "seed": result.get("seed", task.params.get("seed")),
         "prompt": result.get("prompt", task.params.get("prompt")),
         "task_type": task.params.get("task_type", ""),
+        # The vendor's later names: select_seed for seed; wait_time = tasks ahead.
+        "select_seed": result.get("seed", task.params.get("seed")),
+        "wait_time": services.tasks.wait_time(task),
+        "preview": preview_url(services, task, base_url),
     }
 
 

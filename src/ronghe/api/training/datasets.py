@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
+from ronghe.api.idempotent import IdempotencyKeyHeader, idempotent
 from ronghe.api.training.protocol import DatasetCreate, DatasetImages, DatasetPage
 from ronghe.auth.deps import ServicesDep, TokenUser
 from ronghe.datasets.service import DatasetInfo, DatasetService
@@ -23,30 +25,39 @@ def _datasets(services: Services) -> DatasetService:
     return services.extras["datasets"]
 
 
-def _upload(request: Request, user: TokenUser, services: Services,
-            parts: list[UploadFile]) -> dict[str, Any]:
+def _upload(request: Request, user: TokenUser, services: Services, parts: list[UploadFile],
+            endpoint: str, response: Response, key: str | None) -> dict[str, Any]:
     check_count(len(parts), services.settings)
     limit = services.settings.upload_max_bytes
     # Reading one byte past the limit is enough to know a file is too large.
     uploads = [Upload(p.filename or "", p.file.read(limit + 1)) for p in parts]
-    stored = store_uploads(services.files, services.settings, user.id, uploads)
-    base = str(request.base_url)
-    return {"code": 0, "info": [services.files.url(i, base) for i in stored], "msg": ""}
+    # "The same body" of a multipart upload: its files' names and contents (the multipart
+    # boundary differs on every try).
+    content = [[u.filename, hashlib.sha256(u.data).hexdigest()] for u in uploads]
+
+    def work() -> dict[str, Any]:
+        stored = store_uploads(services.files, services.settings, user.id, uploads)
+        base = str(request.base_url)
+        return {"code": 0, "info": [services.files.url(i, base) for i in stored], "msg": ""}
+
+    return idempotent(services, user, key, endpoint, content, response, work)
 
 
 @router.post("/api/v1b/upload_imgs", summary="Upload images (many files under init_img)")
 def upload_imgs(request: Request, user: TokenUser, services: ServicesDep,
-                init_img: Files) -> dict[str, Any]:
-    return _upload(request, user, services, init_img)
+                init_img: Files, response: Response,
+                key: IdempotencyKeyHeader = None) -> dict[str, Any]:
+    return _upload(request, user, services, init_img, "upload_imgs", response, key)
 
 
 @router.post("/api/v1b/upload_img", summary="Upload one image (init_img)")
 def upload_img(request: Request, user: TokenUser, services: ServicesDep,
-               init_img: Files) -> dict[str, Any]:
+               init_img: Files, response: Response,
+               key: IdempotencyKeyHeader = None) -> dict[str, Any]:
     if len(init_img) != 1:
         raise BadRequest(f"{FIELD}: upload_img takes exactly one file (got {len(init_img)}); "
                          "use upload_imgs for several", field=FIELD)
-    return _upload(request, user, services, init_img)
+    return _upload(request, user, services, init_img, "upload_img", response, key)
 
 
 def describe(info: DatasetInfo, services: Services, base_url: str) -> dict[str, Any]:
@@ -59,10 +70,13 @@ def describe(info: DatasetInfo, services: Services, base_url: str) -> dict[str, 
 
 
 @router.post("/api/v1b/dataset", summary="Create a dataset from uploaded images")
-def create_dataset(body: DatasetCreate, user: TokenUser,
-                   services: ServicesDep) -> dict[str, Any]:
-    info = _datasets(services).create(user.id, body.name, body.description, body.images)
-    return {"code": 0, "info": {"dataset_id": info.id}, "msg": ""}
+def create_dataset(body: DatasetCreate, user: TokenUser, services: ServicesDep,
+                   response: Response, key: IdempotencyKeyHeader = None) -> dict[str, Any]:
+    def work() -> dict[str, Any]:
+        info = _datasets(services).create(user.id, body.name, body.description, body.images)
+        return {"code": 0, "info": {"dataset_id": info.id}, "msg": ""}
+
+    return idempotent(services, user, key, "dataset", body, response, work)
 
 
 @router.post("/api/v1b/dataset_all", summary="Your datasets, a page at a time")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
+from ronghe.api.idempotent import IdempotencyKeyHeader, idempotent
 from ronghe.api.training.protocol import TaskRef, TrainSubmit
 from ronghe.api.training.serving import TrainingService
-from ronghe.auth.deps import TokenUser
+from ronghe.auth.deps import ServicesDep, TokenUser
 
 router = APIRouter(tags=["training"])
 KEY = "training"
@@ -27,9 +28,14 @@ def get_train_form(training: Training) -> dict[str, Any]:
 
 
 @router.post("/api/v1b/train_submit", summary="Train a LoRA on your datasets")
-def train_submit(body: TrainSubmit, user: TokenUser, training: Training) -> dict[str, Any]:
-    task = training.submit(user.id, body)
-    return {"code": 0, "info": {"task_id": task.id}, "msg": ""}
+def train_submit(body: TrainSubmit, user: TokenUser, training: Training,
+                 services: ServicesDep, response: Response,
+                 key: IdempotencyKeyHeader = None) -> dict[str, Any]:
+    def work() -> dict[str, Any]:
+        task = training.submit(user.id, body)
+        return {"code": 0, "info": {"task_id": task.id}, "msg": ""}
+
+    return idempotent(services, user, key, "train_submit", body, response, work)
 
 
 @router.post("/api/v1b/train_progress", summary="State and progress of a training task")
