@@ -130,9 +130,14 @@ class WebhookSender:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                claimed = self.claim()
+                claimed = self._claim()
                 if claimed and self._pool is not None:
-                    list(self._pool.map(self.deliver, claimed))
+                    # One task's events go out in order, one after the other; different
+                    # tasks' in parallel (a slow receiver delays only its own).
+                    groups: dict[str, list[str]] = {}
+                    for delivery_id, task_id in claimed:
+                        groups.setdefault(task_id, []).append(delivery_id)
+                    list(self._pool.map(self._deliver_all, groups.values()))
                     continue
                 self._housekeeping()
             except Exception:  # a database outage must not end the loop
@@ -147,19 +152,27 @@ class WebhookSender:
             prune(self.db)
 
     def claim(self, limit: int = BATCH) -> list[str]:
+        """Due deliveries this sender now holds (oldest event first)."""
+        return [delivery_id for delivery_id, _ in self._claim(limit)]
+
+    def _claim(self, limit: int = BATCH) -> list[tuple[str, str]]:
         now = utcnow()
         due = (D.state == "pending", D.next_attempt_at <= now,
                or_(D.locked_until.is_(None), D.locked_until < now))
-        mine: list[str] = []
+        mine: list[tuple[str, str]] = []
         with self.db.session() as s:
-            ids = list(s.scalars(select(D.id).where(*due).order_by(D.next_attempt_at)
-                                 .limit(limit)))
-            for delivery_id in ids:
+            rows = s.execute(select(D.id, D.task_id).where(*due)
+                             .order_by(D.next_attempt_at, D.event_id).limit(limit)).all()
+            for delivery_id, task_id in rows:
                 result = s.execute(update(D).where(D.id == delivery_id, *due).values(
                     locked_until=now + self.lease, locked_by=self.me))
                 if result.rowcount:
-                    mine.append(delivery_id)
+                    mine.append((delivery_id, task_id))
         return mine
+
+    def _deliver_all(self, delivery_ids: list[str]) -> None:
+        for delivery_id in delivery_ids:
+            self.deliver(delivery_id)
 
     def _body(self, row: D) -> str | None:
         if row.body is not None:

@@ -50,10 +50,12 @@ def why_refused(address: IPAddress, allowed: Sequence[Network]) -> str | None:
         return None
     if address in METADATA:
         return "a cloud metadata address"
-    for label, hit in (("loopback", address.is_loopback), ("private", address.is_private),
+    # Most specific first: 0.0.0.0 and 169.254/16 count as "private" too.
+    for label, hit in (("unspecified", address.is_unspecified),
+                       ("loopback", address.is_loopback),
                        ("link-local", address.is_link_local),
                        ("multicast", address.is_multicast),
-                       ("unspecified", address.is_unspecified),
+                       ("private", address.is_private),
                        ("reserved", address.is_reserved)):
         if hit:
             return f"a {label} address"
