@@ -252,34 +252,43 @@ def measure_previews(root: Path, args: argparse.Namespace, request: dict[str, An
     server = start_server(config_off, port, root / "server-no-previews.log")
     try:
         via_api(base_off, token_off, request, args.poll_interval)  # warm up
-        on_runs, off_runs, seen = [], [], 0
+        on_runs, off_runs = [], []
         for i in range(args.preview_runs):
             order = [(True, base_on, token_on), (False, base_off, token_off)]
             for previews, base, token in order if i % 2 == 0 else order[::-1]:
                 _, task_id, submitted = via_api(base, token, request, args.poll_interval)
                 (on_runs if previews else off_runs).append((task_id, submitted))
-        on = [t["engine"] + t["rest"] for t in server_times(root / "ronghe.yaml", on_runs)]
-        off = [t["engine"] + t["rest"] for t in server_times(config_off, off_runs)]
+        on_t = server_times(root / "ronghe.yaml", on_runs)
+        off_t = server_times(config_off, off_runs)
+        on = [t["engine"] + t["rest"] for t in on_t]
+        off = [t["engine"] + t["rest"] for t in off_t]
         with httpx.Client(timeout=30) as client:
-            # How many previews a run makes: count them on one more task.
+            # How many previews a run makes: distinct pictures a fast poller sees in one task.
             task_id = client.post(f"{base_on}/task_submit",
                                   json={"token": token_on, **request}).json()["task_id"]
-            urls = set()
+            pictures: set[bytes] = set()
             while True:
                 body = client.post(f"{base_on}/task_result",
                                    json={"token": token_on, "task_id": task_id}).json()
                 if body["preview"]:
-                    urls.add(body["preview"].split("?")[0] + str(body["progress"]))
+                    picture = client.get(body["preview"])
+                    if picture.status_code == 200:
+                        pictures.add(picture.content)
                 if body["state"] not in ("pending", "running"):
                     break
                 time.sleep(0.05)
-            seen = len(urls)
+            seen = len(pictures)
         cost = statistics.median([a / b - 1 for a, b in zip(on, off, strict=True)])
+        engine_cost = statistics.median([a["engine"] / b["engine"] - 1
+                                         for a, b in zip(on_t, off_t, strict=True)])
         print(f"\nlive previews ({args.preview_runs} on/off pairs, worker time per task):")
         print(f"  previews on median {statistics.median(on):.3f} s, off "
               f"{statistics.median(off):.3f} s; cost, median of paired ratios: "
-              f"{cost * 100:+.1f} % (target <= 5 %); a poller saw ~{seen} preview "
-              "updates in one task")
+              f"{cost * 100:+.1f} % (target <= 5 %); of the generation alone "
+              f"{engine_cost * 100:+.1f} %; rest (JPEGs, storage, bookkeeping) on "
+              f"{statistics.median([t['rest'] for t in on_t]) * 1000:.0f} ms, off "
+              f"{statistics.median([t['rest'] for t in off_t]) * 1000:.0f} ms; "
+              f"{seen} distinct previews in one task")
     finally:
         server.terminate()
         try:
