@@ -1,9 +1,20 @@
 #!/usr/bin/env bash
 # Installs Ronghe and everything it needs into ./.venv (Python 3.11).
 # The first run builds llama-cpp-python from source (about 10-15 minutes on 2 cores);
-# pip caches the wheel, so later installs take a minute or two.
+# pip caches the wheel, so later installs take a minute or two.  When .venv was installed
+# from this very pyproject.toml and install.sh (and still imports), it returns at once:
+# the package is installed in editable mode, so source changes need no reinstall.
+# FORCE=1 ./install.sh reinstalls anyway.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+STAMP=.venv/.ronghe-installed
+fingerprint() { cat pyproject.toml install.sh | sha256sum | cut -d' ' -f1; }
+if [ -z "${FORCE:-}" ] && [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(fingerprint)" ] \
+    && .venv/bin/python -c 'import ronghe, llama_cpp, torch' 2>/dev/null; then
+  echo "Ronghe is installed in .venv (FORCE=1 $0 reinstalls)" >&2
+  exit 0
+fi
 
 PYTHON=${PYTHON:-}
 if [ -z "$PYTHON" ]; then
@@ -31,4 +42,5 @@ export CMAKE_ARGS="${CMAKE_ARGS:--DCMAKE_C_FLAGS='$NO_AMX' -DCMAKE_CXX_FLAGS='$N
 # One decode step of the bundled chat model in a child process: a broken llama.cpp build
 # fails here, with its reason, rather than as a crash in the middle of serving.
 .venv/bin/python -m ronghe.engines.llm.selfcheck
+fingerprint > "$STAMP"
 echo "Ronghe installed. Start it with: .venv/bin/ronghe serve" >&2

@@ -116,9 +116,9 @@ class Direct:
         width, height = (int(x) for x in request["output_size"].split("x"))
         seeds = [request["select_seed"] + i for i in range(request["n_images"])]
         req = GenerationRequest(PROMPT, seeds, width, height, request["ddim_steps"],
-                                float(request["scale"]))
+                                float(request["scale"]), model=self.entry.name)
         started = time.perf_counter()
-        self.engine.generate(self.entry, req)
+        self.engine.generate(req)
         return time.perf_counter() - started
 
 

@@ -50,7 +50,7 @@ def never_stop() -> dict[str, int]:
 
 
 def chat_engine(app: FastAPI, name: str = MODEL) -> LlamaCppEngine:
-    engine = app.state.chat_engines.get(name)
+    engine = app.state.services.chat.get(name)
     assert isinstance(engine, LlamaCppEngine)
     return engine
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import tempfile
 import time
@@ -13,9 +14,16 @@ import torch
 from PIL import Image
 
 from ronghe.engines.diffusion.demo import shapes
+from ronghe.engines.diffusion.generate import GenerationRequest
+from ronghe.engines.diffusion.registry import ModelEntry
 
 PROMPT = "a red circle on a blue background"
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+
+
+def on(entry: ModelEntry, request: GenerationRequest) -> GenerationRequest:
+    """``request`` for the model ``entry``."""
+    return dataclasses.replace(request, model=entry.name)
 
 
 def drawn(colour: str, shape: str, background: str, size: int = 128,

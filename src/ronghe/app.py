@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,9 +10,11 @@ import anyio
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from ronghe import __version__, features
-from ronghe.api import account, envelopes, files, system
+from ronghe import __version__, features, tasks
+from ronghe.api import account, envelopes, files, system, web
 from ronghe.api.middleware import BodyMiddleware, HttpMetrics, RequestContextMiddleware
+from ronghe.api.users import admin, keys
+from ronghe.api.users import router as users
 from ronghe.db.migrate import upgrade
 from ronghe.jobs import make_dispatcher
 from ronghe.services import Services
@@ -23,21 +26,24 @@ def create_app(settings: Settings, *, services: Services | None = None,
     """Build the app.  ``migrate`` brings the schema up to date on startup (embedded mode)."""
     services = services or Services.build(settings)
     if services.dispatcher is None:
-        services.dispatcher = make_dispatcher(services)
+        services.dispatcher = make_dispatcher(services, tasks.handlers(services))
+    dispatcher = services.dispatcher
     if migrate:
         upgrade(services.db.engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services.loop = asyncio.get_running_loop()
         for feature in features.enabled():
             await feature.start(app, services)
-        services.dispatcher.start()
+        dispatcher.start()
         try:
             yield
         finally:
-            await anyio.to_thread.run_sync(services.dispatcher.stop)
+            await anyio.to_thread.run_sync(dispatcher.stop)
             for feature in reversed(features.enabled()):
                 await feature.stop(app, services)
+            services.loop = None
             services.close()
 
     app = FastAPI(
@@ -48,7 +54,6 @@ def create_app(settings: Settings, *, services: Services | None = None,
         lifespan=lifespan,
     )
     app.state.services = services
-    app.state.settings = settings
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
 
@@ -56,9 +61,12 @@ def create_app(settings: Settings, *, services: Services | None = None,
     app.include_router(system.router)
     app.include_router(account.router)
     app.include_router(files.router)
+    app.include_router(users.router)
+    app.include_router(keys.router)
+    app.include_router(admin.router)
     for feature in features.enabled():
         feature.install(app, services, registry)
-    features.register_jobs(services)
+    web.install(app, services)  # last: it answers only what no API route matched
 
     app.add_middleware(BodyMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, metrics=HttpMetrics(registry))

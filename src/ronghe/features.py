@@ -3,12 +3,11 @@
 A feature is a module with a module-level ``feature`` object that has:
 
 - ``install(app, services, registry)``: include routers, register readiness checks and
-  metrics (on the app's own Prometheus ``registry``), put shared objects in
-  ``services.extras``;
+  metrics (on the app's own Prometheus ``registry``), fill the ``Services`` fields it owns;
 - ``async start(app, services)`` / ``async stop(app, services)``: start and stop background
-  work (model loading, workers) with the app's lifespan;
-- optionally ``register_jobs(services)``: register job handlers (``ronghe.jobs.register``).
-  Called by the app and by ``ronghe worker``, which runs jobs without an HTTP app.
+  work (model loading) with the app's lifespan.
+
+What workers run is not a feature's business: see ``ronghe.tasks``.
 
 Built-in features are listed in ``BUILTIN``; third-party ones register under the
 ``ronghe.features`` entry-point group.
@@ -19,7 +18,7 @@ from __future__ import annotations
 import importlib
 from functools import cache
 from importlib.metadata import entry_points
-from typing import Any, Protocol
+from typing import Protocol
 
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -60,29 +59,8 @@ class BaseFeature:
         return None
 
 
-def _load(path: str) -> Any:
-    return importlib.import_module(path).feature
-
-
 @cache
 def enabled() -> tuple[Feature, ...]:
-    found: list[Feature] = []
-    for path in BUILTIN:
-        try:
-            found.append(_load(path))
-        except ModuleNotFoundError as exc:
-            # A built-in feature whose package is not there yet is skipped, not fatal;
-            # any other import error is a bug and must surface.
-            if exc.name is None or not path.startswith(exc.name):
-                raise
-    for ep in entry_points(group="ronghe.features"):
-        found.append(ep.load())
+    found: list[Feature] = [importlib.import_module(path).feature for path in BUILTIN]
+    found += [ep.load() for ep in entry_points(group="ronghe.features")]
     return tuple(found)
-
-
-def register_jobs(services: Services) -> None:
-    """Job handlers of every feature, for processes that run jobs (app or Celery worker)."""
-    for feature in enabled():
-        hook = getattr(feature, "register_jobs", None)
-        if hook is not None:
-            hook(services)

@@ -1,14 +1,22 @@
-"""The long-lived objects of one process, built once from Settings and shared by requests."""
+"""The long-lived objects of one process, built once from Settings and shared by requests.
+
+Every object has its own typed field, so a reader sees here everything a process holds and
+who may be missing it: the chat engines exist where a chat API is installed, the image engine
+where tasks run (``ronghe.tasks.handlers``), a captioner only when one is configured.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ronghe.auth.service import AuthService
 from ronghe.catalog.service import LoraCatalog
+from ronghe.datasets.service import DatasetService
 from ronghe.db import Database
+from ronghe.engines.diffusion.registry import ModelRegistry
 from ronghe.idempotency.service import IdempotencyService
 from ronghe.jobs.store import TaskStore
 from ronghe.settings import Settings
@@ -16,6 +24,13 @@ from ronghe.storage import make_storage
 from ronghe.storage.files import FileService
 from ronghe.storage.signing import UrlSigner
 from ronghe.webhooks.outbox import on_task_change
+
+if TYPE_CHECKING:  # heavy imports (torch, llama.cpp) stay out of CLI commands that need none
+    from ronghe.engines.diffusion.engine import ImageEngineProtocol
+    from ronghe.engines.llm.registry import ChatEngines
+    from ronghe.engines.training.captions import Captioner
+    from ronghe.jobs.dispatch import Dispatcher
+    from ronghe.tasks.metrics import ImageMetrics
 
 
 @dataclass
@@ -26,11 +41,21 @@ class Services:
     files: FileService
     tasks: TaskStore
     loras: LoraCatalog
+    datasets: DatasetService
+    # The one image model registry of this process: a model marked broken is broken for all.
+    image_models: ModelRegistry
     idempotency: IdempotencyService
     # Set by the app or worker that owns this Services (see ronghe.jobs.make_dispatcher).
-    dispatcher: Any = None
-    # Features register their own long-lived objects here (chat engines, job dispatch, …).
-    extras: dict[str, Any] = field(default_factory=dict)
+    dispatcher: Dispatcher | None = None
+    # Where image tasks run in this process (ronghe.tasks.handlers builds it).
+    images: ImageEngineProtocol | None = None
+    image_metrics: ImageMetrics | None = None
+    # Installed by the chat APIs; absent in a worker (add_prompt then fails with a reason).
+    chat: ChatEngines | None = None
+    # The app's event loop: chat engines keep loop-bound state and are driven from it.
+    loop: asyncio.AbstractEventLoop | None = None
+    # Describes a training image after its trigger word; None: every image gets the same caption.
+    captioner: Captioner | None = None
     # name -> () -> (ready, detail); /readyz reports them all.
     readiness: dict[str, Callable[[], tuple[bool, str]]] = field(default_factory=dict)
     # Called in reverse order on shutdown.
@@ -48,7 +73,8 @@ class Services:
         # Webhook deliveries are queued in the transaction of the task change they report.
         tasks.listeners.append(on_task_change)
         return cls(settings=settings, db=db, auth=AuthService(db, settings), files=files,
-                   tasks=tasks, loras=LoraCatalog(db),
+                   tasks=tasks, loras=LoraCatalog(db), datasets=DatasetService(db, files),
+                   image_models=ModelRegistry(settings),
                    idempotency=IdempotencyService(db, settings.idempotency_ttl_seconds))
 
     def close(self) -> None:

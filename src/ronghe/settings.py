@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     login_delay_seconds: float = Field(default=0.25, ge=0, le=10)
     login_max_failures: int = Field(default=10, ge=1)
     login_failure_window_seconds: int = Field(default=300, ge=1)
+    # Anyone who reaches the server may create an account (POST /api/v1b/signup).
+    allow_signup: bool = False
+    signup_max_per_hour: int = Field(default=10, ge=1, le=100_000)
+    api_keys_per_user: int = Field(default=10, ge=1, le=1000)
 
     # --- database, storage, broker
     database_url: str | None = None

@@ -102,3 +102,21 @@ def test_serve_starts_fast_and_answers(tmp_path: Path) -> None:
 def test_public_host_without_secret_is_refused(tmp_path: Path) -> None:
     r = run("serve", "--host", "0.0.0.0", "--data-dir", str(tmp_path))
     assert r.exit_code == 1 and "RONGHE_SECRET_KEY" in r.output
+
+
+def test_admins_from_the_command_line(tmp_path: Path) -> None:
+    d = str(tmp_path)
+    env = {"RONGHE_USER_PASSWORD": "pass-word-1"}
+    r = run("user", "add", "--email", "root@example.com", "--admin", "--data-dir", d, env=env)
+    assert r.exit_code == 0 and "created admin root@example.com" in r.output
+    assert run("user", "add", "-e", "ann@example.com", "--data-dir", d, env=env).exit_code == 0
+    rows = [line.split() for line in run("user", "list", "--data-dir", d).stdout.splitlines()]
+    assert [(row[1], row[3]) for row in rows] == [("root@example.com", "admin"),
+                                                  ("ann@example.com", "user")]
+    assert run("user", "admin", "-e", "ann@example.com", "--data-dir", d).exit_code == 0
+    assert run("user", "admin", "-e", "root@example.com", "--remove",
+               "--data-dir", d).exit_code == 0
+    rows = [line.split() for line in run("user", "list", "--data-dir", d).stdout.splitlines()]
+    assert [row[3] for row in rows] == ["user", "admin"]
+    r = run("user", "admin", "-e", "nobody@example.com", "--data-dir", d)
+    assert r.exit_code == 1 and "no user with email" in r.output

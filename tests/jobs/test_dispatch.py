@@ -52,7 +52,7 @@ def wait_for(store: TaskStore, task_id: str, states: set[Status], timeout: float
 def worker(services: Services) -> Iterator[InProcessDispatcher]:
     ORDER.clear()
     GATE.clear()
-    d = InProcessDispatcher(services.tasks, services, poll_seconds=0.1)
+    d = InProcessDispatcher(services.tasks, poll_seconds=0.1)
     d.start()
     yield d
     GATE.set()
@@ -112,14 +112,14 @@ def test_cancel_stops_a_running_task(services: Services, worker: InProcessDispat
 
 def test_shutdown_hands_running_work_back(services: Services) -> None:
     a, _ = users(services)
-    d = InProcessDispatcher(services.tasks, services, poll_seconds=0.1)
+    d = InProcessDispatcher(services.tasks, poll_seconds=0.1)
     d.start()
     tid = submit(services, d, a, n=500, label="s", sleep=0.01)
     wait_for(services.tasks, tid, {Status.RUNNING})
     d.stop()
     t = services.tasks.get(tid)
     assert t.state is Status.PENDING and t.attempts == 0
-    d2 = InProcessDispatcher(services.tasks, services, poll_seconds=0.1)
+    d2 = InProcessDispatcher(services.tasks, poll_seconds=0.1)
     d2.start()
     try:
         assert wait_for(services.tasks, tid, {Status.DONE}).result == {"total": 500}

@@ -112,3 +112,21 @@ def test_release_returns_the_attempt(store: TaskStore) -> None:
     assert store.release(t.id, "w1", "shutting down")
     back = store.get(t.id)
     assert back.state is Status.PENDING and back.attempts == 0
+
+
+def test_pages_count_in_the_same_query_and_the_queue_spans_users(store: TaskStore) -> None:
+    ids = [store.create(1, "image" if i % 3 else "train", "q", {"i": i}).id for i in range(7)]
+    other = store.create(2, "image", "q", {}).id
+    store.claim(ids[1], "w1")
+    page, total = store.page(1, ["image", "train"], None, 0, 4)
+    assert [t.id for t in page] == ids[::-1][:4] and total == 7
+    page, total = store.page(1, ["image"], None, 3, 4)
+    assert [t.id for t in page] == [ids[1]] and total == 4
+    assert store.page(1, ["image"], None, 10, 4) == ([], 4)
+    assert store.page(1, None, Status.RUNNING)[1] == 1
+    assert store.page(2, ["train"]) == ([], 0)
+
+    queue, total = store.active(None, 0, 100)
+    assert total == 8 and [t.id for t, _ in queue] == [*ids, other]
+    assert queue[-1][1] == "c@d.co" and queue[1][0].state is Status.RUNNING
+    assert [t.id for t, _ in store.active(["train"], 1, 1)[0]] == [ids[3]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from ronghe.auth.deps import RequestToken, ServicesDep, TokenUser
+from ronghe.api.deps import RequestToken, ServicesDep, TokenUser
 
 router = APIRouter(prefix="/api/v1b", tags=["account"])
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from ronghe.auth.deps import ServicesDep, TokenUser
+from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.errors import Forbidden, NotFound
 from ronghe.storage.files import FileInfo
 

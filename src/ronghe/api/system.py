@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from ronghe import __version__
-from ronghe.auth.deps import ServicesDep
+from ronghe.api.deps import ServicesDep
 
 router = APIRouter(tags=["system"])
 

@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from ronghe.auth import passwords
@@ -63,19 +64,33 @@ class AuthService:
         self.throttle = LoginThrottle(
             settings.login_max_failures, settings.login_failure_window_seconds
         )
+        from ronghe.auth.accounts import Accounts  # it builds on this class
+
+        self.accounts = Accounts(self)
 
     # --- users
 
-    def add_user(self, email: str, password: str) -> User:
+    def add_user(self, email: str, password: str, is_admin: bool = False) -> User:
         email = normalise_email(email)
         check_password(password)
-        with self.db.session() as s:
-            if s.scalar(select(User).where(User.email == email)):
-                raise Conflict(f"a user with email {email} already exists", field="email")
-            user = User(email=email, password_hash=passwords.hash_password(password))
-            s.add(user)
-            s.flush()
-            return user
+        password_hash = passwords.hash_password(password)
+        taken = Conflict(f"email: a user with email {email} already exists", field="email")
+        try:
+            with self.db.session() as s:
+                if s.scalar(select(User).where(User.email == email)):
+                    raise taken
+                user = User(email=email, password_hash=password_hash, is_admin=is_admin)
+                s.add(user)
+                s.flush()
+                return user
+        except IntegrityError:  # the same email added concurrently
+            raise taken from None
+
+    def get_user(self, s: Session, user_id: int) -> User:
+        user = s.get(User, user_id)
+        if user is None:
+            raise NotFound(f"user_id: no user with id {user_id}", field="user_id")
+        return user
 
     def list_users(self) -> list[User]:
         with self.db.session() as s:
@@ -89,18 +104,29 @@ class AuthService:
 
     def set_password(self, email: str, password: str) -> None:
         check_password(password)
+        password_hash = passwords.hash_password(password)
         with self.db.session() as s:
-            user = self.get_user_by_email(s, email)
-            user.password_hash = passwords.hash_password(password)
-            # A new password ends every session opened with the old one.
-            self._revoke_user_tokens(s, user.id)
+            self.replace_password(s, self.get_user_by_email(s, email), password_hash)
+
+    def replace_password(self, s: Session, user: User, password_hash: str,
+                      keep_token: str | None = None) -> int:
+        user.password_hash = password_hash
+        # A new password ends every session opened with the old one (but the caller's own).
+        return self._revoke_user_tokens(s, user.id, keep_token)
 
     def set_active(self, email: str, active: bool) -> None:
         with self.db.session() as s:
-            user = self.get_user_by_email(s, email)
-            user.is_active = active
-            if not active:
-                self._revoke_user_tokens(s, user.id)
+            self.apply_active(s, self.get_user_by_email(s, email), active)
+
+    def apply_active(self, s: Session, user: User, active: bool) -> None:
+        user.is_active = active
+        if not active:
+            # Its API keys stop working too: user_for_secret checks is_active.
+            self._revoke_user_tokens(s, user.id)
+
+    def set_admin(self, email: str, admin: bool) -> None:
+        with self.db.session() as s:
+            self.get_user_by_email(s, email).is_admin = admin
 
     # --- login tokens
 
@@ -159,13 +185,17 @@ class AuthService:
         with self.db.session() as s:
             return self._revoke_user_tokens(s, self.get_user_by_email(s, email).id)
 
-    def _revoke_user_tokens(self, s: Session, user_id: int) -> int:
-        result = s.execute(
-            update(LoginToken)
-            .where(LoginToken.user_id == user_id, LoginToken.revoked_at.is_(None))
-            .values(revoked_at=utcnow())
-        )
-        return int(result.rowcount or 0)
+    def _revoke_user_tokens(self, s: Session, user_id: int, keep: str | None = None) -> int:
+        q = update(LoginToken).where(LoginToken.user_id == user_id,
+                                     LoginToken.revoked_at.is_(None))
+        if keep:
+            q = q.where(LoginToken.token_hash != digest(keep))
+        return int(s.execute(q.values(revoked_at=utcnow())).rowcount or 0)
+
+    def token_expiry(self, token: str) -> datetime | None:
+        with self.db.reading() as c:
+            return c.scalar(select(LoginToken.expires_at)
+                            .where(LoginToken.token_hash == digest(token)))
 
     # --- API keys
 
@@ -179,6 +209,40 @@ class AuthService:
             s.add(row)
             s.flush()
             return Issued(row.id, secret)
+
+    def create_own_key(self, user_id: int, name: str = "") -> tuple[ApiKey, str]:
+        """A key for its owner, within ``api_keys_per_user`` active keys."""
+        if len(name) > 128:
+            raise BadRequest("name must be at most 128 characters", field="name")
+        limit = self.settings.api_keys_per_user
+        secret = new_secret(KEY_PREFIX)
+        with self.db.session() as s:
+            # A no-op write on the owner's row first: it takes PostgreSQL's row lock and
+            # SQLite's write lock, so concurrent creates cannot both pass the count.
+            s.execute(update(User).where(User.id == user_id).values(id=User.id))
+            active = s.scalar(select(func.count()).select_from(ApiKey).where(
+                ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))) or 0
+            if active >= limit:
+                raise Conflict(f"you have {active} API keys; the limit is {limit} "
+                               "(api_keys_per_user): revoke one first")
+            row = ApiKey(user_id=user_id, name=name, prefix=secret[:12], key_hash=digest(secret))
+            s.add(row)
+            s.flush()
+            return row, secret
+
+    def own_keys(self, user_id: int) -> list[ApiKey]:
+        """The owner's active keys, newest first."""
+        with self.db.session() as s:
+            return list(s.scalars(select(ApiKey).where(
+                ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+                .order_by(ApiKey.id.desc())))
+
+    def revoke_own_key(self, user_id: int, key_id: int) -> None:
+        with self.db.session() as s:
+            row = s.get(ApiKey, key_id)
+            if row is None or row.user_id != user_id or row.revoked_at is not None:
+                raise NotFound(f"id: no API key {key_id} of yours", field="id")
+            row.revoked_at = utcnow()
 
     def list_keys(self, email: str | None = None) -> list[tuple[ApiKey, str]]:
         with self.db.session() as s:

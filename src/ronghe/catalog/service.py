@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Select, func, or_, select
@@ -13,7 +14,16 @@ from ronghe.catalog.models import LoraModel
 from ronghe.db import Database
 from ronghe.errors import BadRequest, Conflict, NotFound
 
-READY = "ready"
+
+class LoraState(StrEnum):
+    """A LoRA's life: training -> ready | failed | cancelled (a failed or cancelled entry
+    gives its name up to the next train_submit)."""
+
+    TRAINING = "training"
+    READY = "ready"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
 
 
 @dataclass(frozen=True)
@@ -47,7 +57,7 @@ class LoraCatalog:
 
     def create(self, user_id: int, name: str, base_model: str, *, description: str = "",
                trigger_word: str = "", main_body: str = "Style", nsfw: bool = False,
-               task_id: str | None = None, state: str = "training") -> LoraInfo:
+               task_id: str | None = None, state: str = LoraState.TRAINING.value) -> LoraInfo:
         row = LoraModel(user_id=user_id, name=name, base_model=base_model,
                         description=description, trigger_word=trigger_word,
                         main_body=main_body, nsfw=nsfw, task_id=task_id, state=state)
@@ -108,7 +118,7 @@ class LoraCatalog:
         if info is None:
             raise BadRequest(f"{field}: no model of yours with versionid {versionid!r}",
                              field=field)
-        if info.state != READY:
+        if info.state != LoraState.READY:
             raise BadRequest(f"{field}: model {info.name!r} is not ready (state {info.state})",
                              field=field)
         return info
@@ -120,13 +130,14 @@ class LoraCatalog:
         if user_id is not None:
             q = q.where(LoraModel.user_id == user_id)
         if ready_only:
-            q = q.where(LoraModel.state == READY)
+            q = q.where(LoraModel.state == LoraState.READY.value)
         return self._page(q, query, offset, limit)
 
     def list_public(self, query: str = "", offset: int = 0,
                     limit: int = 20) -> tuple[list[LoraInfo], int]:
         """Ready LoRAs marked public, newest first, whoever owns them."""
-        q = select(LoraModel).where(LoraModel.public.is_(True), LoraModel.state == READY)
+        q = select(LoraModel).where(LoraModel.public.is_(True),
+                                    LoraModel.state == LoraState.READY.value)
         return self._page(q, query, offset, limit)
 
     def set_public(self, lora_id: int, public: bool) -> LoraInfo:

@@ -110,12 +110,7 @@ def _register_subapps() -> None:
     for module, name in (("ronghe.cli.users", "user"), ("ronghe.cli.keys", "key"),
                          ("ronghe.cli.loras", "lora"), ("ronghe.cli.models", None),
                          ("ronghe.cli.demo_model", "demo-model"), ("ronghe.cli.worker", None)):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:  # a feature not built yet
-                continue
-            raise
+        mod = importlib.import_module(module)
         if name is None:
             mod.register(app)
         else:

@@ -21,22 +21,37 @@ Password = Annotated[
 
 
 @app.command("add")
-def add(email: Email, password: Password, data_dir: DataDir = None,
-        config: ConfigFile = None) -> None:
+def add(email: Email, password: Password,
+        admin: Annotated[bool, typer.Option("--admin", help="Make the user an admin (manages "
+                                            "accounts, sees every queue).")] = False,
+        data_dir: DataDir = None, config: ConfigFile = None) -> None:
     """Create a user."""
     with services(data_dir, config) as svc:
-        user = run_service(svc.auth.add_user, email, password)
-        err.print(f"created user {user.email} (id {user.id})", highlight=False)
+        user = run_service(svc.auth.add_user, email, password, admin)
+        role = "admin" if admin else "user"
+        err.print(f"created {role} {user.email} (id {user.id})", highlight=False)
 
 
 @app.command("list")
 def list_users(data_dir: DataDir = None, config: ConfigFile = None) -> None:
-    """List users: id, email, active, created."""
+    """List users: id, email, active, role, created."""
     with services(data_dir, config) as svc:
         for u in svc.auth.list_users():
             state = "active" if u.is_active else "disabled"
-            out.print(f"{u.id}\t{u.email}\t{state}\t{u.created_at:%Y-%m-%d %H:%M:%S}",
+            role = "admin" if u.is_admin else "user"
+            out.print(f"{u.id}\t{u.email}\t{state}\t{role}\t{u.created_at:%Y-%m-%d %H:%M:%S}",
                       highlight=False)
+
+
+@app.command("admin")
+def admin(email: Email,
+          remove: Annotated[bool, typer.Option("--remove", help="Take admin rights away "
+                                               "instead.")] = False,
+          data_dir: DataDir = None, config: ConfigFile = None) -> None:
+    """Make a user an admin (or, with --remove, a plain user again)."""
+    with services(data_dir, config) as svc:
+        run_service(svc.auth.set_admin, email, not remove)
+        err.print(f"{email} is {'no longer' if remove else 'now'} an admin", highlight=False)
 
 
 @app.command("passwd")

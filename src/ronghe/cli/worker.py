@@ -8,12 +8,13 @@ from typing import Annotated
 import typer
 
 from ronghe.cli import ConfigFile, DataDir, err, fail, load_settings
+from ronghe.queues import all_queues
+from ronghe.settings import Settings
 
 
-def default_queues(settings: object) -> list[str]:
+def default_queues(settings: Settings) -> list[str]:
     """Every image family configured, plus training: a worker that can run anything."""
-    families = sorted({m.family for m in settings.image_models})  # type: ignore[attr-defined]
-    return [f"images.{f}" for f in families] + ["training"]
+    return all_queues({m.family for m in settings.image_models})
 
 
 def worker(
@@ -32,7 +33,7 @@ def worker(
 ) -> None:
     """Run one Celery worker: one task at a time on one device. Needs RONGHE_BROKER_URL and,
     shared with the API processes, RONGHE_DATABASE_URL, RONGHE_STORAGE_URL, RONGHE_SECRET_KEY."""
-    from ronghe import features
+    from ronghe import tasks
     from ronghe.jobs.celery_dispatch import run_worker
     from ronghe.logs import configure
     from ronghe.services import Services
@@ -42,14 +43,14 @@ def worker(
         fail("worker needs a broker: set RONGHE_BROKER_URL (redis://… or amqp://…)")
     configure(settings.log_level, settings.log_json)
     services = Services.build(settings)
-    features.register_jobs(services)
+    handlers = tasks.handlers(services)
     for module in include or []:
         importlib.import_module(module)
     chosen = [q.strip() for q in (queues or "").split(",") if q.strip()]
     chosen = chosen or default_queues(settings)
     err.print(f"worker on {settings.device}, queues: {', '.join(chosen)}", highlight=False)
     try:
-        run_worker(services, chosen, loglevel.upper())
+        run_worker(services, chosen, loglevel.upper(), handlers)
     finally:
         services.close()
 

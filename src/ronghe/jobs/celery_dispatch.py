@@ -18,13 +18,17 @@ Execution is therefore at-least-once per attempt and exactly-once in effect.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from celery import Celery
 
-from ronghe.jobs.runner import execute, worker_id
+from ronghe.jobs.runner import Handlers, execute, worker_id
 from ronghe.jobs.store import TaskView
+from ronghe.queues import Queue
+
+if TYPE_CHECKING:
+    from ronghe.services import Services
 
 log = structlog.get_logger(__name__)
 
@@ -34,7 +38,8 @@ CELERY_TASK = "ronghe.run_task"
 VISIBILITY_TIMEOUT = 24 * 3600
 
 
-def make_celery(broker_url: str, services: Any = None) -> Celery:
+def make_celery(broker_url: str, services: Services | None = None,
+                handlers: Handlers | None = None) -> Celery:
     app = Celery("ronghe", broker=broker_url, set_as_current=False)
     app.conf.update(
         task_acks_late=True,
@@ -42,7 +47,7 @@ def make_celery(broker_url: str, services: Any = None) -> Celery:
         worker_prefetch_multiplier=1,
         worker_concurrency=1,
         task_ignore_result=True,
-        task_default_queue="images.default",
+        task_default_queue=Queue.DEFAULT.value,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
         worker_hijack_root_logger=False,
@@ -55,7 +60,7 @@ def make_celery(broker_url: str, services: Any = None) -> Celery:
         svc = app.ronghe_services  # type: ignore[attr-defined]
         hostname = getattr(self.request, "hostname", "") or "celery"
         wid = worker_id("celery", f"{hostname}:{svc.settings.device}")
-        ended = execute(svc.tasks, task_id, wid, stopping, svc)
+        ended = execute(svc.tasks, task_id, wid, stopping, handlers)
         return ended.value if ended else "skipped"
 
     app.ronghe_services = services  # type: ignore[attr-defined]
@@ -63,12 +68,13 @@ def make_celery(broker_url: str, services: Any = None) -> Celery:
     return app
 
 
-def run_worker(services: Any, queues: list[str], loglevel: str = "INFO") -> None:
+def run_worker(services: Services, queues: list[str], loglevel: str = "INFO",
+               handlers: Handlers | None = None) -> None:
     """Run a Celery worker in this process: one task at a time (one device), thread pool so
     the main thread keeps the broker connection alive during long jobs."""
     from celery.signals import worker_shutting_down
 
-    app = make_celery(services.settings.broker_url, services)
+    app = make_celery(services.settings.broker_url, services, handlers)
 
     def on_shutdown(**_: Any) -> None:
         # Running handlers stop at their next step and hand the task back (not lost).
@@ -85,7 +91,7 @@ def run_worker(services: Any, queues: list[str], loglevel: str = "INFO") -> None
 class CeleryDispatcher:
     """API side: send task ids to the broker, and sweep for lost work."""
 
-    def __init__(self, services: Any, sweep_seconds: float | None = None) -> None:
+    def __init__(self, services: Services, sweep_seconds: float | None = None) -> None:
         self.services = services
         self.settings = services.settings
         self.celery = make_celery(self.settings.broker_url, services)
@@ -108,9 +114,6 @@ class CeleryDispatcher:
             log.warning("broker unavailable; task will be sent later", task_id=task_id,
                         error=f"{type(exc).__name__}: {exc}")
             return False
-
-    def queue_depth(self) -> int:
-        return len(self.services.tasks.pending(limit=10_000))
 
     def sweep(self) -> tuple[list[str], list[str]]:
         # A pending task gets a fresh message after two lease periods without a claim.

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
-from ronghe.jobs.runner import execute, worker_id
+from ronghe.jobs.runner import Handlers, execute, worker_id
 from ronghe.jobs.store import TaskStore, TaskView
 
 log = structlog.get_logger(__name__)
@@ -27,9 +27,6 @@ class Dispatcher(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
-
-    def queue_depth(self) -> int:
-        """Pending tasks this dispatcher knows of (for readiness and metrics)."""
 
 
 def pick_fair(pending: Sequence[TaskView], served: dict[int, int]) -> TaskView | None:
@@ -46,11 +43,12 @@ class InProcessDispatcher:
     short tasks (image generation) run between its steps through ``yield_to_waiting``.
     """
 
-    def __init__(self, store: TaskStore, services: Any = None, devices: Sequence[str] = ("cpu",),
+    def __init__(self, store: TaskStore, handlers: Handlers | None = None,
+                 devices: Sequence[str] = ("cpu",),
                  queues: Sequence[str] | None = None, instance: str = "",
                  poll_seconds: float = 2.0, interleave_prefix: str | None = None) -> None:
         self.store = store
-        self.services = services
+        self.handlers = handlers
         self.devices = list(devices)
         self.queues = list(queues) if queues is not None else None
         self.interleave_prefix = interleave_prefix
@@ -68,9 +66,6 @@ class InProcessDispatcher:
         self.store.mark_dispatched(task.id)
         with self._wake:
             self._wake.notify()
-
-    def queue_depth(self) -> int:
-        return len(self.store.pending(self.queues, limit=10_000))
 
     def start(self) -> None:
         redo, failed = self.store.recover(orphaned_worker_prefix=self.instance_prefix)
@@ -112,7 +107,7 @@ class InProcessDispatcher:
                 pass
 
         hook = run_waiting if not nested and self.interleave_prefix else None
-        execute(self.store, task.id, wid, self.stopping, self.services, hook)
+        execute(self.store, task.id, wid, self.stopping, self.handlers, hook)
         return True
 
     def _loop(self, wid: str) -> None:

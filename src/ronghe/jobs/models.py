@@ -13,7 +13,11 @@ from ronghe.db.base import Base, UTCDateTime, new_uuid, utcnow
 
 class Task(Base):
     __tablename__ = "tasks"
-    __table_args__ = (Index("ix_tasks_state_queue_created", "state", "queue", "created_at"),)
+    __table_args__ = (Index("ix_tasks_state_queue_created", "state", "queue", "created_at"),
+                      # task_list: one user's tasks (of a kind), newest first, in index
+                      # order (id breaks ties), so a page never sorts the user's history.
+                      Index("ix_tasks_user_kind_created", "user_id", "kind", "created_at", "id"),
+                      Index("ix_tasks_user_created", "user_id", "created_at", "id"))
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_uuid)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

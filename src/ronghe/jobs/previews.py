@@ -26,13 +26,13 @@ class PreviewSaver:
     """The ``on_preview`` callback of one running task.  ``detail`` goes into every
     progress write once a preview exists (the handler's detail replaces the whole column)."""
 
-    def __init__(self, services: Any, task: TaskView) -> None:
-        self.services = services
+    def __init__(self, files: Any, task: TaskView) -> None:
+        self.files = files
         self.task = task
         self.detail: dict[str, Any] = {}
 
     def __call__(self, data: bytes, width: int, height: int) -> None:
-        info = self.services.files.save(self.task.user_id, data, "image/jpeg", KIND, width,
+        info = self.files.save(self.task.user_id, data, "image/jpeg", KIND, width,
                                         height, file_id=file_id(self.task.id))
         self.detail = {DETAIL_KEY: info.id, "preview_at": round(time.time(), 3)}
 
@@ -41,7 +41,7 @@ class PreviewSaver:
         if not self.detail:
             return
         with contextlib.suppress(NotFound, FileNotFoundError):
-            self.services.files.delete(file_id(self.task.id), self.task.user_id)
+            self.files.delete(file_id(self.task.id), self.task.user_id)
 
 
 def preview_url(services: Any, task: TaskView, base_url: str) -> str:

@@ -1,8 +1,10 @@
 """Running one task: claim it, hand it to its kind's handler, record how it ended.
 
 The same ``execute`` runs in the embedded in-process worker and in Celery workers, so a task
-behaves the same whichever dispatcher delivered it.  Handlers are plain functions registered
-per task kind (``register("image", run_image)``) and report through a ``JobContext``.
+behaves the same whichever dispatcher delivered it.  Handlers are plain functions per task
+kind that report through a ``JobContext``: the process's own (``ronghe.tasks.handlers``,
+each bound to the few services it needs) are handed to the dispatcher; ``register`` adds
+more for every worker of the process (extra modules: ``ronghe worker --import``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import structlog
@@ -40,12 +42,11 @@ class JobContext:
     """
 
     def __init__(self, store: TaskStore, task: TaskView, worker_id: str,
-                 stopping: threading.Event, services: Any = None,
+                 stopping: threading.Event,
                  yield_hook: Callable[[], None] | None = None) -> None:
         self.store = store
         self.task = task
         self.worker_id = worker_id
-        self.services = services
         self._stopping = stopping
         self._yield_hook = yield_hook
         self._cancel = threading.Event()
@@ -105,10 +106,6 @@ class JobContext:
         if self._stopping.is_set():
             raise Shutdown(self.task.id)
 
-    @property
-    def should_stop(self) -> bool:
-        return self._lost.is_set() or self._cancel.is_set() or self._stopping.is_set()
-
     def yield_to_waiting(self) -> None:
         """Between steps of a long job: let the worker run short waiting tasks first."""
         if self._yield_hook is not None:
@@ -116,15 +113,18 @@ class JobContext:
 
 
 Handler = Callable[[JobContext], dict[str, Any]]
+Handlers = Mapping[str, Handler]
 _HANDLERS: dict[str, Handler] = {}
 
 
 def register(kind: str, handler: Handler) -> None:
+    """A handler for every worker of this process (one that needs no services)."""
     _HANDLERS[kind] = handler
 
 
-def handler_for(kind: str) -> Handler | None:
-    return _HANDLERS.get(kind)
+def handler_for(kind: str, handlers: Handlers | None = None) -> Handler | None:
+    found = handlers.get(kind) if handlers is not None else None
+    return found or _HANDLERS.get(kind)
 
 
 def worker_id(role: str, extra: str = "") -> str:
@@ -133,19 +133,20 @@ def worker_id(role: str, extra: str = "") -> str:
 
 
 def execute(store: TaskStore, task_id: str, worker: str, stopping: threading.Event,
-            services: Any = None, yield_hook: Callable[[], None] | None = None) -> Status | None:
+            handlers: Handlers | None = None,
+            yield_hook: Callable[[], None] | None = None) -> Status | None:
     """Claim and run one task.  Returns how it ended, or None when it was not ours to run."""
     task = store.claim(task_id, worker)
     if task is None:
         return None
-    handler = handler_for(task.kind)
+    handler = handler_for(task.kind, handlers)
     if handler is None:
         store.fail(task_id, worker, f"no handler for task kind {task.kind!r} in this worker")
         return Status.FAILED
     log.info("task started", task_id=task_id, kind=task.kind, attempt=task.attempts)
     started = time.perf_counter()
     try:
-        with JobContext(store, task, worker, stopping, services, yield_hook) as ctx:
+        with JobContext(store, task, worker, stopping, yield_hook) as ctx:
             result = handler(ctx)
             ctx.check()  # a cancel that arrived during the last step still wins
     except Cancelled:

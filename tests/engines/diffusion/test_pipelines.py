@@ -20,7 +20,7 @@ from ronghe.engines.diffusion.registry import ModelRegistry
 from ronghe.errors import NotReady
 from tests.conftest import DemoModel
 from tests.engines.diffusion.conftest import image_settings
-from tests.image_support import PROMPT, lora_weights, mean_diff
+from tests.image_support import PROMPT, lora_weights, mean_diff, on
 
 
 def registry_of(tmp_path: Path, demo_model: DemoModel, *names: str) -> ModelRegistry:
@@ -91,7 +91,7 @@ def test_lora_weight_scales_its_effect(tmp_path: Path, demo_model: DemoModel,
     def run(weight: float | None) -> np.ndarray:
         loras = [] if weight is None else [LoraSource("t1", "t1", weight, lambda: load(data))]
         req = GenerationRequest(PROMPT, [3], 64, 64, 8, 5.0, loras=loras)
-        return engine.generate(entry, req).images[0]
+        return engine.generate(on(entry, req)).images[0]
 
     plain = run(None)
     at = {w: mean_diff(plain, run(w)) for w in (0.0, 0.5, 1.0, 2.0)}

@@ -1,29 +1,8 @@
-"""The chat feature: vendor routes, the shared engines, the CPU budget, shutdown."""
+"""The chat feature: the vendor's chat routes on the shared engines."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
-
 from ronghe.api.chat.router import router
-from ronghe.api.chat.state import KEY, ensure_chat_state
-from ronghe.engines.cpu import budget
-from ronghe.features import BaseFeature
-from ronghe.services import Services
+from ronghe.api.chat.state import ChatApiFeature
 
-
-class ChatFeature(BaseFeature):
-    name = "chat"
-
-    def install(self, app: FastAPI, services: Services, registry: CollectorRegistry) -> None:
-        app.state.chat_engines = ensure_chat_state(services, registry).engines
-        app.include_router(router)
-
-    async def start(self, app: FastAPI, services: Services) -> None:
-        budget.configure(services.settings.cpu_threads)
-
-    async def stop(self, app: FastAPI, services: Services) -> None:
-        await services.extras[KEY].engines.aclose()
-
-
-feature = ChatFeature()
+feature = ChatApiFeature("chat", router)

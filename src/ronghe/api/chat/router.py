@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
 from ronghe.api.chat import serving
 from ronghe.api.chat.protocol import ChatCompletionRequest
-from ronghe.api.chat.state import ChatState, get_chat
-from ronghe.auth.deps import ApiPrincipal
+from ronghe.api.deps import ApiPrincipal, ChatDep
 
 PATHS = ("/nlp/v1/chat/completions", "/v1/nlp/chat/completions",
          "/test/v1/nlp/chat/completions")
@@ -18,7 +15,7 @@ router = APIRouter(tags=["chat"])
 
 
 async def chat_completions(request: Request, body: ChatCompletionRequest, user: ApiPrincipal,
-                           chat: Annotated[ChatState, Depends(get_chat)]) -> Response:
+                           chat: ChatDep) -> Response:
     """Chat with a configured model; ``stream: true`` answers with server-sent events."""
     return await serving.complete(request, body, chat)
 

@@ -1,18 +1,18 @@
-"""What both chat APIs share in one app: the engines and the chat metrics."""
+"""What both chat APIs share in one app: the engines, the chat metrics, the feature."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import APIRouter, FastAPI
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from ronghe.engines.cpu import budget
 from ronghe.engines.llm.base import ChatDelta, ChatStream
 from ronghe.engines.llm.registry import ChatEngines
+from ronghe.features import BaseFeature
 from ronghe.services import Services
-
-KEY = "chat"
 
 
 class ChatMetrics:
@@ -81,15 +81,34 @@ class ChatState:
     metrics: ChatMetrics
 
 
-def ensure_chat_state(services: Services, registry: CollectorRegistry) -> ChatState:
-    """The one ChatState of this app, made by whichever chat feature installs first."""
-    state = services.extras.get(KEY)
+def ensure_chat_state(app: FastAPI, services: Services,
+                      registry: CollectorRegistry) -> ChatState:
+    """The one ChatState of this app (``app.state.chat``), made by whichever chat feature
+    installs first; its engines are the process's ``services.chat``."""
+    state: ChatState | None = getattr(app.state, "chat", None)
     if state is None:
-        engines = ChatEngines(services.settings)
-        state = services.extras[KEY] = ChatState(engines, ChatMetrics(registry))
+        engines = services.chat or ChatEngines(services.settings)
+        services.chat = engines
+        state = app.state.chat = ChatState(engines, ChatMetrics(registry))
         services.readiness["chat"] = engines.readiness
     return state
 
 
-def get_chat(request: Request) -> ChatState:
-    return request.app.state.services.extras[KEY]
+class ChatApiFeature(BaseFeature):
+    """A chat API (the vendor's or the OpenAI-compatible one) on the shared engines."""
+
+    def __init__(self, name: str, router: APIRouter) -> None:
+        self.name = name
+        self.router = router
+
+    def install(self, app: FastAPI, services: Services, registry: CollectorRegistry) -> None:
+        ensure_chat_state(app, services, registry)
+        app.include_router(self.router)
+
+    async def start(self, app: FastAPI, services: Services) -> None:
+        budget.configure(services.settings.cpu_threads)
+
+    async def stop(self, app: FastAPI, services: Services) -> None:
+        # The second chat feature to stop finds no engine running any more.
+        if services.chat is not None:
+            await services.chat.aclose()

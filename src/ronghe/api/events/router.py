@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.api.events import serving
 from ronghe.api.events.protocol import WebhookDeliveriesRequest, WebhookSecretRequest
-from ronghe.auth.deps import ServicesDep, TokenUser
 from ronghe.errors import Unauthorized
 from ronghe.webhooks.outbox import deliveries
 

@@ -7,10 +7,9 @@ from typing import Any
 
 from ronghe.api.images.protocol import MAX_CN_UNITS, MAX_LORAS, SEED_MAX
 from ronghe.api.images.serving import RANDOM_SEED_MAX
-from ronghe.api.images.state import ImageState
 from ronghe.catalog.service import LoraInfo
 from ronghe.db.models import User
-from ronghe.engines.diffusion.registry import DEFAULT_GUIDANCE, ModelEntry
+from ronghe.engines.diffusion.registry import DEFAULT_GUIDANCE, ModelEntry, ModelRegistry
 from ronghe.services import Services
 
 # The spec's resolution choices; each model shows those within its own size range.
@@ -42,8 +41,8 @@ def model_info(entry: ModelEntry, default: bool) -> dict[str, Any]:
     }
 
 
-def generation_form(services: Services, state: ImageState, user: User | None) -> dict[str, Any]:
-    registry = state.registry
+def generation_form(services: Services, user: User | None) -> dict[str, Any]:
+    registry = services.image_models
     default_entry = registry.find("")
     models = [model_info(e, e is default_entry) for e in registry.entries()]
     choices = registry.choices()
@@ -101,13 +100,13 @@ def matches(query: str, *texts: str) -> bool:
     return not q or any(q in t.lower() for t in texts)
 
 
-def base_models(state: ImageState, page: int, per_page: int, query: str) -> dict[str, Any]:
+def base_models(registry: ModelRegistry, page: int, per_page: int, query: str) -> dict[str, Any]:
     rows = [{
         "author": "ronghe", "base_model": "", "demo_picture": "",
         "description": e.spec.description, "is_opensource": True, "model_id": e.name,
         "model_name": e.name, "tag": e.family, "versionid": e.name,
         "aliases": list(e.spec.aliases), "controlnets": sorted(e.controlnets),
-    } for e in state.registry.entries()
+    } for e in registry.entries()
         if matches(query, e.name, e.spec.description, e.family, *e.spec.aliases)]
     start = (page - 1) * per_page
     return page_of(rows[start:start + per_page], len(rows), page, per_page)
@@ -161,12 +160,12 @@ def controlnet_rows(entries: list[ModelEntry]) -> list[dict[str, Any]]:
     return rows
 
 
-def artist_controlnets(state: ImageState) -> dict[str, Any]:
+def artist_controlnets(registry: ModelRegistry) -> dict[str, Any]:
     """ControlNets of the house model (the default one, aliased Artist_V0.1.3)."""
-    default = state.registry.find("")
+    default = registry.find("")
     return {"code": 0, "info": controlnet_rows([default] if default else []), "msg": ""}
 
 
-def opensource_controlnets(state: ImageState) -> dict[str, Any]:
+def opensource_controlnets(registry: ModelRegistry) -> dict[str, Any]:
     """ControlNets of every configured model, each with the models that support it."""
-    return {"code": 0, "info": controlnet_rows(state.registry.entries()), "msg": ""}
+    return {"code": 0, "info": controlnet_rows(registry.entries()), "msg": ""}

@@ -191,3 +191,31 @@ class ModelListRequest(Lenient):
     page: Annotated[int, _int_range(1, 100_000)] = 1
     per_page: Annotated[int, _int_range(1, 100)] = 20
     query: Annotated[str, _text(128)] = ""
+
+
+TASK_STATES = ("pending", "running", "done", "failed", "cancelled")
+TASK_KINDS = ("image", "train", "all")
+
+
+def _choice(choices: tuple[str, ...], empty_ok: bool) -> Any:
+    def check(value: Any) -> str:
+        allowed = ", ".join(choices) + (' or "" (any)' if empty_ok else "")
+        if not isinstance(value, str) or (value.strip().lower() not in choices
+                                          and not (empty_ok and not value.strip())):
+            raise ValueError(f"must be one of {allowed}")
+        return value.strip().lower()
+
+    return BeforeValidator(check)
+
+
+class TaskListRequest(Lenient):
+    page: Annotated[int, _int_range(1, 100_000)] = 1
+    per_page: Annotated[int, _int_range(1, 100)] = 20
+    state: Annotated[str, _choice(TASK_STATES, empty_ok=True)] = ""
+    kind: Annotated[str, _choice(TASK_KINDS, empty_ok=False)] = "image"
+
+
+# The same validators for the other /api/v1b request bodies (accounts, keys, admin).
+int_range = _int_range
+text = _text
+choice = _choice

@@ -10,30 +10,26 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 
-from ronghe.api.idempotent import IdempotencyKeyHeader, idempotent
-from ronghe.api.images import forms, serving
-from ronghe.api.images.protocol import (
-    ModelListRequest,
-    TaskCancelRequest,
-    TaskResultRequest,
-    TaskResultsRequest,
-    TaskSubmitRequest,
-)
-from ronghe.api.images.state import ImageState, image_state
-from ronghe.auth.deps import (
+from ronghe.api.deps import (
     OptionalTokenUser,
     RequestToken,
     ServicesDep,
     TokenUser,
     token_user,
 )
+from ronghe.api.idempotent import IdempotencyKeyHeader, idempotent
+from ronghe.api.images import forms, listing, serving
+from ronghe.api.images.protocol import (
+    ModelListRequest,
+    TaskCancelRequest,
+    TaskListRequest,
+    TaskResultRequest,
+    TaskResultsRequest,
+    TaskSubmitRequest,
+)
 from ronghe.services import Services
 
 router = APIRouter(prefix="/api/v1b", tags=["images"])
-
-
-def _state(services: Services) -> ImageState:
-    return image_state(services)
 
 
 def _base(request: Request) -> str:
@@ -44,7 +40,7 @@ def _base(request: Request) -> str:
 def task_submit(body: TaskSubmitRequest, user: TokenUser, services: ServicesDep,
                 response: Response, key: IdempotencyKeyHeader = None) -> Any:
     return idempotent(services, user, key, "task_submit", body, response,
-                      lambda: serving.submit(services, _state(services), user, body))
+                      lambda: serving.submit(services, user, body))
 
 
 def _task_result(services: Services, token: str, task_id: str, base: str) -> Any:
@@ -73,6 +69,12 @@ async def task_results(body: TaskResultsRequest, token: RequestToken, services: 
                                       _base(request))
 
 
+@router.post("/task_list", summary="Your tasks, newest first, a page at a time")
+def task_list(body: TaskListRequest, user: TokenUser, services: ServicesDep,
+              request: Request) -> Any:
+    return listing.task_list(services, user, body, _base(request))
+
+
 @router.post("/task_cancel", summary="Cancel a pending or running task")
 def task_cancel(body: TaskCancelRequest, user: TokenUser, services: ServicesDep) -> Any:
     return serving.cancel(services, user, body.task_id)
@@ -80,12 +82,12 @@ def task_cancel(body: TaskCancelRequest, user: TokenUser, services: ServicesDep)
 
 @router.get("/get_generation_form", summary="The fields of task_submit and their choices")
 def get_generation_form(services: ServicesDep, user: OptionalTokenUser) -> Any:
-    return forms.generation_form(services, _state(services), user)
+    return forms.generation_form(services, user)
 
 
 @router.post("/models/base", summary="Base image models")
 def models_base(body: ModelListRequest, services: ServicesDep) -> Any:
-    return forms.base_models(_state(services), body.page, body.per_page, body.query)
+    return forms.base_models(services.image_models, body.page, body.per_page, body.query)
 
 
 @router.post("/models/lora", summary="Public LoRA models")
@@ -102,9 +104,9 @@ def models_private(body: ModelListRequest, user: TokenUser, services: ServicesDe
 
 @router.post("/cn/artist", summary="ControlNets of the house model")
 def cn_artist(services: ServicesDep) -> Any:
-    return forms.artist_controlnets(_state(services))
+    return forms.artist_controlnets(services.image_models)
 
 
 @router.post("/cn/opensource", summary="ControlNets of every configured model")
 def cn_opensource(services: ServicesDep) -> Any:
-    return forms.opensource_controlnets(_state(services))
+    return forms.opensource_controlnets(services.image_models)

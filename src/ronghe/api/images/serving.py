@@ -11,27 +11,31 @@ import random
 import re
 from typing import Any
 
-from ronghe.api.images import prompt as add_prompt
 from ronghe.api.images.protocol import (
     MAX_CN_UNITS,
     CnConfig,
     LoraConfig,
     TaskSubmitRequest,
 )
-from ronghe.api.images.state import ImageState
-from ronghe.catalog.service import READY, LoraInfo
+from ronghe.catalog.service import LoraInfo, LoraState
 from ronghe.db.models import User
 from ronghe.engines.diffusion.control import PROCESSORS
-from ronghe.engines.diffusion.registry import DEFAULT_GUIDANCE, SIZE_STEP, ModelEntry
+from ronghe.engines.diffusion.registry import (
+    DEFAULT_GUIDANCE,
+    SIZE_STEP,
+    ModelEntry,
+    ModelRegistry,
+)
 from ronghe.errors import BadRequest, NotFound, field_error
 from ronghe.jobs import Status, TaskView
 from ronghe.jobs.previews import preview_url
+from ronghe.queues import Kind
 from ronghe.services import Services
 from ronghe.storage.files import FileInfo
+from ronghe.tasks import prompt as add_prompt
 from ronghe.webhooks.request import PARAM as WEBHOOK
 from ronghe.webhooks.request import task_webhook
 
-KIND = "image"
 SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX*×]\s*(\d{1,5})\s*$")
 # Seeds drawn for select_seed -1, in the range the generation form advertises.
 RANDOM_SEED_MAX = 9_999_999
@@ -61,15 +65,15 @@ def lora_for(services: Services, user_id: int, versionid: Any, field: str) -> Lo
                 info = services.loras.get(int(versionid))
             except NotFound:
                 raise own_error from None
-            if info.public and info.state == READY:
+            if info.public and info.state == LoraState.READY:
                 return info
         raise
 
 
-def resolve_model(services: Services, state: ImageState, user: User,
+def resolve_model(services: Services, user: User,
                   name: str) -> tuple[ModelEntry, list[LoraInfo]]:
     """model_name -> a registry model, or a trained LoRA of the user's (its base + it)."""
-    registry = state.registry
+    registry = services.image_models
     entry = registry.find(name)
     if entry is not None:
         return entry, []
@@ -78,15 +82,15 @@ def resolve_model(services: Services, state: ImageState, user: User,
         raise BadRequest(f"model_name: unknown model {name!r}; available: "
                          + ", ".join(registry.choices()) + " or one of your trained models "
                          "(see /api/v1b/models/private)", field="model_name")
-    if lora.state != READY:
+    if lora.state != LoraState.READY:
         raise BadRequest(f"model_name: your model {name!r} is not ready "
                          f"(state {lora.state})", field="model_name")
     return registry.get(lora.base_model, "model_name"), [lora]
 
 
-def lora_params(entry: ModelEntry, state: ImageState, lora: LoraInfo, weight: float,
+def lora_params(entry: ModelEntry, registry: ModelRegistry, lora: LoraInfo, weight: float,
                 field: str) -> dict[str, Any]:
-    base = state.registry.find(lora.base_model)
+    base = registry.find(lora.base_model)
     if base is None or base.name != entry.name:
         raise BadRequest(f"{field}: model {lora.name!r} was trained on {lora.base_model!r} "
                          f"and cannot be used with {entry.name!r}", field=field)
@@ -124,10 +128,10 @@ def image_file(services: Services, user: User, url: str, field: str) -> Any:
     return info
 
 
-def build_params(services: Services, state: ImageState, user: User,
-                 body: TaskSubmitRequest) -> dict[str, Any]:
-    entry, implied = resolve_model(services, state, user, body.model_name)
-    state.registry.check(entry)
+def build_params(services: Services, user: User, body: TaskSubmitRequest) -> dict[str, Any]:
+    registry = services.image_models
+    entry, implied = resolve_model(services, user, body.model_name)
+    registry.check(entry)
     width, height = parse_size(body.output_size, entry)
     controls: list[dict[str, Any]] = []
     if body.controlnet_model:
@@ -144,13 +148,13 @@ def build_params(services: Services, state: ImageState, user: User,
     init_file_id = None
     if body.init_img and not init_used_as_control:
         init_file_id = image_file(services, user, body.init_img, "init_img").id
-    loras = [lora_params(entry, state, lora, 1.0, "model_name") for lora in implied]
+    loras = [lora_params(entry, registry, lora, 1.0, "model_name") for lora in implied]
     for i, unit in enumerate(body.lora_configs):
-        loras.append(lora_from_config(services, state, user, entry, unit, i))
+        loras.append(lora_from_config(services, user, entry, unit, i))
     if len({x["id"] for x in loras}) != len(loras):
         raise BadRequest("lora_configs: the same model is listed twice", field="lora_configs")
     if body.add_prompt:
-        add_prompt.check_available(services)
+        add_prompt.check_available(services.chat)
     task_type = "controlnet" if controls else ("img2img" if init_file_id else "txt2img")
     scale = body.scale if body.scale is not None else (entry.recommended_guidance
                                                       or DEFAULT_GUIDANCE)
@@ -165,25 +169,25 @@ def build_params(services: Services, state: ImageState, user: User,
     }
 
 
-def lora_from_config(services: Services, state: ImageState, user: User, entry: ModelEntry,
+def lora_from_config(services: Services, user: User, entry: ModelEntry,
                      unit: LoraConfig, index: int) -> dict[str, Any]:
     field = f"lora_configs[{index}].versionid"
     info = lora_for(services, user.id, unit.versionid, field)
-    return lora_params(entry, state, info, unit.merge_weight, field)
+    return lora_params(entry, services.image_models, info, unit.merge_weight, field)
 
 
-def submit(services: Services, state: ImageState, user: User,
-           body: TaskSubmitRequest) -> dict[str, Any]:
-    params = build_params(services, state, user, body)
+def submit(services: Services, user: User, body: TaskSubmitRequest) -> dict[str, Any]:
+    params = build_params(services, user, body)
     hook = task_webhook(services, user.id, body.webhook, body.callback_url,
                         body.webhook_events_filter)
     if hook is not None:
         params[WEBHOOK] = hook
-    entry = state.registry.get(params["model"])
-    task = services.tasks.create(user.id, KIND, entry.queue, params)
+    entry = services.image_models.get(params["model"])
+    task = services.tasks.create(user.id, Kind.IMAGE.value, entry.queue, params)
+    assert services.dispatcher is not None  # the app sets it before serving
     services.dispatcher.submit(task)
-    if state.metrics is not None:
-        state.metrics.submitted.labels(entry.name, params["task_type"]).inc()
+    if services.image_metrics is not None:
+        services.image_metrics.submitted.labels(entry.name, params["task_type"]).inc()
     return {"task_id": task.id}
 
 

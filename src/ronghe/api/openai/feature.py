@@ -2,24 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
-
-from ronghe.api.chat.state import KEY, ensure_chat_state
+from ronghe.api.chat.state import ChatApiFeature
 from ronghe.api.openai.router import router
-from ronghe.features import BaseFeature
-from ronghe.services import Services
 
-
-class OpenAIFeature(BaseFeature):
-    name = "openai"
-
-    def install(self, app: FastAPI, services: Services, registry: CollectorRegistry) -> None:
-        app.state.chat_engines = ensure_chat_state(services, registry).engines
-        app.include_router(router)
-
-    async def stop(self, app: FastAPI, services: Services) -> None:
-        await services.extras[KEY].engines.aclose()
-
-
-feature = OpenAIFeature()
+feature = ChatApiFeature("openai", router)

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from fastapi import APIRouter, Request, Response
 
-from fastapi import APIRouter, Depends, Request, Response
-
-from ronghe.api.chat.state import ChatState, get_chat
+from ronghe.api.deps import ApiPrincipal, ChatDep
 from ronghe.api.openai import serving
 from ronghe.api.openai.protocol import ChatCompletionRequest
-from ronghe.auth.deps import ApiPrincipal
 
 router = APIRouter(prefix="/v1", tags=["openai"])
-ChatDep = Annotated[ChatState, Depends(get_chat)]
 
 
 @router.post("/chat/completions", response_model=None,

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
+from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.api.idempotent import IdempotencyKeyHeader, idempotent
 from ronghe.api.training.protocol import DatasetCreate, DatasetImages, DatasetPage
-from ronghe.auth.deps import ServicesDep, TokenUser
 from ronghe.datasets.service import DatasetInfo, DatasetService
 from ronghe.errors import BadRequest
 from ronghe.services import Services
@@ -22,7 +22,7 @@ Files = Annotated[list[UploadFile], File(description="image files (JPEG, PNG, We
 
 
 def _datasets(services: Services) -> DatasetService:
-    return services.extras["datasets"]
+    return services.datasets
 
 
 def _upload(request: Request, user: TokenUser, services: Services, parts: list[UploadFile],

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 
+from ronghe.api.deps import ServicesDep, TokenUser
+from ronghe.api.deps import TrainingDep as Training
 from ronghe.api.idempotent import IdempotencyKeyHeader, idempotent
 from ronghe.api.training.protocol import TaskRef, TrainSubmit
-from ronghe.api.training.serving import TrainingService
-from ronghe.auth.deps import ServicesDep, TokenUser
 
 router = APIRouter(tags=["training"])
-KEY = "training"
-
-
-def get_training(request: Request) -> TrainingService:
-    return request.app.state.services.extras[KEY]
-
-
-Training = Annotated[TrainingService, Depends(get_training)]
 
 
 @router.get("/api/v1b/get_train_form", summary="Trainable base models and main bodies")

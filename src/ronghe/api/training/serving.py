@@ -16,29 +16,28 @@ from dataclasses import replace
 from typing import Any
 
 from ronghe.api.training.protocol import AUTO_BASE_MODEL, TrainSubmit
-from ronghe.catalog.service import LoraInfo
-from ronghe.datasets.service import DatasetService
-from ronghe.engines.diffusion.registry import ModelEntry, ModelRegistry
-from ronghe.engines.training.job import KIND, QUEUE, TrainJob, work_dir
+from ronghe.catalog.service import LoraInfo, LoraState
+from ronghe.engines.diffusion.registry import ModelEntry
 from ronghe.engines.training.presets import MAIN_BODIES, TRAINABLE_FAMILIES, preset_for
 from ronghe.errors import BadRequest, Conflict, NotFound
 from ronghe.jobs.status import Status
 from ronghe.jobs.store import TaskView
+from ronghe.queues import Kind, Queue
 from ronghe.services import Services
+from ronghe.tasks.training import TrainJob, work_dir
 from ronghe.webhooks.request import PARAM as WEBHOOK
 from ronghe.webhooks.request import task_webhook
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Entries in these states no longer hold their name: submitting the name again replaces them.
-REPLACEABLE = ("failed", "cancelled")
+REPLACEABLE = (LoraState.FAILED, LoraState.CANCELLED)
 
 
 class TrainingService:
-    def __init__(self, services: Services, datasets: DatasetService,
-                 registry: ModelRegistry) -> None:
+    def __init__(self, services: Services) -> None:
         self.services = services
-        self.datasets = datasets
-        self.registry = registry
+        self.datasets = services.datasets
+        self.registry = services.image_models
 
     # --- the form
 
@@ -92,10 +91,12 @@ class TrainingService:
         if hook is not None:
             params[WEBHOOK] = hook
         try:
-            task = self.services.tasks.create(user_id, KIND, QUEUE, params, task_id=task_id)
+            task = self.services.tasks.create(user_id, Kind.TRAIN.value, Queue.TRAINING.value,
+                                              params, task_id=task_id)
         except Exception:
             self.services.loras.delete(lora.id)
             raise
+        assert self.services.dispatcher is not None  # the app sets it before serving
         self.services.dispatcher.submit(task)
         return task
 
@@ -143,7 +144,7 @@ class TrainingService:
 
     def task(self, user_id: int, task_id: str) -> TaskView:
         task = self.services.tasks.get(task_id, user_id)
-        if task.kind != KIND:
+        if task.kind != Kind.TRAIN:
             raise NotFound(f"task {task_id[:64]!r} is not a training task", field="task_id")
         return task
 
@@ -202,16 +203,17 @@ class TrainingService:
 
     def _reconcile(self, lora: LoraInfo, task: TaskView | None = None) -> LoraInfo:
         """An entry still 'training' whose task ended without the handler saying so."""
-        if lora.state != "training" or not lora.task_id:
+        if lora.state != LoraState.TRAINING or not lora.task_id:
             return lora
         if task is None:
             try:
                 task = self.services.tasks.get(lora.task_id)
             except NotFound:
-                return self.services.loras.update(lora.id, state="failed")
+                return self.services.loras.update(lora.id, state=LoraState.FAILED.value)
         if task.state in (Status.FAILED, Status.CANCELLED):
             # Its checkpoints can never be resumed now.
-            shutil.rmtree(work_dir(self.services, task.id), ignore_errors=True)
+            shutil.rmtree(work_dir(self.services.settings.data_dir, task.id),
+                          ignore_errors=True)
             return self.services.loras.update(lora.id, state=task.state.value)
         return lora
 

@@ -55,6 +55,8 @@ class GenerationRequest:
     steps: int
     guidance: float
     negative_prompt: str = ""
+    # A registry name or alias; empty means the registry's default model.
+    model: str = ""
     init_image: Image.Image | None = None
     strength: float = 0.6
     controls: list[ControlUnit] = field(default_factory=list)
@@ -100,18 +102,28 @@ def render_size(entry: ModelEntry, width: int, height: int, multiple: int) -> tu
 
 
 class ImageEngine:
-    """The model registry plus the pipeline cache; ``generate`` runs one request."""
+    """In-process generation: the model registry plus the pipeline cache.
+
+    Implements ``engine.ImageEngineProtocol``, as the child-process ``IsolatedEngine`` does.
+    """
 
     def __init__(self, registry: ModelRegistry, cache: PipelineCache) -> None:
         self.registry = registry
         self.cache = cache
 
-    def generate(self, entry: ModelEntry, req: GenerationRequest,
-                 on_step: StepCallback | None = None,
+    def describe(self) -> dict[str, Any]:
+        return {"engine": "in-process", "device": self.cache.device,
+                "loaded": self.cache.loaded()}
+
+    def close(self) -> None:
+        self.cache.clear()
+
+    def generate(self, req: GenerationRequest, on_step: StepCallback | None = None,
                  threads: int | None = None,
                  on_preview: PreviewCallback | None = None) -> GenerationResult:
         """``threads``: torch threads to use, when the caller holds the CPU budget's lease
         (the engine's own process does); else the engine takes a lease itself."""
+        entry = self.registry.get(req.model)
         started = time.perf_counter()
         with self.cache.lock, budget.lease("torch") as share:
             torch.set_num_threads(threads or share)

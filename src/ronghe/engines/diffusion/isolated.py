@@ -1,4 +1,4 @@
-"""Generation in a child process, with the same ``generate`` call as ``ImageEngine``.
+"""Generation in a child process, behind the same interface as ``ImageEngine``.
 
 Why: a denoising loop is Python-heavy (hundreds of module calls per step, and for small
 models little else), and in a thread of the API process it holds the GIL most of the time,
@@ -39,7 +39,7 @@ from ronghe.engines.diffusion.generate import (
 )
 from ronghe.engines.diffusion.pipelines import LoraSource, PipelineCache
 from ronghe.engines.diffusion.preview import PreviewCallback
-from ronghe.engines.diffusion.registry import ModelEntry, ModelRegistry
+from ronghe.engines.diffusion.registry import ModelRegistry
 from ronghe.errors import RongheError
 from ronghe.settings import ImageModelSpec
 
@@ -55,7 +55,7 @@ class WorkerDied(RongheError):
 
 @dataclass(frozen=True)
 class ChildConfig:
-    """What the child needs to build its registry and cache (duck-types Settings there)."""
+    """What the child needs to build its registry (a ``registry.ModelsConfig``) and cache."""
 
     image_models: list[ImageModelSpec]
     image_default_model: str
@@ -69,7 +69,7 @@ class _Stop(Exception):
 
 
 def _child_main(conn: Connection, config: ChildConfig) -> None:
-    registry = ModelRegistry(config)  # type: ignore[arg-type]
+    registry = ModelRegistry(config)
     cache = PipelineCache(registry, config.capacity, config.memory_budget_bytes, config.device)
     engine = ImageEngine(registry, cache)
     while True:
@@ -79,13 +79,12 @@ def _child_main(conn: Connection, config: ChildConfig) -> None:
             return  # the parent is gone
         if message[0] != "generate":
             continue  # a late stop for a request that already ended
-        _, rid, name, request, loras, threads = message
-        _serve(conn, engine, rid, name, request, loras, threads)
+        _, rid, request, loras, threads = message
+        _serve(conn, engine, rid, request, loras, threads)
 
 
-def _serve(conn: Connection, engine: ImageEngine, rid: int, name: str,
-           request: GenerationRequest, loras: list[tuple[str, str, float]],
-           threads: int) -> None:
+def _serve(conn: Connection, engine: ImageEngine, rid: int, request: GenerationRequest,
+           loras: list[tuple[str, str, float]], threads: int) -> None:
     stop = False
 
     def read_control(wait_for_lora: str | None = None) -> Any:
@@ -130,8 +129,7 @@ def _serve(conn: Connection, engine: ImageEngine, rid: int, name: str,
 
     sources = [LoraSource(key, lname, weight, lora_loader(key)) for key, lname, weight in loras]
     try:
-        entry = engine.registry.get(name)
-        result = engine.generate(entry, dataclasses.replace(request, loras=sources), on_step,
+        result = engine.generate(dataclasses.replace(request, loras=sources), on_step,
                                  threads=threads, on_preview=on_preview)
         conn.send(("done", rid, result))
     except _Stop:
@@ -144,7 +142,7 @@ def _serve(conn: Connection, engine: ImageEngine, rid: int, name: str,
 
 
 class IsolatedEngine:
-    """``ImageEngine``'s interface; the work happens in one long-lived child process."""
+    """``engine.ImageEngineProtocol`` on one long-lived child process."""
 
     def __init__(self, registry: ModelRegistry, config: ChildConfig) -> None:
         self.registry = registry
@@ -181,13 +179,17 @@ class IsolatedEngine:
             self._process.join(timeout=5)
         self._process = self._conn = None
 
+    def describe(self) -> dict[str, Any]:
+        return {"engine": "child process", "device": self.config.device, "pid": self.pid}
+
     def close(self) -> None:
         with self._lock:
             self._reset()
 
-    def generate(self, entry: ModelEntry, req: GenerationRequest,
+    def generate(self, req: GenerationRequest,
                  on_step: StepCallback | None = None,
                  on_preview: PreviewCallback | None = None) -> GenerationResult:
+        entry = self.registry.get(req.model)
         loras = {lora.key: lora for lora in req.loras}
         bare = dataclasses.replace(req, loras=[],
                                    preview_seconds=req.preview_seconds if on_preview else 0)
@@ -198,7 +200,7 @@ class IsolatedEngine:
             rid = self._rid
             stopped: BaseException | None = None
             try:
-                conn.send(("generate", rid, entry.name, bare, specs, threads))
+                conn.send(("generate", rid, bare, specs, threads))
                 while True:
                     message = conn.recv()
                     if message[1] != rid:

@@ -11,10 +11,11 @@ import json
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ronghe.errors import BadRequest, NotReady
-from ronghe.settings import ImageModelSpec, Settings
+from ronghe.queues import image_queue
+from ronghe.settings import ImageModelSpec
 
 BUNDLED = "bundled:"
 SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
@@ -76,8 +77,7 @@ class ModelEntry:
 
     @property
     def queue(self) -> str:
-        # Scale-out workers subscribe per family; training interleaves "images*" queues.
-        return f"images.{self.family}"
+        return image_queue(self.family)
 
     def problem(self) -> str | None:
         """Why this model cannot load, judged from its files without loading it."""
@@ -122,8 +122,22 @@ def make_entry(spec: ImageModelSpec) -> ModelEntry:
     )
 
 
+class ModelsConfig(Protocol):
+    """What the registry reads: ``Settings`` in a server, ``ChildConfig`` in an engine's child
+    process."""
+
+    @property
+    def image_models(self) -> list[ImageModelSpec]: ...
+
+    @property
+    def image_default_model(self) -> str: ...
+
+
 class ModelRegistry:
-    def __init__(self, settings: Settings) -> None:
+    """One per process (``Services.image_models``): a model that failed to load is marked
+    broken here, so every later submit and training run in this process fails fast."""
+
+    def __init__(self, settings: ModelsConfig) -> None:
         self.default_name = settings.image_default_model
         self._specs = list(settings.image_models)
         self._by_name: dict[str, ImageModelSpec] = {}

@@ -97,10 +97,6 @@ class LoraTrainer:
         self.empty: torch.Tensor | None = None
         self.anchors: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
-    @property
-    def trainable_parameters(self) -> int:
-        return sum(p.numel() for p in self.params)
-
     # --- data
 
     @torch.no_grad()

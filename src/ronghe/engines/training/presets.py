@@ -81,8 +81,3 @@ def preset_for(family: str, main_body: str) -> Preset:
         raise ValueError(f"no training preset for model family {family!r}")
     base = _DEMO if family == "demo" else _SD15
     return replace(base, **_BODY_CHANGES[family][main_body])
-
-
-def all_presets() -> dict[str, dict[str, dict[str, Any]]]:
-    return {family: {body: preset_for(family, body).to_dict() for body in MAIN_BODIES}
-            for family in TRAINABLE_FAMILIES}

@@ -1,7 +1,7 @@
 """task events, webhooks, idempotency keys
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-01 20:31:43.431277
 
 Issue 14: task events (streams and webhooks read them), the webhook outbox and per-user
@@ -16,7 +16,7 @@ from alembic import op
 import ronghe.db.base
 
 revision = "0008"
-down_revision = "0005"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

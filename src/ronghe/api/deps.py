@@ -1,4 +1,8 @@
-"""FastAPI dependencies for the two ways clients authenticate.
+"""FastAPI dependencies: the app's objects, and the two ways clients authenticate.
+
+Each getter reads one named ``app.state`` attribute: ``services`` (the process's
+``Services``), ``chat`` (the chat APIs' engines and metrics), ``training`` (the training
+routes' service).
 
 - Miaohua/training endpoints: a get_token token in the JSON body (``token``), in a multipart
   field (``token``), or as ``Authorization: Bearer <token>``.
@@ -13,17 +17,29 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from ronghe.api.chat.state import ChatState
+from ronghe.api.training.serving import TrainingService
 from ronghe.db.models import User
 from ronghe.errors import Unauthorized
 from ronghe.services import Services
 
 
-# Async because it does no I/O: a sync dependency would cost a threadpool hop per request.
+# Async because they do no I/O: a sync dependency would cost a threadpool hop per request.
 async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
+async def get_chat(request: Request) -> ChatState:
+    return request.app.state.chat
+
+
+async def get_training(request: Request) -> TrainingService:
+    return request.app.state.training
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
+ChatDep = Annotated[ChatState, Depends(get_chat)]
+TrainingDep = Annotated[TrainingService, Depends(get_training)]
 
 
 def _authorization(request: Request) -> str:

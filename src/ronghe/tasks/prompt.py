@@ -6,7 +6,7 @@ its subject (the bundled 135M model turned "a yellow square on a black backgroun
 story about Tic-Tac-Toe), and image models weigh the start of a prompt most (the demo
 model reads only 32 tokens), so keeping the original first keeps what the user asked for.
 
-The rewrite runs in the image worker (so a slow chat model never holds up ``task_submit``),
+The rewrite runs in the image task (so a slow chat model never holds up ``task_submit``),
 on the app's event loop when there is one: chat engines keep loop-bound state (HTTP clients,
 queues), so they are always driven from the loop that owns them.
 """
@@ -14,12 +14,14 @@ queues), so they are always driven from the loop that owns them.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ronghe.engines.llm.base import ChatMessage, GenerationParams, collect
 from ronghe.errors import NotReady, RongheError, UpstreamError
 
-CHAT_KEY = "chat"
+if TYPE_CHECKING:
+    from ronghe.engines.llm.registry import ChatEngines
+
 MAX_NEW_TOKENS = 60
 TIMEOUT_SECONDS = 120.0
 MAX_PROMPT_CHARS = 1000
@@ -32,14 +34,8 @@ SYSTEM_PROMPT = (
 )
 
 
-def chat_engines(services: Any) -> Any | None:
-    state = services.extras.get(CHAT_KEY)
-    return getattr(state, "engines", None)
-
-
-def check_available(services: Any) -> None:
+def check_available(engines: ChatEngines | None) -> None:
     """Raise when add_prompt cannot work, so the submit fails instead of the task."""
-    engines = chat_engines(services)
     if engines is None:
         raise NotReady("add_prompt: no chat engine is running on this server; "
                        "send add_prompt false", field="add_prompt")
@@ -74,7 +70,7 @@ def enrich(prompt: str, details: str) -> str:
     return f"{prompt.rstrip(' ,.')}, {details}" if prompt.strip() else details
 
 
-async def rewrite_async(engines: Any, prompt: str) -> str:
+async def rewrite_async(engines: ChatEngines, prompt: str) -> str:
     engine = engines.get(None)
     params = GenerationParams(
         messages=[ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", prompt)],
@@ -84,11 +80,8 @@ async def rewrite_async(engines: Any, prompt: str) -> str:
     return enrich(prompt, clean(result.text))
 
 
-def rewrite(services: Any, prompt: str, loop: asyncio.AbstractEventLoop | None) -> str:
+def rewrite(engines: ChatEngines, prompt: str, loop: asyncio.AbstractEventLoop | None) -> str:
     """Called from a worker thread.  Returns the richer prompt."""
-    engines = chat_engines(services)
-    if engines is None:
-        raise NotReady("add_prompt: no chat engine is running on this worker")
     coro = asyncio.wait_for(rewrite_async(engines, prompt), TIMEOUT_SECONDS)
     try:
         if loop is not None and loop.is_running():

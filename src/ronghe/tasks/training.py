@@ -1,7 +1,7 @@
-"""The "train" task handler: from a task's parameters to a ready LoRA in the catalog.
+"""The "train" task: from a task's parameters to a ready LoRA in the catalog.
 
 It runs in whichever worker claims the task (the in-process worker or a Celery worker) and
-reports through the JobContext: real step/total progress, loss, ETA and preview samples go
+reports through its context: real step/total progress, loss, ETA and preview samples go
 to the task row, so ``train_progress`` reads them from the database like any other task.
 
 Restarts: a checkpoint is written every ``checkpoint_every`` steps (and at least once a
@@ -9,7 +9,7 @@ minute) under ``<data_dir>/training/<task_id>/``, and also when the worker shuts
 task whose worker died is claimed again (``task_max_attempts``) and this handler resumes
 from that checkpoint, not from step 0.
 
-Interleaving: between steps the handler calls ``ctx.yield_to_waiting()``, so image tasks
+Interleaving: between steps the task calls ``ctx.yield_to_waiting()``, so image tasks
 submitted while a LoRA trains run between two training steps instead of waiting minutes for
 the whole training to end.  Chat never waits on training (it does not use the task worker).
 """
@@ -27,16 +27,17 @@ from typing import Any
 import structlog
 from PIL import Image
 
+from ronghe.catalog.service import LoraState
 from ronghe.engines.training.captions import base_caption, captions_for
 from ronghe.engines.training.presets import TARGET_MODULES, Preset
 from ronghe.errors import RongheError
-from ronghe.jobs.runner import Cancelled, JobContext, Shutdown
+from ronghe.jobs.runner import Cancelled, Shutdown
 from ronghe.jobs.store import Lost
+from ronghe.storage.files import FileService
+from ronghe.tasks.context import TrainTaskContext
 
 log = structlog.get_logger(__name__)
 
-KIND = "train"
-QUEUE = "training"
 SAMPLE_KIND = "sample"
 # At least this often a checkpoint is written, whatever checkpoint_every says.
 CHECKPOINT_SECONDS = 60.0
@@ -66,8 +67,12 @@ class TrainJob:
         return cls(**{k: params[k] for k in cls.__dataclass_fields__})
 
 
-def work_dir(services: Any, task_id: str) -> Path:
-    return Path(services.settings.data_dir) / "training" / task_id
+def work_root(data_dir: Path) -> Path:
+    return Path(data_dir) / "training"
+
+
+def work_dir(data_dir: Path, task_id: str) -> Path:
+    return work_root(data_dir) / task_id
 
 
 def weights_prefix(user_id: int, lora_id: int) -> str:
@@ -79,21 +84,20 @@ def sample_file_id(task_id: str, step: int) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ronghe-train:{task_id}:{step}"))
 
 
-def run_training(ctx: JobContext) -> dict[str, Any]:
-    services = ctx.services
+def run(ctx: TrainTaskContext) -> dict[str, Any]:
     job = TrainJob.from_params(ctx.params)
-    folder = work_dir(services, ctx.task.id)
+    folder = ctx.work_root / ctx.task.id
     try:
         result = _train(ctx, job, folder)
     except (Shutdown, Lost):
         raise  # the task runs again (or already runs elsewhere); keep the checkpoint
     except Cancelled:
-        services.loras.update(job.lora_id, state="cancelled")
+        ctx.loras.update(job.lora_id, state=LoraState.CANCELLED.value)
         shutil.rmtree(folder, ignore_errors=True)
         raise
     except Exception as exc:
         reason = exc.msg if isinstance(exc, RongheError) else f"{type(exc).__name__}: {exc}"
-        services.loras.update(job.lora_id, state="failed",
+        ctx.loras.update(job.lora_id, state=LoraState.FAILED.value,
                               meta={"error": reason[:500], "task_id": ctx.task.id})
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -101,12 +105,12 @@ def run_training(ctx: JobContext) -> dict[str, Any]:
     return result
 
 
-def _load_images(services: Any, user_id: int, file_ids: list[str]) -> list[Image.Image]:
+def _load_images(files: FileService, user_id: int, file_ids: list[str]) -> list[Image.Image]:
     images = []
     for file_id in file_ids:
         try:
-            info = services.files.get(file_id, user_id)
-            image = Image.open(io.BytesIO(services.files.read(info)))
+            info = files.get(file_id, user_id)
+            image = Image.open(io.BytesIO(files.read(info)))
             image.load()
         except (RongheError, FileNotFoundError, OSError):
             # Deleted since submit: train on what is left rather than fail the whole run.
@@ -118,25 +122,21 @@ def _load_images(services: Any, user_id: int, file_ids: list[str]) -> list[Image
     return images
 
 
-def _train(ctx: JobContext, job: TrainJob, folder: Path) -> dict[str, Any]:
+def _train(ctx: TrainTaskContext, job: TrainJob, folder: Path) -> dict[str, Any]:
     import torch
 
     from ronghe.engines.cpu import budget
-    from ronghe.engines.diffusion.registry import ModelRegistry
     from ronghe.engines.training.lora import LoraTrainer
 
-    services = ctx.services
     preset = Preset.from_dict(job.preset)
     total = preset.steps
     # A rerun keeps showing where the last attempt got to until it has resumed.
     before = {"step": 0, "total_steps": total, **(ctx.task.detail or {}), "phase": "loading"}
     ctx.progress(ctx.task.progress, before, force=True)
-    registry = ModelRegistry(services.settings)
-    entry = registry.get(job.base_model, "base_model")
-    registry.check(entry, "base_model")
-    images = _load_images(services, ctx.task.user_id, job.file_ids)
-    captions = captions_for(images, job.trigger_word, job.main_body,
-                            services.extras.get("captioner"))
+    entry = ctx.models.get(job.base_model, "base_model")
+    ctx.models.check(entry, "base_model")
+    images = _load_images(ctx.files, ctx.task.user_id, job.file_ids)
+    captions = captions_for(images, job.trigger_word, job.main_body, ctx.captioner)
     with budget.lease("torch") as threads:
         torch.set_num_threads(threads)
         trainer = LoraTrainer(entry.path, preset, job.seed)
@@ -150,7 +150,7 @@ def _train(ctx: JobContext, job: TrainJob, folder: Path) -> dict[str, Any]:
 class _Run:
     """The training loop of one attempt, with its progress, samples and checkpoints."""
 
-    def __init__(self, ctx: JobContext, job: TrainJob, trainer: Any, folder: Path,
+    def __init__(self, ctx: TrainTaskContext, job: TrainJob, trainer: Any, folder: Path,
                  samples: list[dict[str, Any]], resumed_from: int) -> None:
         self.ctx = ctx
         self.job = job
@@ -189,7 +189,7 @@ class _Run:
         image = self.trainer.sample(prompt, seed=self.job.seed)
         out = io.BytesIO()
         image.save(out, format="PNG")
-        info = self.ctx.services.files.save(
+        info = self.ctx.files.save(
             self.ctx.task.user_id, out.getvalue(), "image/png", SAMPLE_KIND, image.width,
             image.height, file_id=sample_file_id(self.ctx.task.id, step))
         self.samples = [s for s in self.samples if s["step"] != step]
@@ -221,7 +221,7 @@ class _Run:
     def finish(self, caption: str, image_count: int) -> dict[str, Any]:
         from ronghe.engines.training.export import export_files
 
-        services, job, trainer = self.ctx.services, self.job, self.trainer
+        ctx, job, trainer = self.ctx, self.job, self.trainer
         self.ctx.progress(1.0, self.detail("saving"), force=True)
         prefix = weights_prefix(self.ctx.task.user_id, job.lora_id)
         losses = trainer.losses
@@ -240,13 +240,13 @@ class _Run:
         files = export_files(trainer.lora_state_dict(), config, self.preset.alpha, sidecar)
         for name, data in files.items():
             ctype = "application/json" if name.endswith(".json") else "application/octet-stream"
-            services.files.storage.put(f"{prefix}/{name}", data, ctype)
+            ctx.files.storage.put(f"{prefix}/{name}", data, ctype)
         demo = self.samples[-1]["file_id"] if self.samples else None
         self.ctx.check()  # a cancel that arrived while saving wins over "ready"
         meta = {k: sidecar[k] for k in ("rank", "alpha", "steps", "trigger_word", "caption",
                                          "learning_rate", "resolution", "images",
                                          "final_loss", "train_seconds", "family")}
-        services.loras.update(job.lora_id, state="ready", weights_key=prefix,
+        ctx.loras.update(job.lora_id, state=LoraState.READY.value, weights_key=prefix,
                               demo_file_id=demo, meta={**meta, "files": sorted(files)})
         log.info("training done", task_id=self.ctx.task.id, lora_id=job.lora_id,
                  steps=trainer.step, loss=sidecar["final_loss"])

@@ -1,0 +1,113 @@
+"""task_list: a user's tasks, newest first, a page at a time (the web app's gallery).
+
+A page costs three reads whatever its size: an index-only count, the page of tasks (in
+index order, no sort), and one batched lookup of every file the page shows (images, init
+and control images).
+Image items are ``task_result``'s shape plus ``params``, the submission in ``task_submit``'s
+own field names, so a client can send it back as it is ("use these settings again").
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ronghe.api.images import serving
+from ronghe.api.images.protocol import TaskListRequest
+from ronghe.db.models import User
+from ronghe.jobs import Status, TaskView
+from ronghe.queues import Kind
+from ronghe.services import Services
+from ronghe.storage.files import FileInfo
+
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# None: every kind, which lets the database walk the user's tasks in index order.
+KINDS: dict[str, tuple[str, ...] | None] = {
+    "image": (Kind.IMAGE.value,), "train": (Kind.TRAIN.value,), "all": None}
+
+
+def stamp(moment: datetime | None) -> str:
+    return moment.strftime(TIME_FORMAT) if moment else ""
+
+
+def input_file_ids(task: TaskView) -> list[str]:
+    params = task.params
+    ids = [c["file_id"] for c in params.get("controls", []) if c.get("file_id")]
+    return [params["init_file_id"], *ids] if params.get("init_file_id") else ids
+
+
+def submitted_params(services: Services, task: TaskView, files: dict[str, FileInfo],
+                     base_url: str) -> dict[str, Any]:
+    """The stored, normalised params as a task_submit body."""
+    p = task.params
+
+    def url(file_id: str | None) -> str:
+        info = files.get(file_id) if file_id else None
+        return services.files.url(info, base_url) if info else ""
+
+    loras = list(p.get("loras", []))
+    if loras and loras[0].get("name") == p.get("model_name"):
+        loras = loras[1:]  # implied by model_name naming a trained LoRA; not a config unit
+    return {
+        "model_name": p.get("model_name") or p.get("model", ""),
+        "prompt": p.get("prompt", ""), "neg_prompt": p.get("neg_prompt", ""),
+        "n_images": p.get("n_images"), "scale": p.get("scale"), "select_seed": p.get("seed"),
+        "output_size": f"{p.get('width')}x{p.get('height')}", "ddim_steps": p.get("steps"),
+        "strength": p.get("strength"), "init_img": url(p.get("init_file_id")),
+        "add_prompt": bool(p.get("add_prompt")),
+        "lora_configs": [{"versionid": x["id"], "merge_weight": x["weight"], "name": x["name"]}
+                         for x in loras],
+        "cn_configs": [{"cn": c["cn"], "weight": c["weight"], "guidance_start": c["start"],
+                        "guidance_end": c["end"], "img": url(c.get("file_id")),
+                        "config": {"control_processor": c["processor"],
+                                   "low_threshold": c["low"], "high_threshold": c["high"]}}
+                       for c in p.get("controls", [])],
+    }
+
+
+def image_item(services: Services, task: TaskView, files: dict[str, FileInfo],
+               base_url: str) -> dict[str, Any]:
+    body = serving.task_body(services, task, base_url, files)
+    for image in body["images"]:
+        image.update(task_id=task.id, task_type=body["task_type"])
+    body.update(kind=Kind.IMAGE.value, create_time=stamp(task.created_at),
+                finish_time=stamp(task.finished_at), model=task.params.get("model", ""),
+                params=submitted_params(services, task, files, base_url))
+    return body
+
+
+def train_item(task: TaskView) -> dict[str, Any]:
+    """The listing's summary; train_progress has the rest (loss, ETA, samples)."""
+    p, detail = task.params, task.detail or {}
+    total = int((p.get("preset") or {}).get("steps", 0))
+    done = task.state is Status.DONE
+    return {
+        "task_id": task.id, "kind": Kind.TRAIN.value, "state": task.state.value,
+        "progress": 1.0 if done else round(task.progress, 4), "error_msg": task.error_msg,
+        "create_time": stamp(task.created_at), "finish_time": stamp(task.finished_at),
+        "model_name": p.get("name", ""), "model_id": p.get("lora_id"),
+        "base_model": p.get("base_model", ""), "trigger_word": p.get("trigger_word", ""),
+        "main_body": p.get("main_body", ""),
+        "step": total if done else int(detail.get("step", 0)), "total_steps": total,
+    }
+
+
+def other_item(task: TaskView) -> dict[str, Any]:
+    return {"task_id": task.id, "kind": task.kind, "state": task.state.value,
+            "progress": round(task.progress, 4), "error_msg": task.error_msg,
+            "create_time": stamp(task.created_at), "finish_time": stamp(task.finished_at)}
+
+
+def task_list(services: Services, user: User, body: TaskListRequest,
+              base_url: str) -> dict[str, Any]:
+    state = Status(body.state) if body.state else None
+    tasks, total = services.tasks.page(user.id, KINDS[body.kind], state,
+                                       (body.page - 1) * body.per_page, body.per_page)
+    images = [t for t in tasks if t.kind == Kind.IMAGE.value]
+    wanted = [f for t in images for f in (*serving.file_ids(t), *input_file_ids(t))]
+    files = services.files.get_many(wanted, user.id)
+    items = [image_item(services, t, files, base_url) if t.kind == Kind.IMAGE.value
+             else train_item(t) if t.kind == Kind.TRAIN.value else other_item(t) for t in tasks]
+    return {"code": 0, "msg": "", "info": {
+        "items": items, "page": body.page, "per_page": body.per_page, "total": total,
+        "has_next": body.page * body.per_page < total, "has_prev": body.page > 1}}

@@ -1,0 +1,73 @@
+"""What each handler is given: its task, progress/cancel, and the few calls it needs.
+
+Handlers do not get the ``Services`` container.  A small context per kind names everything
+a job may touch, so what the image job depends on can be read off its context (and a test
+or another worker can build one); a new dependency is a visible change here, not one more
+attribute fished out of the container (after InvokeAI's ``InvocationContext``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ronghe.catalog.service import LoraCatalog
+from ronghe.engines.diffusion.engine import ImageEngineProtocol
+from ronghe.engines.diffusion.registry import ModelRegistry
+from ronghe.engines.training.captions import Captioner
+from ronghe.jobs.runner import JobContext
+from ronghe.jobs.store import TaskView
+from ronghe.storage.files import FileService
+from ronghe.tasks.metrics import ImageMetrics
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """The parts every handler has: the task and its progress/cancel channel."""
+
+    job: JobContext
+
+    @property
+    def task(self) -> TaskView:
+        return self.job.task
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return self.job.params
+
+    def progress(self, fraction: float, detail: dict[str, Any] | None = None,
+                 force: bool = False) -> None:
+        """Record progress (0-1); raises when the task should stop."""
+        self.job.progress(fraction, detail, force)
+
+    def check(self) -> None:
+        """Raise when the task was cancelled, the worker stops, or the claim was lost."""
+        self.job.check()
+
+
+@dataclass(frozen=True)
+class ImageTaskContext(TaskContext):
+    files: FileService
+    loras: LoraCatalog
+    engine: ImageEngineProtocol
+    # add_prompt's rewrite (prompt -> richer prompt), or None when no chat engine runs here.
+    enrich: Callable[[str], str] | None
+    metrics: ImageMetrics | None
+    # Seconds between live previews; 0: none (image_previews off).
+    preview_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainTaskContext(TaskContext):
+    files: FileService
+    loras: LoraCatalog
+    models: ModelRegistry
+    # <data_dir>/training: checkpoints of unfinished runs, one folder per task.
+    work_root: Path
+    captioner: Captioner | None
+
+    def yield_to_waiting(self) -> None:
+        """Between training steps: let short waiting tasks (images) run first."""
+        self.job.yield_to_waiting()

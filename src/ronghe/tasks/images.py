@@ -1,0 +1,191 @@
+"""The image task: a validated task's params in, stored JPEGs out.
+
+Everything the job needs is in the task row (validated and normalised at submit, the seed
+already chosen), so a task re-run after a crash produces the same images, and writes them
+under the same file ids (derived from the task id), replacing any partial output.
+
+``run`` reads as numbered steps, like a diffusers pipeline's ``__call__``.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from PIL import Image
+from safetensors.torch import load as load_safetensors
+
+from ronghe.catalog.service import LoraCatalog
+from ronghe.engines.diffusion.generate import ControlUnit, GenerationRequest, GenerationResult
+from ronghe.engines.diffusion.output import encode_variants
+from ronghe.engines.diffusion.pipelines import LoraSource
+from ronghe.errors import BadRequest, NotFound, NotReady
+from ronghe.jobs.previews import PreviewSaver
+from ronghe.jobs.runner import Cancelled, Shutdown
+from ronghe.storage.files import FileService
+from ronghe.tasks.context import ImageTaskContext
+from ronghe.tasks.metrics import ImageMetrics
+
+LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
+# Share of the progress bar spent before denoising starts (prompt rewrite, loading).
+PREPARE_SHARE = 0.05
+
+
+def output_file_id(task_id: str, index: int, variant: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ronghe:image:{task_id}:{index}:{variant}"))
+
+
+def run(ctx: ImageTaskContext) -> dict[str, Any]:
+    p = ctx.params
+    with counted(ctx.metrics, p.get("model", "")):
+        # 1. The model still usable (files present, not marked broken since submit).
+        entry = ctx.engine.registry.get(p["model"])
+        ctx.engine.registry.check(entry)
+        # 2. add_prompt: the chat model adds visual details to the prompt.
+        used_prompt = p["prompt"]
+        if p.get("add_prompt"):
+            ctx.progress(0.0, {"stage": "rewriting prompt"}, force=True)
+            if ctx.enrich is None:
+                raise NotReady("add_prompt: no chat engine is running on this worker")
+            used_prompt = ctx.enrich(p["prompt"])
+        # 3. The inputs: init image, control images, LoRA weights.
+        ctx.progress(0.01, {"stage": "loading"})
+        request = build_request(ctx, entry.name, used_prompt)
+        # 4. Denoise, reporting every step (a cancel stops at the next one).
+        result = generate(ctx, request)
+        ctx.check()  # a cancel during the last step must not be overwritten by a result
+        # 5. Encode each image in three sizes with its metadata, and store them.
+        ctx.progress(1 - PREPARE_SHARE, {"stage": "saving"})
+        images = save_images(ctx, result, request, used_prompt)
+        # 6. The task's result, as task_result reports it.
+        return {
+            "images": images, "seed": p["seed"], "seeds": request.seeds,
+            "prompt": used_prompt, "original_prompt": p["prompt"], "model": entry.name,
+            "render_size": _size(result), "resized": result.resized,
+            "steps_run": result.steps_run, "seconds": round(result.seconds, 3),
+        }
+
+
+def build_request(ctx: ImageTaskContext, model: str, prompt: str) -> GenerationRequest:
+    p, user_id = ctx.params, ctx.task.user_id
+    init = (open_image(ctx.files, p["init_file_id"], user_id, "init_img")
+            if p.get("init_file_id") else None)
+    controls = [
+        ControlUnit(c["cn"], open_image(ctx.files, c["file_id"], user_id, "control image"),
+                    c["weight"], c["start"], c["end"], c["processor"], c["low"], c["high"])
+        for c in p.get("controls", [])
+    ]
+    return GenerationRequest(
+        prompt=prompt, negative_prompt=p["neg_prompt"],
+        seeds=[p["seed"] + i for i in range(p["n_images"])], width=p["width"],
+        height=p["height"], steps=p["steps"], guidance=p["scale"], init_image=init,
+        strength=p["strength"], controls=controls, model=model,
+        loras=lora_sources(ctx.files, ctx.loras, p.get("loras", [])),
+        preview_seconds=ctx.preview_seconds,
+    )
+
+
+def generate(ctx: ImageTaskContext, request: GenerationRequest) -> GenerationResult:
+    preview = PreviewSaver(ctx.files, ctx.task) if ctx.preview_seconds > 0 else None
+
+    def on_step(done: int, total: int) -> None:
+        fraction = PREPARE_SHARE + (1 - 2 * PREPARE_SHARE) * done / max(total, 1)
+        ctx.progress(fraction, {"stage": "denoising", "step": done, "steps": total,
+                                **(preview.detail if preview else {})})
+
+    started = time.perf_counter()
+    try:
+        result = ctx.engine.generate(request, on_step, on_preview=preview)
+    finally:
+        if preview is not None:  # the images are the result now; the preview goes
+            preview.discard()
+    if ctx.metrics is not None:
+        ctx.metrics.seconds.labels(request.model).observe(time.perf_counter() - started)
+    return result
+
+
+def save_images(ctx: ImageTaskContext, result: GenerationResult, request: GenerationRequest,
+                used_prompt: str) -> list[dict[str, Any]]:
+    p, task = ctx.params, ctx.task
+    meta_base = {
+        "prompt": used_prompt, "negative_prompt": p["neg_prompt"], "steps": p["steps"],
+        "scale": p["scale"], "width": p["width"], "height": p["height"],
+        "model": request.model, "task_type": p["task_type"], "task_id": task.id,
+        "strength": p["strength"] if request.init_image is not None else None,
+        "loras": [{"name": x["name"], "weight": x["weight"]} for x in p.get("loras", [])],
+        "controlnets": [{k: c[k] for k in ("cn", "weight", "start", "end", "processor",
+                                            "low", "high")} for c in p.get("controls", [])],
+        "render_size": _size(result) if result.resized else None,
+    }
+    if used_prompt != p["prompt"]:
+        meta_base["original_prompt"] = p["prompt"]
+    images = []
+    for index, (image, seed) in enumerate(zip(result.images, request.seeds, strict=True)):
+        meta = {**meta_base, "seed": seed, "save_index": index}
+        entry_out: dict[str, Any] = {"save_index": index, "seed": seed}
+        for variant, (data, width, height) in encode_variants(image, meta).items():
+            info = ctx.files.save(task.user_id, data, "image/jpeg", p["task_type"],
+                                  width, height,
+                                  file_id=output_file_id(task.id, index, variant))
+            entry_out[variant] = info.id
+        entry_out.update(width=image.width, height=image.height)
+        images.append(entry_out)
+    return images
+
+
+def _size(result: GenerationResult) -> str:
+    return f"{result.render_size[0]}x{result.render_size[1]}"
+
+
+def open_image(files: FileService, file_id: str, user_id: int, what: str) -> Image.Image:
+    try:
+        info = files.get(file_id, user_id)
+        data = files.read(info)
+    except (NotFound, FileNotFoundError):
+        raise BadRequest(f"{what}: the uploaded image is gone") from None
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image.convert("RGB")
+
+
+def lora_sources(files: FileService, loras: LoraCatalog,
+                 wanted: list[dict[str, Any]]) -> list[LoraSource]:
+    sources = []
+    for item in wanted:
+        try:
+            info = loras.get(int(item["id"]))
+        except NotFound:
+            raise BadRequest(f"LoRA {item['name']!r} no longer exists") from None
+        key = f"{info.weights_key.rstrip('/')}/{LORA_WEIGHTS_FILE}"
+
+        def load(key: str = key, name: str = info.name) -> Any:
+            try:
+                return load_safetensors(files.storage.get(key))
+            except FileNotFoundError:
+                raise BadRequest(f"LoRA {name!r}: its weights are missing ({key})") from None
+
+        sources.append(LoraSource(f"{info.id}_{info.weights_key}", info.name,
+                                  float(item["weight"]), load))
+    return sources
+
+
+@contextmanager
+def counted(metrics: ImageMetrics | None, model: str) -> Iterator[None]:
+    """Counts how the task ended in the metrics."""
+    outcome = "failed"
+    try:
+        yield
+        outcome = "done"
+    except Cancelled:
+        outcome = "cancelled"
+        raise
+    except Shutdown:
+        outcome = "released"
+        raise
+    finally:
+        if metrics is not None:
+            metrics.finished.labels(model, outcome).inc()

@@ -1,0 +1,75 @@
+"""The image task on a context built by hand: no app, no dispatcher, no Services container."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ronghe.db.migrate import upgrade
+from ronghe.engines.diffusion.engine import build_engine
+from ronghe.engines.diffusion.output import read_metadata
+from ronghe.errors import NotReady
+from ronghe.jobs.runner import JobContext
+from ronghe.queues import Kind, image_queue
+from ronghe.services import Services
+from ronghe.tasks import images
+from ronghe.tasks.context import ImageTaskContext
+from tests.conftest import DemoModel, make_settings
+from tests.image_support import PROMPT
+
+
+@pytest.fixture
+def services(tmp_path: Path, demo_model: DemoModel) -> Iterator[Services]:
+    svc = Services.build(make_settings(tmp_path / "data", image_models=[demo_model.spec()],
+                                       image_worker_process=False, cpu_threads=1))
+    upgrade(svc.db.engine)
+    yield svc
+    svc.close()
+
+
+def params(**changes: Any) -> dict[str, Any]:
+    base = {"model": "ronghe-demo", "model_name": "", "prompt": PROMPT, "neg_prompt": "",
+            "n_images": 2, "scale": 5.0, "seed": 11, "width": 64, "height": 64, "steps": 4,
+            "strength": 0.6, "init_file_id": None, "controls": [], "loras": [],
+            "add_prompt": False, "task_type": "txt2img"}
+    return {**base, **changes}
+
+
+def run(services: Services, enrich: Any = None, **changes: Any) -> tuple[dict[str, Any], str]:
+    user = services.auth.add_user(f"{uuid.uuid4().hex[:12]}@x.co", "longenough").id
+    task = services.tasks.create(user, Kind.IMAGE, image_queue("demo"), params(**changes))
+    claimed = services.tasks.claim(task.id, "test-worker")
+    assert claimed is not None
+    engine = build_engine(services.settings, services.image_models)
+    with JobContext(services.tasks, claimed, "test-worker", threading.Event()) as job:
+        ctx = ImageTaskContext(job, services.files, services.loras, engine, enrich, None)
+        try:
+            return images.run(ctx), task.id
+        finally:
+            engine.close()
+
+
+def test_the_task_stores_every_image_with_its_metadata(services: Services) -> None:
+    result, task_id = run(services)
+    assert [im["seed"] for im in result["images"]] == [11, 12]
+    assert result["steps_run"] == 4 and result["prompt"] == PROMPT
+    first = result["images"][0]
+    assert first["large"] == images.output_file_id(task_id, 0, "large")
+    info = services.files.get(first["large"], services.tasks.get(task_id).user_id)
+    meta = read_metadata(services.files.read(info))
+    assert meta["seed"] == 11 and meta["task_id"] == task_id and meta["model"] == "ronghe-demo"
+    assert services.tasks.get(task_id).progress >= 0.01  # reported through the context
+
+
+def test_add_prompt_uses_the_context_s_rewrite_or_fails_without_one(
+        services: Services) -> None:
+    result, _ = run(services, enrich=lambda p: f"{p}, soft light", add_prompt=True)
+    assert result["prompt"] == f"{PROMPT}, soft light"
+    assert result["original_prompt"] == PROMPT
+    with pytest.raises(NotReady, match="no chat engine"):
+        run(services, add_prompt=True, n_images=1)
