@@ -9,6 +9,7 @@ more for every worker of the process (extra modules: ``ronghe worker --import``)
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import threading
@@ -60,6 +61,12 @@ class JobContext:
     @property
     def params(self) -> dict[str, Any]:
         return self.task.params
+
+    def remember(self, key: str, value: Any) -> None:
+        """Store a decision in the task's params before acting on it, so a re-run after a
+        crash makes the same one (``TaskStore.remember``)."""
+        params = self.store.remember(self.task.id, self.worker_id, key, value)
+        self.task = dataclasses.replace(self.task, params=params)
 
     def __enter__(self) -> JobContext:
         self._beat.start()

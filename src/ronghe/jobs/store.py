@@ -228,6 +228,20 @@ class TaskStore:
         return and_(Task.id == task_id, Task.worker_id == worker_id,
                     Task.state == Status.RUNNING.value)
 
+    def remember(self, task_id: str, worker_id: str, key: str, value: Any) -> dict[str, Any]:
+        """Add ``key`` to the running task's params, durably, while this worker holds it:
+        a decision a re-run must repeat (add_prompt's enriched prompt).  Raises Lost."""
+        with self.db.session() as s:
+            params = s.scalar(select(Task.params).where(self._owned(task_id, worker_id)))
+            if params is None:
+                raise Lost(task_id)
+            params = {**params, key: value}
+            result = s.execute(update(Task).where(self._owned(task_id, worker_id))
+                               .values(params=params))
+            if not result.rowcount:
+                raise Lost(task_id)
+            return params
+
     def heartbeat(self, task_id: str, worker_id: str, progress: float | None = None,
                   detail: dict[str, Any] | None = None, event: bool = False) -> bool:
         """Extends the lease and records progress (with a progress event when ``event``);

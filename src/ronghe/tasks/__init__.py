@@ -38,7 +38,8 @@ def handlers(services: Services) -> dict[str, Handler]:
 
     def run_image(job: JobContext) -> dict[str, Any]:
         # Read at run time: the chat engines and the loop come and go with the app.
-        enrich = (partial(prompt.rewrite, services.chat, loop=services.loop)
+        enrich = (partial(prompt.rewrite, services.chat, loop=services.loop,
+                          seed=job.params.get("seed"))
                   if services.chat is not None else None)
         settings = services.settings
         previews = settings.image_preview_seconds if settings.image_previews else 0.0

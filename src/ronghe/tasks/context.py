@@ -46,6 +46,10 @@ class TaskContext:
         """Raise when the task was cancelled, the worker stops, or the claim was lost."""
         self.job.check()
 
+    def remember(self, key: str, value: Any) -> None:
+        """Store a decision durably before acting on it (a re-run repeats it)."""
+        self.job.remember(key, value)
+
 
 @dataclass(frozen=True)
 class ImageTaskContext(TaskContext):

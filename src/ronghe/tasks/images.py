@@ -33,6 +33,8 @@ from ronghe.tasks.metrics import ImageMetrics
 LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
 # Share of the progress bar spent before denoising starts (prompt rewrite, loading).
 PREPARE_SHARE = 0.05
+# Params key of add_prompt's decided prompt (see enriched_prompt).
+ENRICHED = "enriched_prompt"
 
 
 def output_file_id(task_id: str, index: int, variant: str) -> str:
@@ -48,10 +50,7 @@ def run(ctx: ImageTaskContext) -> dict[str, Any]:
         # 2. add_prompt: the chat model adds visual details to the prompt.
         used_prompt = p["prompt"]
         if p.get("add_prompt"):
-            ctx.progress(0.0, {"stage": "rewriting prompt"}, force=True)
-            if ctx.enrich is None:
-                raise NotReady("add_prompt: no chat engine is running on this worker")
-            used_prompt = ctx.enrich(p["prompt"])
+            used_prompt = enriched_prompt(ctx)
         # 3. The inputs: init image, control images, LoRA weights.
         ctx.progress(0.01, {"stage": "loading"})
         request = build_request(ctx, entry.name, used_prompt)
@@ -67,7 +66,24 @@ def run(ctx: ImageTaskContext) -> dict[str, Any]:
             "prompt": used_prompt, "original_prompt": p["prompt"], "model": entry.name,
             "render_size": _size(result), "resized": result.resized,
             "steps_run": result.steps_run, "seconds": round(result.seconds, 3),
+            # add_prompt: whether the chat model's details made it into the prompt.
+            "prompt_added": used_prompt != p["prompt"],
         }
+
+
+def enriched_prompt(ctx: ImageTaskContext) -> str:
+    """The prompt add_prompt decided on: asked once, stored in the task before generating,
+    so a re-run after a crash renders the same images from the same prompt.  When the chat
+    model suggests nothing, the original prompt (and nothing added is recorded)."""
+    p = ctx.params
+    if isinstance(p.get(ENRICHED), str):
+        return p[ENRICHED]  # decided by an earlier attempt
+    ctx.progress(0.0, {"stage": "rewriting prompt"}, force=True)
+    if ctx.enrich is None:
+        raise NotReady("add_prompt: no chat engine is running on this worker")
+    used = ctx.enrich(p["prompt"])
+    ctx.remember(ENRICHED, used)
+    return used
 
 
 def build_request(ctx: ImageTaskContext, model: str, prompt: str) -> GenerationRequest:

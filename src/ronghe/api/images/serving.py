@@ -232,6 +232,8 @@ def task_body(services: Services, task: TaskView, base_url: str,
         "progress": round(task.progress, 4),
         "seed": result.get("seed", task.params.get("seed")),
         "prompt": result.get("prompt", task.params.get("prompt")),
+        # add_prompt: false when the chat model added nothing (the prompt was used as sent).
+        "prompt_added": bool(result.get("prompt_added", False)),
         "task_type": task.params.get("task_type", ""),
         # The vendor's later names: select_seed for seed; wait_time = tasks ahead.
         "select_seed": result.get("seed", task.params.get("seed")),
