@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import delete, or_, select, update
 
 from ronghe.db import utcnow
 from ronghe.errors import NotFound
@@ -38,6 +38,8 @@ POLL_SECONDS = 0.5
 BATCH = 16
 SENDERS = 4
 USER_AGENT = "Ronghe-Webhooks/1"
+# Delivered and failed deliveries stay readable in the delivery log this long.
+DELIVERY_RETENTION = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -146,10 +148,16 @@ class WebhookSender:
             self._wake.clear()
 
     def _housekeeping(self) -> None:
+        """Hourly, in whichever process gets there: old task events, delivery rows and
+        expired Idempotency-Key answers go (each delete is idempotent)."""
         now = time.monotonic()
         if now - self._last_prune > 3600:
             self._last_prune = now
             prune(self.db)
+            with self.db.session() as s:
+                s.execute(delete(D).where(D.state != "pending",
+                                          D.created_at < utcnow() - DELIVERY_RETENTION))
+            self.services.idempotency.prune()
 
     def claim(self, limit: int = BATCH) -> list[str]:
         """Due deliveries this sender now holds (oldest event first)."""
