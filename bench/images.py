@@ -8,6 +8,9 @@ One run measures, against a real uvicorn server (``ronghe serve`` in a subproces
   progress writes, JPEG encoding with metadata, storage).  Direct and API runs alternate and
   the overhead is the median of the per-pair ratios, so load that drifts during the run
   moves both halves of a pair alike (target: <= 5 %);
+- **previews**: the same request through two servers, one with live previews on (the
+  default) and one with them off (``image_previews: false``), alternating, median of the
+  per-pair ratios (target: previews cost <= 5 %);
 - **polling**: ``task_result`` requests/s and latency percentiles from concurrent pollers
   (several client processes, each with many keep-alive connections) while a long generation
   runs in the server (targets: >= 1000 requests/s, p99 <= 50 ms).  The pollers use a
@@ -51,11 +54,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_config(root: Path, threads: int, worker_process: bool = True) -> Path:
-    config = root / "ronghe.yaml"
+def make_config(root: Path, threads: int, worker_process: bool = True,
+                previews: bool = True, name: str = "ronghe") -> Path:
+    config = root / f"{name}.yaml"
     config.write_text(yaml.safe_dump({
-        "data_dir": str(root / "data"), "cpu_threads": threads, "chat_models": [],
-        "log_level": "warning", "image_worker_process": worker_process}))
+        "data_dir": str(root / f"data-{name}"), "cpu_threads": threads, "chat_models": [],
+        "log_level": "warning", "image_worker_process": worker_process,
+        "image_previews": previews}))
     return config
 
 
@@ -236,6 +241,62 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def measure_previews(root: Path, args: argparse.Namespace, request: dict[str, Any],
+                     base_on: str, token_on: str) -> None:
+    """The server under test has previews on; a second one, previews off."""
+    config_off = make_config(root, args.threads, not args.in_thread, previews=False,
+                             name="no-previews")
+    token_off = make_token(config_off)
+    port = free_port()
+    base_off = f"http://127.0.0.1:{port}/api/v1b"
+    server = start_server(config_off, port, root / "server-no-previews.log")
+    try:
+        via_api(base_off, token_off, request, args.poll_interval)  # warm up
+        on_runs, off_runs = [], []
+        for i in range(args.preview_runs):
+            order = [(True, base_on, token_on), (False, base_off, token_off)]
+            for previews, base, token in order if i % 2 == 0 else order[::-1]:
+                _, task_id, submitted = via_api(base, token, request, args.poll_interval)
+                (on_runs if previews else off_runs).append((task_id, submitted))
+        on_t = server_times(root / "ronghe.yaml", on_runs)
+        off_t = server_times(config_off, off_runs)
+        on = [t["engine"] + t["rest"] for t in on_t]
+        off = [t["engine"] + t["rest"] for t in off_t]
+        with httpx.Client(timeout=30) as client:
+            # How many previews a run makes: distinct pictures a fast poller sees in one task.
+            task_id = client.post(f"{base_on}/task_submit",
+                                  json={"token": token_on, **request}).json()["task_id"]
+            pictures: set[bytes] = set()
+            while True:
+                body = client.post(f"{base_on}/task_result",
+                                   json={"token": token_on, "task_id": task_id}).json()
+                if body["preview"]:
+                    picture = client.get(body["preview"])
+                    if picture.status_code == 200:
+                        pictures.add(picture.content)
+                if body["state"] not in ("pending", "running"):
+                    break
+                time.sleep(0.05)
+            seen = len(pictures)
+        cost = statistics.median([a / b - 1 for a, b in zip(on, off, strict=True)])
+        engine_cost = statistics.median([a["engine"] / b["engine"] - 1
+                                         for a, b in zip(on_t, off_t, strict=True)])
+        print(f"\nlive previews ({args.preview_runs} on/off pairs, worker time per task):")
+        print(f"  previews on median {statistics.median(on):.3f} s, off "
+              f"{statistics.median(off):.3f} s; cost, median of paired ratios: "
+              f"{cost * 100:+.1f} % (target <= 5 %); of the generation alone "
+              f"{engine_cost * 100:+.1f} %; rest (JPEGs, storage, bookkeeping) on "
+              f"{statistics.median([t['rest'] for t in on_t]) * 1000:.0f} ms, off "
+              f"{statistics.median([t['rest'] for t in off_t]) * 1000:.0f} ms; "
+              f"{seen} distinct previews in one task")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="direct/API pairs")
@@ -247,6 +308,8 @@ def main() -> None:
                         help="seconds between task_result calls while timing a task")
     parser.add_argument("--in-thread", action="store_true",
                         help="generate in the server's worker thread, not a child process")
+    parser.add_argument("--preview-runs", type=int, default=6,
+                        help="previews on/off pairs (0: skip)")
     parser.add_argument("--pollers", type=int, default=2, help="client processes")
     parser.add_argument("--connections", type=int, default=16, help="per client process")
     parser.add_argument("--seconds", type=float, default=10.0, help="polling duration")
@@ -303,6 +366,9 @@ def main() -> None:
         print(f"  server side, medians: queue wait {queue * 1000:.0f} ms, generation in the "
               f"worker process {engine:.3f} s, JPEGs + storage + bookkeeping "
               f"{rest * 1000:.0f} ms")
+
+        if args.preview_runs:
+            measure_previews(root, args, request, base, token)
 
         # A generation long enough to outlast the polling window.
         long_request = {**request, "n_images": 8, "ddim_steps": 150}

@@ -31,6 +31,7 @@ BUILTIN: tuple[str, ...] = (
     "ronghe.api.images.feature",
     "ronghe.api.training.feature",
     "ronghe.api.fusion.feature",
+    "ronghe.api.events.feature",
 )
 
 

@@ -17,11 +17,13 @@ from ronghe.catalog.service import LoraCatalog
 from ronghe.datasets.service import DatasetService
 from ronghe.db import Database
 from ronghe.engines.diffusion.registry import ModelRegistry
+from ronghe.idempotency.service import IdempotencyService
 from ronghe.jobs.store import Limits, TaskStore
 from ronghe.settings import Settings
 from ronghe.storage import make_storage
 from ronghe.storage.files import FileService
 from ronghe.storage.signing import UrlSigner
+from ronghe.webhooks.outbox import on_task_change
 
 if TYPE_CHECKING:  # heavy imports (torch, llama.cpp) stay out of CLI commands that need none
     from ronghe.engines.diffusion.engine import ImageEngineProtocol
@@ -42,6 +44,7 @@ class Services:
     datasets: DatasetService
     # The one image model registry of this process: a model marked broken is broken for all.
     image_models: ModelRegistry
+    idempotency: IdempotencyService
     # Set by the app or worker that owns this Services (see ronghe.jobs.make_dispatcher).
     dispatcher: Dispatcher | None = None
     # Where image tasks run in this process (ronghe.tasks.handlers builds it).
@@ -69,9 +72,12 @@ class Services:
         tasks = TaskStore(db, settings.task_lease_seconds, settings.task_max_attempts,
                           Limits(settings.max_pending_tasks_per_user,
                                  settings.task_submit_rate_per_minute))
+        # Webhook deliveries are queued in the transaction of the task change they report.
+        tasks.listeners.append(on_task_change)
         return cls(settings=settings, db=db, auth=AuthService(db, settings), files=files,
                    tasks=tasks, loras=LoraCatalog(db), datasets=DatasetService(db, files),
-                   image_models=ModelRegistry(settings))
+                   image_models=ModelRegistry(settings),
+                   idempotency=IdempotencyService(db, settings.idempotency_ttl_seconds))
 
     def close(self) -> None:
         for closer in reversed(self.closers):

@@ -175,12 +175,37 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     upload_max_pixels: int = Field(default=40_000_000, ge=64 * 64)
     upload_max_files: int = Field(default=32, ge=1, le=1000)
+    # A small JPEG of the denoising state in task_result's ``preview`` while a task runs.
+    image_previews: bool = True
+    image_preview_seconds: float = Field(default=1.0, ge=0.2, le=60)
+
+    # --- task API: webhooks, idempotent submits, event streams
+    # CIDRs webhooks may reach besides public addresses (on-premises receivers, tests).
+    webhook_allowed_networks: list[str] = Field(default_factory=list, max_length=100)
+    webhook_timeout_seconds: float = Field(default=10, gt=0, le=60)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=30)
+    webhook_retry_base_seconds: float = Field(default=5, gt=0, le=3600)
+    webhook_retry_max_seconds: float = Field(default=3600, gt=0, le=86_400)
+    idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    task_events_heartbeat_seconds: float = Field(default=15, ge=0.5, le=300)
+    task_events_max_streams: int = Field(default=8, ge=1, le=1000)
 
     # --- devices
     # Torch device for image generation and training in this process ("cpu", "cuda:0", …).
     device: str = Field(default="cpu", pattern=r"^(cpu|mps|cuda(:\d+)?)$")
     # Threads for torch and llama.cpp; never let both spin all cores at once.
     cpu_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1)
+
+    @field_validator("webhook_allowed_networks", mode="after")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"webhook_allowed_networks: {item!r} is not a CIDR such as "
+                                 "10.0.0.0/8 or 127.0.0.1/32") from None
+        return value
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -73,3 +73,41 @@ def test_add_prompt_uses_the_context_s_rewrite_or_fails_without_one(
     assert result["original_prompt"] == PROMPT
     with pytest.raises(NotReady, match="no chat engine"):
         run(services, add_prompt=True, n_images=1)
+
+
+def test_add_prompt_that_adds_nothing_generates_from_the_prompt(services: Services) -> None:
+    result, task_id = run(services, enrich=lambda p: p, add_prompt=True, n_images=1)
+    assert result["prompt"] == PROMPT and result["prompt_added"] is False
+    info = services.files.get(result["images"][0]["large"])
+    assert "original_prompt" not in read_metadata(services.files.read(info))
+    assert services.tasks.get(task_id).params["enriched_prompt"] == PROMPT
+
+
+def test_the_enriched_prompt_is_stored_before_generating_and_reused_on_a_rerun(
+        services: Services) -> None:
+    user = services.auth.add_user("rerun@x.co", "longenough").id
+    task = services.tasks.create(user, Kind.IMAGE, image_queue("demo"),
+                                 params(add_prompt=True, n_images=1))
+    engine = build_engine(services.settings, services.image_models)
+    try:
+        first = services.tasks.claim(task.id, "worker-1")
+        assert first is not None
+        with JobContext(services.tasks, first, "worker-1", threading.Event()) as job:
+            ctx = ImageTaskContext(job, services.files, services.loras, engine,
+                                   lambda p: f"{p}, soft light", None)
+            assert images.enriched_prompt(ctx) == f"{PROMPT}, soft light"
+        # The worker dies here, before generating; the task runs again elsewhere.
+        assert services.tasks.release(task.id, "worker-1", "worker lost")
+        assert services.tasks.get(task.id).params["enriched_prompt"] == f"{PROMPT}, soft light"
+        second = services.tasks.claim(task.id, "worker-2")
+        assert second is not None
+
+        def never(_: str) -> str:
+            raise AssertionError("the chat model was asked again")
+
+        with JobContext(services.tasks, second, "worker-2", threading.Event()) as job:
+            result = images.run(ImageTaskContext(job, services.files, services.loras,
+                                                 engine, never, None))
+        assert result["prompt"] == f"{PROMPT}, soft light" and result["prompt_added"]
+    finally:
+        engine.close()

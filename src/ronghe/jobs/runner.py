@@ -9,6 +9,7 @@ more for every worker of the process (extra modules: ``ronghe worker --import``)
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 import structlog
 
 from ronghe.errors import RongheError
+from ronghe.jobs.events import PROGRESS_EVENT_SECONDS
 from ronghe.jobs.status import Status
 from ronghe.jobs.store import Lost, TaskStore, TaskView
 
@@ -51,6 +53,7 @@ class JobContext:
         self._cancel = threading.Event()
         self._lost = threading.Event()
         self._last_write = 0.0
+        self._last_event = 0.0
         self._done = threading.Event()
         self._beat = threading.Thread(target=self._heartbeat, daemon=True,
                                       name=f"lease-{task.id[:8]}")
@@ -58,6 +61,12 @@ class JobContext:
     @property
     def params(self) -> dict[str, Any]:
         return self.task.params
+
+    def remember(self, key: str, value: Any) -> None:
+        """Store a decision in the task's params before acting on it, so a re-run after a
+        crash makes the same one (``TaskStore.remember``)."""
+        params = self.store.remember(self.task.id, self.worker_id, key, value)
+        self.task = dataclasses.replace(self.task, params=params)
 
     def __enter__(self) -> JobContext:
         self._beat.start()
@@ -73,9 +82,9 @@ class JobContext:
             self._beat_once()
 
     def _beat_once(self, progress: float | None = None,
-                   detail: dict[str, Any] | None = None) -> None:
+                   detail: dict[str, Any] | None = None, event: bool = False) -> None:
         try:
-            if self.store.heartbeat(self.task.id, self.worker_id, progress, detail):
+            if self.store.heartbeat(self.task.id, self.worker_id, progress, detail, event):
                 self._cancel.set()
         except Lost:
             self._lost.set()
@@ -88,7 +97,11 @@ class JobContext:
         now = time.monotonic()
         if force or now - self._last_write >= 0.2:
             self._last_write = now
-            self._beat_once(fraction, detail)
+            # Progress events (streams, webhooks) at most once a second per task.
+            event = now - self._last_event >= PROGRESS_EVENT_SECONDS
+            if event:
+                self._last_event = now
+            self._beat_once(fraction, detail, event)
         self.check()
 
     def check(self) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from ronghe.db import Database, utcnow
 from ronghe.db.models import User
 from ronghe.errors import NotFound, RateLimited
+from ronghe.jobs import events
 from ronghe.jobs.models import Task
 from ronghe.jobs.status import Status
 
@@ -63,6 +64,12 @@ class TaskView:
 _BY_ID = select(Task.__table__).where(Task.id == bindparam("id"))
 _BY_IDS = select(Task.__table__).where(Task.id.in_(bindparam("ids", expanding=True)),
                                        Task.user_id == bindparam("user_id"))
+_CHANGED = select(Task.id, Task.user_id, Task.kind, Task.state, Task.params).where(
+    Task.id == bindparam("id"))
+_AHEAD = select(func.count()).select_from(Task).where(
+    Task.state == Status.PENDING.value, Task.queue == bindparam("queue"),
+    or_(Task.created_at < bindparam("created_at"),
+        and_(Task.created_at == bindparam("created_at"), Task.id < bindparam("id"))))
 
 
 class Lost(Exception):
@@ -90,6 +97,12 @@ class TaskStore:
         self.lease = timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
         self.limits = limits or Limits()
+        # Called in the transaction of every change (see ronghe.jobs.events).
+        self.listeners: list[events.Listener] = []
+
+    def _changed(self, s: Session, task_id: str, event: str) -> None:
+        row = s.execute(_CHANGED, {"id": task_id}).one()
+        events.record(s, row, event, self.listeners)
 
     # --- API side
 
@@ -103,6 +116,7 @@ class TaskStore:
                 task.id = task_id
             s.add(task)
             s.flush()
+            events.record(s, task, events.QUEUED, self.listeners)
             return TaskView.of(task)
 
     def _admit(self, s: Session, user_id: int) -> int:
@@ -209,12 +223,24 @@ class TaskStore:
         self.get(task_id, user_id)
         now = utcnow()
         with self.db.session() as s:
-            s.execute(update(Task).where(Task.id == task_id, Task.state == Status.PENDING.value)
-                      .values(state=Status.CANCELLED.value, cancel_requested=True,
-                              finished_at=now, error_msg="cancelled by the user"))
+            ended = s.execute(
+                update(Task).where(Task.id == task_id, Task.state == Status.PENDING.value)
+                .values(state=Status.CANCELLED.value, cancel_requested=True,
+                        finished_at=now, error_msg="cancelled by the user"))
+            if ended.rowcount:
+                self._changed(s, task_id, events.COMPLETED)
             s.execute(update(Task).where(Task.id == task_id, Task.state == Status.RUNNING.value)
                       .values(cancel_requested=True))
         return self.get(task_id, user_id)
+
+    def wait_time(self, task: TaskView) -> int:
+        """How many pending tasks of its queue are older than this pending one (0 once it
+        runs or ended).  FIFO order: per-user fairness may let it pass some of them."""
+        if task.state is not Status.PENDING:
+            return 0
+        with self.db.reading() as c:
+            return int(c.execute(_AHEAD, {"queue": task.queue, "created_at": task.created_at,
+                                          "id": task.id}).scalar() or 0)
 
     # --- dispatch side
 
@@ -274,6 +300,7 @@ class TaskStore:
             )
             if not result.rowcount:
                 return None
+            self._changed(s, task_id, events.START)
             task = s.get(Task, task_id)
             assert task is not None
             s.refresh(task)
@@ -283,10 +310,24 @@ class TaskStore:
         return and_(Task.id == task_id, Task.worker_id == worker_id,
                     Task.state == Status.RUNNING.value)
 
+    def remember(self, task_id: str, worker_id: str, key: str, value: Any) -> dict[str, Any]:
+        """Add ``key`` to the running task's params, durably, while this worker holds it:
+        a decision a re-run must repeat (add_prompt's enriched prompt).  Raises Lost."""
+        with self.db.session() as s:
+            params = s.scalar(select(Task.params).where(self._owned(task_id, worker_id)))
+            if params is None:
+                raise Lost(task_id)
+            params = {**params, key: value}
+            result = s.execute(update(Task).where(self._owned(task_id, worker_id))
+                               .values(params=params))
+            if not result.rowcount:
+                raise Lost(task_id)
+            return params
+
     def heartbeat(self, task_id: str, worker_id: str, progress: float | None = None,
-                  detail: dict[str, Any] | None = None) -> bool:
-        """Extends the lease and records progress; returns True when cancel was requested.
-        Raises Lost when the claim is gone."""
+                  detail: dict[str, Any] | None = None, event: bool = False) -> bool:
+        """Extends the lease and records progress (with a progress event when ``event``);
+        returns True when cancel was requested.  Raises Lost when the claim is gone."""
         values: dict[str, Any] = {"lease_expires_at": utcnow() + self.lease}
         if progress is not None:
             values["progress"] = max(0.0, min(1.0, progress))
@@ -297,6 +338,8 @@ class TaskStore:
                                .values(**values))
             if not result.rowcount:
                 raise Lost(task_id)
+            if event:
+                self._changed(s, task_id, events.PROGRESS)
             return bool(s.scalar(select(Task.cancel_requested).where(Task.id == task_id)))
 
     def finish(self, task_id: str, worker_id: str, result: dict[str, Any]) -> bool:
@@ -314,12 +357,16 @@ class TaskStore:
             result = s.execute(update(Task).where(self._owned(task_id, worker_id)).values(
                 state=Status.PENDING.value, worker_id=None, lease_expires_at=None,
                 attempts=Task.attempts - 1, error_msg=reason[:2000]))
+            if result.rowcount:
+                self._changed(s, task_id, events.REQUEUED)
             return bool(result.rowcount)
 
     def _end(self, task_id: str, worker_id: str, state: Status, **values: Any) -> bool:
         with self.db.session() as s:
             result = s.execute(update(Task).where(self._owned(task_id, worker_id)).values(
                 state=state.value, finished_at=utcnow(), lease_expires_at=None, **values))
+            if result.rowcount:
+                self._changed(s, task_id, events.COMPLETED)
             return bool(result.rowcount)
 
     # --- recovery
@@ -362,7 +409,9 @@ class TaskStore:
                 result = s.execute(update(Task).where(still_lost)
                                    .values(lease_expires_at=None, **values))
                 if result.rowcount:
-                    (redo if values["state"] == Status.PENDING.value else ended).append(task_id)
+                    again = values["state"] == Status.PENDING.value
+                    (redo if again else ended).append(task_id)
+                    self._changed(s, task_id, events.REQUEUED if again else events.COMPLETED)
             if stale_pending_seconds is not None:
                 cutoff = now - timedelta(seconds=stale_pending_seconds)
                 stale_cond = and_(Task.state == Status.PENDING.value,

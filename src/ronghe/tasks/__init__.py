@@ -38,10 +38,13 @@ def handlers(services: Services) -> dict[str, Handler]:
 
     def run_image(job: JobContext) -> dict[str, Any]:
         # Read at run time: the chat engines and the loop come and go with the app.
-        enrich = (partial(prompt.rewrite, services.chat, loop=services.loop)
+        enrich = (partial(prompt.rewrite, services.chat, loop=services.loop,
+                          seed=job.params.get("seed"))
                   if services.chat is not None else None)
+        settings = services.settings
+        previews = settings.image_preview_seconds if settings.image_previews else 0.0
         return images.run(ImageTaskContext(job, services.files, services.loras, engine,
-                                           enrich, services.image_metrics))
+                                           enrich, services.image_metrics, previews))
 
     def run_training(job: JobContext) -> dict[str, Any]:
         return training.run(TrainTaskContext(

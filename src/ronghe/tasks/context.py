@@ -46,6 +46,10 @@ class TaskContext:
         """Raise when the task was cancelled, the worker stops, or the claim was lost."""
         self.job.check()
 
+    def remember(self, key: str, value: Any) -> None:
+        """Store a decision durably before acting on it (a re-run repeats it)."""
+        self.job.remember(key, value)
+
 
 @dataclass(frozen=True)
 class ImageTaskContext(TaskContext):
@@ -55,6 +59,8 @@ class ImageTaskContext(TaskContext):
     # add_prompt's rewrite (prompt -> richer prompt), or None when no chat engine runs here.
     enrich: Callable[[str], str] | None
     metrics: ImageMetrics | None
+    # Seconds between live previews; 0: none (image_previews off).
+    preview_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

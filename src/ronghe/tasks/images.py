@@ -24,6 +24,7 @@ from ronghe.engines.diffusion.generate import ControlUnit, GenerationRequest, Ge
 from ronghe.engines.diffusion.output import encode_variants
 from ronghe.engines.diffusion.pipelines import LoraSource
 from ronghe.errors import BadRequest, NotFound, NotReady
+from ronghe.jobs.previews import PreviewSaver
 from ronghe.jobs.runner import Cancelled, Shutdown
 from ronghe.storage.files import FileService
 from ronghe.tasks.context import ImageTaskContext
@@ -32,6 +33,8 @@ from ronghe.tasks.metrics import ImageMetrics
 LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
 # Share of the progress bar spent before denoising starts (prompt rewrite, loading).
 PREPARE_SHARE = 0.05
+# Params key of add_prompt's decided prompt (see enriched_prompt).
+ENRICHED = "enriched_prompt"
 
 
 def output_file_id(task_id: str, index: int, variant: str) -> str:
@@ -47,10 +50,7 @@ def run(ctx: ImageTaskContext) -> dict[str, Any]:
         # 2. add_prompt: the chat model adds visual details to the prompt.
         used_prompt = p["prompt"]
         if p.get("add_prompt"):
-            ctx.progress(0.0, {"stage": "rewriting prompt"}, force=True)
-            if ctx.enrich is None:
-                raise NotReady("add_prompt: no chat engine is running on this worker")
-            used_prompt = ctx.enrich(p["prompt"])
+            used_prompt = enriched_prompt(ctx)
         # 3. The inputs: init image, control images, LoRA weights.
         ctx.progress(0.01, {"stage": "loading"})
         request = build_request(ctx, entry.name, used_prompt)
@@ -66,7 +66,24 @@ def run(ctx: ImageTaskContext) -> dict[str, Any]:
             "prompt": used_prompt, "original_prompt": p["prompt"], "model": entry.name,
             "render_size": _size(result), "resized": result.resized,
             "steps_run": result.steps_run, "seconds": round(result.seconds, 3),
+            # add_prompt: whether the chat model's details made it into the prompt.
+            "prompt_added": used_prompt != p["prompt"],
         }
+
+
+def enriched_prompt(ctx: ImageTaskContext) -> str:
+    """The prompt add_prompt decided on: asked once, stored in the task before generating,
+    so a re-run after a crash renders the same images from the same prompt.  When the chat
+    model suggests nothing, the original prompt (and nothing added is recorded)."""
+    p = ctx.params
+    if isinstance(p.get(ENRICHED), str):
+        return p[ENRICHED]  # decided by an earlier attempt
+    ctx.progress(0.0, {"stage": "rewriting prompt"}, force=True)
+    if ctx.enrich is None:
+        raise NotReady("add_prompt: no chat engine is running on this worker")
+    used = ctx.enrich(p["prompt"])
+    ctx.remember(ENRICHED, used)
+    return used
 
 
 def build_request(ctx: ImageTaskContext, model: str, prompt: str) -> GenerationRequest:
@@ -84,16 +101,24 @@ def build_request(ctx: ImageTaskContext, model: str, prompt: str) -> GenerationR
         height=p["height"], steps=p["steps"], guidance=p["scale"], init_image=init,
         strength=p["strength"], controls=controls, model=model,
         loras=lora_sources(ctx.files, ctx.loras, p.get("loras", [])),
+        preview_seconds=ctx.preview_seconds,
     )
 
 
 def generate(ctx: ImageTaskContext, request: GenerationRequest) -> GenerationResult:
+    preview = PreviewSaver(ctx.files, ctx.task) if ctx.preview_seconds > 0 else None
+
     def on_step(done: int, total: int) -> None:
         fraction = PREPARE_SHARE + (1 - 2 * PREPARE_SHARE) * done / max(total, 1)
-        ctx.progress(fraction, {"stage": "denoising", "step": done, "steps": total})
+        ctx.progress(fraction, {"stage": "denoising", "step": done, "steps": total,
+                                **(preview.detail if preview else {})})
 
     started = time.perf_counter()
-    result = ctx.engine.generate(request, on_step)
+    try:
+        result = ctx.engine.generate(request, on_step, on_preview=preview)
+    finally:
+        if preview is not None:  # the images are the result now; the preview goes
+            preview.discard()
     if ctx.metrics is not None:
         ctx.metrics.seconds.labels(request.model).observe(time.perf_counter() - started)
     return result

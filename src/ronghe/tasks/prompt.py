@@ -70,19 +70,23 @@ def enrich(prompt: str, details: str) -> str:
     return f"{prompt.rstrip(' ,.')}, {details}" if prompt.strip() else details
 
 
-async def rewrite_async(engines: ChatEngines, prompt: str) -> str:
+async def rewrite_async(engines: ChatEngines, prompt: str, seed: int | None = None) -> str:
     engine = engines.get(None)
+    # Sampled from the task's seed: the same task asks for the same details.
     params = GenerationParams(
         messages=[ChatMessage("system", SYSTEM_PROMPT), ChatMessage("user", prompt)],
-        temperature=0.7, top_p=0.9, max_new_tokens=MAX_NEW_TOKENS,
+        temperature=0.7, top_p=0.9, max_new_tokens=MAX_NEW_TOKENS, seed=seed,
     )
     result = await collect(await engine.start(params))
     return enrich(prompt, clean(result.text))
 
 
-def rewrite(engines: ChatEngines, prompt: str, loop: asyncio.AbstractEventLoop | None) -> str:
-    """Called from a worker thread.  Returns the richer prompt."""
-    coro = asyncio.wait_for(rewrite_async(engines, prompt), TIMEOUT_SECONDS)
+def rewrite(engines: ChatEngines, prompt: str, loop: asyncio.AbstractEventLoop | None,
+            seed: int | None = None) -> str:
+    """Called from a worker thread.  Returns the richer prompt, or the prompt itself when
+    the chat model suggested nothing (an empty answer, or the prompt echoed back): a
+    suggestion is a bonus, never a reason to fail the generation."""
+    coro = asyncio.wait_for(rewrite_async(engines, prompt, seed), TIMEOUT_SECONDS)
     try:
         if loop is not None and loop.is_running():
             text = asyncio.run_coroutine_threadsafe(coro, loop).result()
@@ -93,6 +97,4 @@ def rewrite(engines: ChatEngines, prompt: str, loop: asyncio.AbstractEventLoop |
     except TimeoutError as exc:
         raise UpstreamError(f"add_prompt: the chat model took longer than "
                             f"{TIMEOUT_SECONDS:g} s") from exc
-    if text == prompt:
-        raise UpstreamError("add_prompt: the chat model suggested no details")
     return text

@@ -16,12 +16,15 @@ from tests.image_support import wait_done
 def test_the_chat_model_rewrites_the_prompt_and_both_are_kept(
         client: TestClient, account: Account) -> None:
     original = "a red circle on a blue background"
-    task = submit(client, account, prompt=original, add_prompt=True)
+    # The details are sampled from the task's seed: a fixed seed, the same details each run
+    # (a random one could draw a suggestion that adds nothing, which is no failure now).
+    task = submit(client, account, prompt=original, add_prompt=True, select_seed=3)
     done = wait_done(client, account.token, task["task_id"], timeout=180)
     assert done["state"] == "done", done
     assert done["prompt"].startswith(original + ", ") and len(done["prompt"]) > len(original) + 3
     meta = read_metadata(client.get(done["images"][0]["large"]).content)
     assert meta["original_prompt"] == original and meta["prompt"] == done["prompt"]
+    assert done["prompt_added"] is True
 
 
 def test_without_a_chat_engine_the_submit_fails(tmp_path: Path, demo_model: DemoModel) -> None:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from ronghe.api.images import serving
 from ronghe.api.images.router import router
 from ronghe.engines.cpu import budget
 from ronghe.features import BaseFeature
+from ronghe.jobs.answers import register_answer
+from ronghe.queues import Kind
 from ronghe.services import Services
 from ronghe.tasks.metrics import ImageMetrics
 
@@ -19,6 +22,8 @@ class ImageFeature(BaseFeature):
         services.image_metrics = ImageMetrics(registry)
         services.readiness["images"] = services.image_models.readiness
         app.include_router(router)
+        # task_events and webhooks send what task_result answers.
+        register_answer(Kind.IMAGE, serving.task_body)
 
     async def start(self, app: FastAPI, services: Services) -> None:
         budget.configure(services.settings.cpu_threads)

@@ -68,7 +68,7 @@ def submitted_params(services: Services, task: TaskView, files: dict[str, FileIn
 def image_item(services: Services, task: TaskView, files: dict[str, FileInfo],
                base_url: str) -> dict[str, Any]:
     body = {"images": serving.image_urls(services, task, base_url, files),
-            **serving.result_fields(task)}
+            **serving.result_fields(services, task, base_url)}
     body["state"] = task.state.value
     for image in body["images"]:
         image.update(task_id=task.id, task_type=body["task_type"])

@@ -167,6 +167,11 @@ class TaskSubmitRequest(Lenient):
     cn_configs: list[CnConfig] = Field(default_factory=list, max_length=MAX_CN_UNITS)
     lora_configs: list[LoraConfig] = Field(default_factory=list, max_length=MAX_LORAS)
     add_prompt: Flag = False
+    # Issue 14: a URL told about the task (callback_url is the vendor's name for it).
+    webhook: Url = ""
+    callback_url: Url = ""
+    webhook_events_filter: list[Annotated[str, _text(16)]] | None = Field(
+        default=None, max_length=3)
 
 
 class TaskResultRequest(Lenient):
@@ -252,6 +257,12 @@ class TaskResult(Body):
     seed: int | None = Field(description="the seed used (drawn at submit for -1)")
     prompt: str | None = Field(description="the prompt used (after add_prompt)")
     task_type: str = Field(description="txt2img, img2img or controlnet")
+    prompt_added: bool = Field(description="add_prompt: whether the chat model added details")
+    select_seed: int | None = Field(description="the vendor's later name for seed")
+    wait_time: int = Field(ge=0, description="tasks that will run before this one in its "
+                           "queue; 0 when running or finished")
+    preview: str = Field(description="while running: signed URL of a small JPEG of the "
+                         "current denoising state, else ''")
 
 
 class BatchTask(TaskResult):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from ronghe.api.deps import (
     OptionalTokenUser,
@@ -18,6 +18,7 @@ from ronghe.api.deps import (
     token_user,
 )
 from ronghe.api.envelopes import Family, MiaohuaOk, errors
+from ronghe.api.idempotent import IdempotencyKeyHeader, idempotent
 from ronghe.api.images import forms, listing, serving
 from ronghe.api.images.protocol import (
     BaseModelRow,
@@ -48,11 +49,15 @@ def _base(request: Request) -> str:
     return str(request.base_url)
 
 
-# 429: the per-user limits on submits; 503: the model is loading or broken, or the queue full.
+# 409: an Idempotency-Key reused with another body; 429: the per-user limits on submits;
+# 503: the model is loading or broken, or the queue full.
 @router.post("/task_submit", summary="Submit an image generation task",
-             responses=errors(Family.MIAOHUA, *SIGNED_IN, 429, 503))
-def task_submit(body: TaskSubmitRequest, user: TokenUser, services: ServicesDep) -> TaskSubmitted:
-    return serving.submit(services, user, body)
+             response_model=TaskSubmitted,
+             responses=errors(Family.MIAOHUA, *SIGNED_IN, 409, 429, 503))
+def task_submit(body: TaskSubmitRequest, user: TokenUser, services: ServicesDep,
+                response: Response, key: IdempotencyKeyHeader = None) -> Any:
+    return idempotent(services, user, key, "task_submit", body, response,
+                      lambda: serving.submit(services, user, body).model_dump(mode="json"))
 
 
 def _task_result(services: Services, token: str, task_id: str, base: str) -> TaskResult:

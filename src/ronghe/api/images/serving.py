@@ -35,10 +35,13 @@ from ronghe.engines.diffusion.registry import (
 )
 from ronghe.errors import BadRequest, NotFound, field_error
 from ronghe.jobs import Status, TaskView
+from ronghe.jobs.previews import preview_url
 from ronghe.queues import Kind
 from ronghe.services import Services
 from ronghe.storage.files import FileInfo
 from ronghe.tasks import prompt as add_prompt
+from ronghe.webhooks.request import PARAM as WEBHOOK
+from ronghe.webhooks.request import task_webhook
 
 SIZE_RE = re.compile(r"^\s*(\d{1,5})\s*[xX*×]\s*(\d{1,5})\s*$")
 # Seeds drawn for select_seed -1, in the range the generation form advertises.
@@ -182,6 +185,10 @@ def lora_from_config(services: Services, user: User, entry: ModelEntry,
 
 def submit(services: Services, user: User, body: TaskSubmitRequest) -> TaskSubmitted:
     params = build_params(services, user, body)
+    hook = task_webhook(services, user.id, body.webhook, body.callback_url,
+                        body.webhook_events_filter)
+    if hook is not None:
+        params[WEBHOOK] = hook
     entry = services.image_models.get(params["model"])
     task = services.tasks.create(user.id, Kind.IMAGE.value, entry.queue, params)
     assert services.dispatcher is not None  # the app sets it before serving
@@ -221,7 +228,7 @@ def image_urls(services: Services, task: TaskView, base_url: str,
     return out
 
 
-def result_fields(task: TaskView) -> dict[str, Any]:
+def result_fields(services: Services, task: TaskView, base_url: str) -> dict[str, Any]:
     result = task.result or {}
     return {
         "task_id": task.id, "state": task.state,
@@ -229,13 +236,20 @@ def result_fields(task: TaskView) -> dict[str, Any]:
         "progress": round(task.progress, 4),
         "seed": result.get("seed", task.params.get("seed")),
         "prompt": result.get("prompt", task.params.get("prompt")),
+        # add_prompt: false when the chat model added nothing (the prompt was used as sent).
+        "prompt_added": bool(result.get("prompt_added", False)),
         "task_type": task.params.get("task_type", ""),
+        # The vendor's later names: select_seed for seed; wait_time = tasks ahead.
+        "select_seed": result.get("seed", task.params.get("seed")),
+        "wait_time": services.tasks.wait_time(task),
+        "preview": preview_url(services, task, base_url),
     }
 
 
 def task_result(services: Services, task: TaskView, base_url: str) -> TaskResult:
     """task_result's answer: ``{state, images, error_msg, progress}`` plus what was used."""
-    return TaskResult(images=image_urls(services, task, base_url), **result_fields(task))
+    return TaskResult(images=image_urls(services, task, base_url),
+                      **result_fields(services, task, base_url))
 
 
 def task_results(services: Services, user: User, task_ids: list[str],
@@ -249,7 +263,7 @@ def task_results(services: Services, user: User, task_ids: list[str],
         if task is None:
             info.append(MissingTask(task_id=task_id))
             continue
-        fields = result_fields(task)
+        fields = result_fields(services, task, base_url)
         # Each image says which task it belongs to: clients flatten the batch's images.
         images = [{**image, "task_id": task.id, "task_type": fields["task_type"]}
                   for image in image_urls(services, task, base_url, files)]

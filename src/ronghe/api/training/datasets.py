@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import hashlib
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Query, Request, UploadFile
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 
 from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.api.envelopes import Family, MiaohuaOk, errors, miaohua_ok
+from ronghe.api.idempotent import IdempotencyKeyHeader, idempotent
 from ronghe.api.training.protocol import (
     DatasetCreate,
     DatasetCreated,
@@ -32,18 +34,27 @@ def _datasets(services: Services) -> DatasetService:
 
 
 SIGNED_IN = (400, 401, 413)
+# 409: an Idempotency-Key reused with another body.
+SUBMIT = (*SIGNED_IN, 409)
 
 
-def _upload(request: Request, user: TokenUser, services: Services,
-            parts: list[UploadFile]) -> MiaohuaOk[list[str]]:
+def _upload(request: Request, user: TokenUser, services: Services, parts: list[UploadFile],
+            endpoint: str, response: Response, key: str | None) -> dict[str, Any]:
     check_count(len(parts), services.settings)
     limit = services.settings.upload_max_bytes
     # Reading one byte past the limit is enough to know a file is too large; its size
     # (the multipart parser counted it) is what the message reports.
     uploads = [Upload(p.filename or "", p.file.read(limit + 1), _size(p)) for p in parts]
-    stored = store_uploads(services.files, services.settings, user.id, uploads)
-    base = str(request.base_url)
-    return miaohua_ok([services.files.url(i, base) for i in stored])
+    # "The same body" of a multipart upload: its files' names and contents (the multipart
+    # boundary differs on every try).
+    content = [[u.filename, hashlib.sha256(u.data).hexdigest()] for u in uploads]
+
+    def work() -> dict[str, Any]:
+        stored = store_uploads(services.files, services.settings, user.id, uploads)
+        base = str(request.base_url)
+        return miaohua_ok([services.files.url(i, base) for i in stored]).model_dump(mode="json")
+
+    return idempotent(services, user, key, endpoint, content, response, work)
 
 
 def _size(part: UploadFile) -> int:
@@ -56,20 +67,22 @@ def _size(part: UploadFile) -> int:
 
 
 @router.post("/api/v1b/upload_imgs", summary="Upload images (many files under init_img)",
-             responses=errors(Family.MIAOHUA, *SIGNED_IN))
+             response_model=MiaohuaOk[list[str]], responses=errors(Family.MIAOHUA, *SUBMIT))
 def upload_imgs(request: Request, user: TokenUser, services: ServicesDep,
-                init_img: Files) -> MiaohuaOk[list[str]]:
-    return _upload(request, user, services, init_img)
+                init_img: Files, response: Response,
+                key: IdempotencyKeyHeader = None) -> Any:
+    return _upload(request, user, services, init_img, "upload_imgs", response, key)
 
 
 @router.post("/api/v1b/upload_img", summary="Upload one image (init_img)",
-             responses=errors(Family.MIAOHUA, *SIGNED_IN))
+             response_model=MiaohuaOk[list[str]], responses=errors(Family.MIAOHUA, *SUBMIT))
 def upload_img(request: Request, user: TokenUser, services: ServicesDep,
-               init_img: Files) -> MiaohuaOk[list[str]]:
+               init_img: Files, response: Response,
+               key: IdempotencyKeyHeader = None) -> Any:
     if len(init_img) != 1:
         raise BadRequest(f"{FIELD}: upload_img takes exactly one file (got {len(init_img)}); "
                          "use upload_imgs for several", field=FIELD)
-    return _upload(request, user, services, init_img)
+    return _upload(request, user, services, init_img, "upload_img", response, key)
 
 
 def describe(info: DatasetInfo, services: Services, base_url: str) -> DatasetRow:
@@ -82,11 +95,15 @@ def describe(info: DatasetInfo, services: Services, base_url: str) -> DatasetRow
 
 
 @router.post("/api/v1b/dataset", summary="Create a dataset from uploaded images",
-             responses=errors(Family.MIAOHUA, *SIGNED_IN))
-def create_dataset(body: DatasetCreate, user: TokenUser,
-                   services: ServicesDep) -> MiaohuaOk[DatasetCreated]:
-    info = _datasets(services).create(user.id, body.name, body.description, body.images)
-    return miaohua_ok(DatasetCreated(dataset_id=info.id))
+             response_model=MiaohuaOk[DatasetCreated],
+             responses=errors(Family.MIAOHUA, *SUBMIT))
+def create_dataset(body: DatasetCreate, user: TokenUser, services: ServicesDep,
+                   response: Response, key: IdempotencyKeyHeader = None) -> Any:
+    def work() -> dict[str, Any]:
+        info = _datasets(services).create(user.id, body.name, body.description, body.images)
+        return miaohua_ok(DatasetCreated(dataset_id=info.id)).model_dump(mode="json")
+
+    return idempotent(services, user, key, "dataset", body, response, work)
 
 
 @router.post("/api/v1b/dataset_all", summary="Your datasets, a page at a time",

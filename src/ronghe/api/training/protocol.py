@@ -63,8 +63,13 @@ class TrainSubmit(_Body):
     rank: int | None = Field(default=None, ge=1, le=256)
     learning_rate: float | None = Field(default=None, gt=0, le=1)
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    # Issue 14: a URL told about the training (callback_url is the vendor's name for it).
+    webhook: str = Field(default="", max_length=2048)
+    callback_url: str = Field(default="", max_length=2048)
+    webhook_events_filter: list[str] | None = Field(default=None, max_length=3)
 
-    _empty = field_validator("description", "trigger_word", mode="before")(_none_to_empty)
+    _empty = field_validator("description", "trigger_word", "webhook", "callback_url",
+                             mode="before")(_none_to_empty)
 
     @field_validator("base_model", mode="before")
     @classmethod
@@ -133,6 +138,9 @@ class TrainProgress(MiaohuaFlat):
     resumed_from_step: int = Field(description="the checkpoint step a restart resumed from")
     preview_images: list[str]
     samples: list[Sample]
+    select_seed: int | None = Field(description="the training's seed")
+    wait_time: int = Field(ge=0, description="tasks that will run before this one in its "
+                           "queue; 0 when running or finished")
 
 
 class TrainCancelled(Body):

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Any
 
-from ronghe.api.deps import TokenUser
+from fastapi import APIRouter, Request, Response
+
+from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.api.deps import TrainingDep as Training
 from ronghe.api.envelopes import Family, MiaohuaOk, errors, miaohua_ok
+from ronghe.api.idempotent import IdempotencyKeyHeader, idempotent
 from ronghe.api.training.protocol import (
     TaskRef,
     TrainCancelled,
@@ -27,13 +30,19 @@ def get_train_form(training: Training) -> MiaohuaOk[TrainForm]:
     return miaohua_ok(training.form())
 
 
-# 409: the name is taken; 503: the base model is broken.
+# 409: the name is taken, or an Idempotency-Key reused with another body; 503: the base
+# model is broken.
 @router.post("/api/v1b/train_submit", summary="Train a LoRA on your datasets",
+             response_model=MiaohuaOk[TrainSubmitted],
              responses=errors(Family.MIAOHUA, *SIGNED_IN, 409, 429, 503))
-def train_submit(body: TrainSubmit, user: TokenUser,
-                 training: Training) -> MiaohuaOk[TrainSubmitted]:
-    task = training.submit(user.id, body)
-    return miaohua_ok(TrainSubmitted(task_id=task.id))
+def train_submit(body: TrainSubmit, user: TokenUser, training: Training,
+                 services: ServicesDep, response: Response,
+                 key: IdempotencyKeyHeader = None) -> Any:
+    def work() -> dict[str, Any]:
+        task = training.submit(user.id, body)
+        return miaohua_ok(TrainSubmitted(task_id=task.id)).model_dump(mode="json")
+
+    return idempotent(services, user, key, "train_submit", body, response, work)
 
 
 @router.post("/api/v1b/train_progress", summary="State and progress of a training task",

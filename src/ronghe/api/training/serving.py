@@ -32,6 +32,8 @@ from ronghe.jobs.store import TaskView
 from ronghe.queues import Kind, Queue
 from ronghe.services import Services
 from ronghe.tasks.training import TrainJob, work_dir
+from ronghe.webhooks.request import PARAM as WEBHOOK
+from ronghe.webhooks.request import task_webhook
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # Entries in these states no longer hold their name: submitting the name again replaces them.
@@ -76,6 +78,8 @@ class TrainingService:
             raise BadRequest(f"name: {name!r} is the name of a base model; choose another",
                              field="name")
         file_ids = self._images(user_id, req.dataset)
+        hook = task_webhook(self.services, user_id, req.webhook, req.callback_url,
+                            req.webhook_events_filter)
         preset = preset_for(entry.family, main_body)
         overrides = {k: v for k, v in (("steps", req.steps), ("rank", req.rank),
                                        ("learning_rate", req.learning_rate)) if v is not None}
@@ -90,9 +94,12 @@ class TrainingService:
         job = TrainJob(lora_id=lora.id, name=name, base_model=entry.name, family=entry.family,
                        trigger_word=req.trigger_word, main_body=main_body, file_ids=file_ids,
                        preset=preset.to_dict(), seed=seed)
+        params = job.to_params()
+        if hook is not None:
+            params[WEBHOOK] = hook
         try:
             task = self.services.tasks.create(user_id, Kind.TRAIN.value, Queue.TRAINING.value,
-                                              job.to_params(), task_id=task_id)
+                                              params, task_id=task_id)
         except Exception:
             self.services.loras.delete(lora.id)
             raise
@@ -181,6 +188,8 @@ class TrainingService:
             resumed_from_step=detail.get("resumed_from_step", 0),
             preview_images=[s.url for s in samples],
             samples=samples,
+            select_seed=job.seed,
+            wait_time=self.services.tasks.wait_time(task),
         )
 
     def cancel(self, user_id: int, task_id: str) -> TaskView:

@@ -17,6 +17,7 @@ from ronghe.engines.diffusion.generate import (
 )
 from ronghe.engines.diffusion.isolated import ChildConfig, IsolatedEngine
 from ronghe.engines.diffusion.pipelines import PipelineCache
+from ronghe.engines.diffusion.preview import PreviewCallback
 from ronghe.engines.diffusion.registry import ModelRegistry
 from ronghe.settings import Settings
 
@@ -25,8 +26,10 @@ class ImageEngineProtocol(Protocol):
     registry: ModelRegistry
 
     def generate(self, req: GenerationRequest,
-                 on_step: StepCallback | None = None) -> GenerationResult:
-        """Render ``req`` on its model; ``on_step(done, total)`` may raise to stop."""
+                 on_step: StepCallback | None = None,
+                 on_preview: PreviewCallback | None = None) -> GenerationResult:
+        """Render ``req`` on its model; ``on_step(done, total)`` may raise to stop;
+        ``on_preview(jpeg, width, height)`` gets live previews when ``req.preview_seconds``."""
 
     def describe(self) -> dict[str, Any]:
         """Where generation runs (for logs and diagnostics)."""

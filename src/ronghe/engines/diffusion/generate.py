@@ -25,6 +25,7 @@ from ronghe.engines.diffusion.pipelines import (
     LoraSource,
     PipelineCache,
 )
+from ronghe.engines.diffusion.preview import CleanSampleTap, PreviewCallback, Previewer
 from ronghe.engines.diffusion.registry import ModelEntry, ModelRegistry
 
 # Images denoised together, per family: larger models would run out of memory on CPU boxes.
@@ -60,6 +61,8 @@ class GenerationRequest:
     strength: float = 0.6
     controls: list[ControlUnit] = field(default_factory=list)
     loras: list[LoraSource] = field(default_factory=list)
+    # Seconds between live previews (0: none); see engines/diffusion/preview.py.
+    preview_seconds: float = 0.0
 
     @property
     def mode(self) -> str:
@@ -116,7 +119,8 @@ class ImageEngine:
         self.cache.clear()
 
     def generate(self, req: GenerationRequest, on_step: StepCallback | None = None,
-                 threads: int | None = None) -> GenerationResult:
+                 threads: int | None = None,
+                 on_preview: PreviewCallback | None = None) -> GenerationResult:
         """``threads``: torch threads to use, when the caller holds the CPU budget's lease
         (the engine's own process does); else the engine takes a lease itself."""
         entry = self.registry.get(req.model)
@@ -131,7 +135,10 @@ class ImageEngine:
             pipe = self.cache.pipeline(loaded, req.mode, tuple(u.name for u in req.controls))
             init = (req.init_image.convert("RGB").resize(size, Image.Resampling.BICUBIC)
                     if req.init_image is not None else None)
-            images, steps_run = self._run(entry, pipe, req, size, init, maps, on_step)
+            previewer = (Previewer(pipe, entry.family, req.preview_seconds, on_preview)
+                         if on_preview is not None and req.preview_seconds > 0 else None)
+            images, steps_run = self._run(entry, pipe, req, size, init, maps, on_step,
+                                          previewer)
         resized = size != (req.width, req.height)
         if resized:
             images = [im.resize((req.width, req.height), Image.Resampling.BICUBIC)
@@ -141,7 +148,8 @@ class ImageEngine:
 
     def _run(self, entry: ModelEntry, pipe: Any, req: GenerationRequest,
              size: tuple[int, int], init: Image.Image | None, maps: list[Image.Image],
-             on_step: StepCallback | None) -> tuple[list[Image.Image], int]:
+             on_step: StepCallback | None,
+             previewer: Previewer | None = None) -> tuple[list[Image.Image], int]:
         per_image = req.steps
         if init is not None:
             # img2img runs only the last ``strength`` share of the schedule.
@@ -152,18 +160,21 @@ class ImageEngine:
         total = per_image * len(req.seeds)
         batch = BATCH.get(entry.family, 1)
         images: list[Image.Image] = []
+        tap = CleanSampleTap(pipe.scheduler)
         for first in range(0, len(req.seeds), batch):
             seeds = req.seeds[first:first + batch]
             done_before = first * per_image
 
             def callback(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any],
                          done_before: int = done_before, n: int = len(seeds)) -> dict[str, Any]:
+                if previewer is not None:
+                    previewer(tap, kwargs["latents"])
                 if on_step is not None:
                     on_step(done_before + (step + 1) * n, total)
                 return kwargs
 
             args = self._arguments(req, size, init, maps)
-            with torch.inference_mode():
+            with torch.inference_mode(), tap:
                 out = pipe(prompt=req.prompt, negative_prompt=req.negative_prompt or None,
                            num_images_per_prompt=len(seeds),
                            generator=[torch.Generator().manual_seed(s) for s in seeds],

@@ -12,7 +12,8 @@ process's threads) and keeps its pipeline cache for its whole life.
 
 Protocol (one request at a time, over a ``Pipe``), every message tagged with the request id:
 parent -> child ``generate``, ``lora`` (weights the child asked for), ``stop``; child ->
-parent ``step`` (after each denoising step), ``need_lora``, ``done``, ``stopped``, ``error``.
+parent ``step`` (after each denoising step), ``preview`` (a live preview JPEG),
+``need_lora``, ``done``, ``stopped``, ``error``.
 A ``stop`` is checked by the child between steps, so a cancel stops the next step.
 """
 
@@ -37,6 +38,7 @@ from ronghe.engines.diffusion.generate import (
     StepCallback,
 )
 from ronghe.engines.diffusion.pipelines import LoraSource, PipelineCache
+from ronghe.engines.diffusion.preview import PreviewCallback
 from ronghe.engines.diffusion.registry import ModelRegistry
 from ronghe.errors import RongheError
 from ronghe.settings import ImageModelSpec
@@ -122,10 +124,13 @@ def _serve(conn: Connection, engine: ImageEngine, rid: int, request: GenerationR
 
         return load
 
+    def on_preview(data: bytes, width: int, height: int) -> None:
+        conn.send(("preview", rid, data, width, height))
+
     sources = [LoraSource(key, lname, weight, lora_loader(key)) for key, lname, weight in loras]
     try:
         result = engine.generate(dataclasses.replace(request, loras=sources), on_step,
-                                 threads=threads)
+                                 threads=threads, on_preview=on_preview)
         conn.send(("done", rid, result))
     except _Stop:
         conn.send(("stopped", rid))
@@ -182,10 +187,12 @@ class IsolatedEngine:
             self._reset()
 
     def generate(self, req: GenerationRequest,
-                 on_step: StepCallback | None = None) -> GenerationResult:
+                 on_step: StepCallback | None = None,
+                 on_preview: PreviewCallback | None = None) -> GenerationResult:
         entry = self.registry.get(req.model)
         loras = {lora.key: lora for lora in req.loras}
-        bare = dataclasses.replace(req, loras=[])
+        bare = dataclasses.replace(req, loras=[],
+                                   preview_seconds=req.preview_seconds if on_preview else 0)
         specs = [(lora.key, lora.name, lora.weight) for lora in req.loras]
         with self._lock, budget.lease("torch") as threads:
             conn = self._ensure()
@@ -205,6 +212,8 @@ class IsolatedEngine:
                         except BaseException as exc:  # cancel, shutdown, lost claim
                             stopped = exc
                             conn.send(("stop", rid))
+                    elif kind == "preview" and stopped is None and on_preview is not None:
+                        on_preview(message[2], message[3], message[4])
                     elif kind == "need_lora":
                         conn.send(("lora", rid, *self._lora_bytes(loras[message[2]])))
                     elif kind == "done":

@@ -1,0 +1,1 @@
+"""Push instead of poll: webhook secrets and delivery logs, and the task_events stream."""

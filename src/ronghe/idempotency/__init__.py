@@ -1,0 +1,1 @@
+"""``Idempotency-Key``: a retried submit returns the first answer instead of doing it twice."""
