@@ -20,14 +20,15 @@ MIAOHUA = "/api/v1b"
 FIELDS: dict[tuple[str, str], set[str]] = {
     ("post", f"{MIAOHUA}/task_submit"): {"task_id"},
     ("post", f"{MIAOHUA}/task_result"): {"task_id", "state", "images", "error_msg", "progress",
-                                         "seed", "prompt", "task_type"},
+                                         "seed", "prompt", "task_type", "prompt_added",
+                                         "select_seed", "wait_time", "preview"},
     ("post", f"{MIAOHUA}/task_results"): {"code", "info", "msg"},
     ("post", f"{MIAOHUA}/task_cancel"): {"code", "info", "msg"},
     ("post", f"{MIAOHUA}/train_progress"): {
         "code", "msg", "task_id", "create_time", "description", "main_body", "model_name",
         "model_id", "base_model", "state", "training_progress", "trigger_word", "nsfw",
         "error_msg", "step", "total_steps", "loss", "eta_seconds", "phase",
-        "resumed_from_step", "preview_images", "samples"},
+        "resumed_from_step", "preview_images", "samples", "select_seed", "wait_time"},
     ("post", f"{MIAOHUA}/train_submit"): {"code", "info", "msg"},
     ("post", f"{MIAOHUA}/train_cancel"): {"code", "info", "msg"},
     ("get", f"{MIAOHUA}/get_train_form"): {"code", "info", "msg"},

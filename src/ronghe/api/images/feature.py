@@ -23,7 +23,7 @@ class ImageFeature(BaseFeature):
         services.readiness["images"] = services.image_models.readiness
         app.include_router(router)
         # task_events and webhooks send what task_result answers.
-        register_answer(Kind.IMAGE, serving.task_body)
+        register_answer(Kind.IMAGE, serving.task_answer)
 
     async def start(self, app: FastAPI, services: Services) -> None:
         budget.configure(services.settings.cpu_threads)

@@ -252,6 +252,11 @@ def task_result(services: Services, task: TaskView, base_url: str) -> TaskResult
                       **result_fields(services, task, base_url))
 
 
+def task_answer(services: Services, task: TaskView, base_url: str) -> dict[str, Any]:
+    """task_result's answer as JSON data, for task_events and webhooks."""
+    return task_result(services, task, base_url).model_dump(mode="json")
+
+
 def task_results(services: Services, user: User, task_ids: list[str],
                  base_url: str) -> TaskResults:
     found = services.tasks.get_many(task_ids, user.id)

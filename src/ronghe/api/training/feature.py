@@ -25,7 +25,7 @@ class TrainingFeature(BaseFeature):
 
         def progress_answer(services: Services, task: TaskView, base_url: str) -> dict[str, Any]:
             # task_events and webhooks send what train_progress answers.
-            return {"code": 0, "msg": "", **training.progress(task.user_id, task.id, base_url)}
+            return training.progress(task.user_id, task.id, base_url).model_dump(mode="json")
 
         register_answer(Kind.TRAIN, progress_answer)
         app.include_router(datasets.router)
