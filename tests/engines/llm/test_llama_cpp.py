@@ -187,6 +187,9 @@ async def test_full_queue_is_refused_at_once() -> None:
     try:
         long = GenerationParams(STORY, max_new_tokens=2000, logit_bias=never_stop())
         first = await engine.start(long)
+        # Its first token means the worker thread has admitted it to the one slot, so the
+        # next request is the waiting one (admission is asynchronous).
+        await anext(aiter(first))
         second = await engine.start(long)
         started = time.monotonic()
         with pytest.raises(Busy, match="busy"):
