@@ -220,7 +220,7 @@ choice = _choice
 # --- responses
 
 
-class ImageInfo(Body):
+class ImageUrls(Body):
     large: str = Field(description="signed URL of the full-size JPEG ('' once deleted)")
     middle: str = Field(description="signed URL of the half-size JPEG")
     small: str = Field(description="signed URL of the thumbnail")
@@ -228,6 +228,9 @@ class ImageInfo(Body):
     seed: int | None
     width: int | None
     height: int | None
+
+
+class ImageInfo(ImageUrls):
     share: bool = False
     shareable: bool = True
 
@@ -360,3 +363,104 @@ class ControlNetRow(Body):
     demo_preview: str
     demo_result: str
     models: list[str] = Field(description="the models it works with")
+
+
+Item = TypeVar("Item")
+
+
+class ItemPage(Body, Generic[Item]):
+    """A page of a listing (task_list, the admin lists)."""
+
+    items: list[Item]
+    page: int
+    per_page: int
+    total: int
+    has_next: bool
+    has_prev: bool
+
+
+# --- task_list items: image tasks, training tasks, and any other kind
+
+
+class ListedImage(ImageUrls):
+    task_id: str
+    task_type: str
+
+
+class ListedLora(Body):
+    versionid: int | str
+    merge_weight: float | int
+    name: str
+
+
+class ListedCnProcessor(Body):
+    control_processor: str
+    low_threshold: Any
+    high_threshold: Any
+
+
+class ListedCn(Body):
+    cn: str
+    weight: float | int
+    guidance_start: float | int
+    guidance_end: float | int
+    img: str = Field(description="signed URL of the control image, or ''")
+    config: ListedCnProcessor
+
+
+class SubmittedParams(Body):
+    """The submission in task_submit's field names: send it back to draw again."""
+
+    model_name: str
+    prompt: str
+    neg_prompt: str
+    n_images: int | None
+    scale: float | int | None
+    select_seed: int | None
+    output_size: str
+    ddim_steps: int | None
+    strength: float | int | None
+    init_img: str = Field(description="signed URL of the init image, or ''")
+    add_prompt: bool
+    lora_configs: list[ListedLora]
+    cn_configs: list[ListedCn]
+
+
+class ListedTask(Body):
+    """Any task: what every item has."""
+
+    task_id: str
+    kind: str = Field(description="image or train")
+    state: Status
+    progress: float = Field(ge=0, le=1)
+    error_msg: str
+    create_time: str
+    finish_time: str = Field(description="'' until it ends")
+
+
+class ListedImageTask(ListedTask):
+    """An image task: task_result's fields plus when, which model and the submission."""
+
+    kind: Literal["image"] = "image"
+    images: list[ListedImage]
+    seed: int | None
+    prompt: str | None
+    task_type: str
+    model: str
+    params: SubmittedParams
+
+
+class ListedTrainTask(ListedTask):
+    """A training task's summary; train_progress has the rest (loss, ETA, samples)."""
+
+    kind: Literal["train"] = "train"
+    model_name: str
+    model_id: int | None
+    base_model: str
+    trigger_word: str
+    main_body: str
+    step: int
+    total_steps: int
+
+
+TaskPage = MiaohuaOk[ItemPage[ListedImageTask | ListedTrainTask | ListedTask]]

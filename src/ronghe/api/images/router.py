@@ -6,8 +6,6 @@ blocks the event loop, and pollers stay fast while a generation runs.
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Request
 
 from ronghe.api.deps import (
@@ -29,6 +27,7 @@ from ronghe.api.images.protocol import (
     TaskCancelled,
     TaskCancelRequest,
     TaskListRequest,
+    TaskPage,
     TaskResult,
     TaskResultRequest,
     TaskResults,
@@ -88,7 +87,7 @@ async def task_results(body: TaskResultsRequest, token: RequestToken, services: 
 @router.post("/task_list", summary="Your tasks, newest first, a page at a time",
              responses=errors(Family.MIAOHUA, *SIGNED_IN))
 def task_list(body: TaskListRequest, user: TokenUser, services: ServicesDep,
-              request: Request) -> Any:
+              request: Request) -> TaskPage:
     return listing.task_list(services, user, body, _base(request))
 
 
