@@ -13,15 +13,15 @@ from datetime import datetime
 
 from ronghe.api.envelopes import miaohua_ok
 from ronghe.api.images import serving
-from ronghe.api.images.protocol import (
+from ronghe.api.images.listing_protocol import (
     ItemPage,
     ListedImageTask,
     ListedTask,
     ListedTrainTask,
     SubmittedParams,
-    TaskListRequest,
     TaskPage,
 )
+from ronghe.api.images.protocol import TaskListRequest
 from ronghe.db.models import User
 from ronghe.jobs import Status, TaskView
 from ronghe.queues import Kind

@@ -17,6 +17,7 @@ from ronghe.api.deps import (
 )
 from ronghe.api.envelopes import Family, MiaohuaOk, errors
 from ronghe.api.images import forms, listing, serving
+from ronghe.api.images.listing_protocol import TaskPage
 from ronghe.api.images.protocol import (
     BaseModelRow,
     ControlNetRow,
@@ -27,7 +28,6 @@ from ronghe.api.images.protocol import (
     TaskCancelled,
     TaskCancelRequest,
     TaskListRequest,
-    TaskPage,
     TaskResult,
     TaskResultRequest,
     TaskResults,

@@ -7,10 +7,10 @@ from typing import Annotated
 from pydantic import Field
 
 from ronghe.api.envelopes import Body, MiaohuaOk
+from ronghe.api.images.listing_protocol import ItemPage
 from ronghe.api.images.protocol import (
     TASK_KINDS,
     Flag,
-    ItemPage,
     Lenient,
     choice,
     int_range,

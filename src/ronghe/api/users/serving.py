@@ -6,7 +6,7 @@ from typing import TypeVar
 
 from ronghe.api.envelopes import MiaohuaOk, miaohua_ok
 from ronghe.api.images.listing import stamp
-from ronghe.api.images.protocol import ItemPage
+from ronghe.api.images.listing_protocol import ItemPage
 from ronghe.api.users.protocol import KeyInfo, QueuedImage, QueuedTraining, UserInfo
 from ronghe.db.models import ApiKey, User
 from ronghe.jobs import Status, TaskView
