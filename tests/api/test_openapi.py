@@ -12,10 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ronghe.settings import Settings
-from tests.conftest import Account, DemoModel, make_settings
+from ronghe.tasks.training import TrainJob
+from tests.conftest import PASSWORD, Account, DemoModel, make_settings
 from tests.image_support import wait_done
 
 MIAOHUA = "/api/v1b"
+FUSION = "/v1/fusion/chat-with-image"
 # route -> the fields its 200 answer documents (and always sends).
 FIELDS: dict[tuple[str, str], set[str]] = {
     ("post", f"{MIAOHUA}/task_submit"): {"task_id"},
@@ -54,7 +56,19 @@ FIELDS: dict[tuple[str, str], set[str]] = {
     ("get", "/v1/models"): {"object", "data"},
     ("get", "/healthz"): {"code", "status", "version"},
     ("get", "/readyz"): {"code", "ready", "checks"},
+    ("post", f"{MIAOHUA}/task_list"): {"code", "info", "msg"},
+    ("post", FUSION): {"code", "msg", "data"},
+    **{("post", f"{MIAOHUA}/{path}"): {"code", "info", "msg"} for path in (
+        "setup", "signup", "me", "change_password", "api_keys/create", "api_keys/list",
+        "api_keys/revoke", "admin/users", "admin/user_add", "admin/user_disable",
+        "admin/user_enable", "admin/user_reset_password", "admin/user_set_admin",
+        "admin/queue")},
+    ("get", f"{MIAOHUA}/setup"): {"code", "info", "msg"},
 }
+USER = {"id", "email", "is_admin", "is_active", "create_time"}
+KEY = {"id", "name", "prefix", "create_time", "last_used_time"}
+PAGE = {"items", "page", "per_page", "total", "has_next", "has_prev"}
+LISTED = {"task_id", "kind", "state", "progress", "error_msg", "create_time", "finish_time"}
 # Nested fields worth pinning: (route, path of property names) -> fields there.
 NESTED: list[tuple[tuple[str, str], tuple[str, ...], set[str]]] = [
     (("post", f"{MIAOHUA}/task_result"), ("images", "[]"),
@@ -78,12 +92,45 @@ NESTED: list[tuple[tuple[str, str], tuple[str, ...], set[str]]] = [
     (("post", "/nlp/v1/chat/completions"), ("data", "choices", "[]"),
      {"index", "message", "content", "role", "finish_reason"}),
     (("post", "/v1/chat/completions"), ("choices", "[]", "message"), {"role", "content"}),
+    (("get", f"{MIAOHUA}/setup"), ("info",), {"needs_setup", "allow_signup"}),
+    (("post", f"{MIAOHUA}/setup"), ("info",), USER),
+    (("post", f"{MIAOHUA}/signup"), ("info",), USER),
+    (("post", f"{MIAOHUA}/me"), ("info",), USER | {"token_expires_at"}),
+    (("post", f"{MIAOHUA}/change_password"), ("info",), {"changed", "revoked_tokens"}),
+    (("post", f"{MIAOHUA}/api_keys/create"), ("info",), KEY | {"key"}),
+    (("post", f"{MIAOHUA}/api_keys/list"), ("info", "items", "[]"), KEY),
+    (("post", f"{MIAOHUA}/api_keys/revoke"), ("info",), {"id", "revoked"}),
+    (("post", f"{MIAOHUA}/admin/users"), ("info",), PAGE),
+    (("post", f"{MIAOHUA}/admin/users"), ("info", "items", "[]"), USER),
+    (("post", f"{MIAOHUA}/admin/user_set_admin"), ("info",), USER),
+    (("post", f"{MIAOHUA}/admin/queue"), ("info",), PAGE),
+    (("post", f"{MIAOHUA}/task_list"), ("info",), PAGE),
+    (("post", FUSION), ("data",), {"id", "choices", "usage", "status", "task_id"}),
+    (("post", FUSION), ("data", "choices", "[]"),
+     {"index", "content", "message", "role", "finish_reason"}),
+    (("post", FUSION), ("data", "usage"),
+     {"prompt_tokens", "completion_tokens", "total_tokens", "picture"}),
 ]
+# The items of a union, by schema name -> their fields (exactly: each is always sent whole).
+UNION_ITEMS = {
+    "QueuedImage": {"task_id", "kind", "state", "progress", "user_id", "email", "create_time",
+                    "start_time", "queue", "model", "prompt"},
+    "QueuedTraining": {"task_id", "kind", "state", "progress", "user_id", "email",
+                       "create_time", "start_time", "queue", "model", "model_name"},
+    "ListedImageTask": LISTED | {"images", "seed", "prompt", "task_type", "model", "params"},
+    "ListedTrainTask": LISTED | {"model_name", "model_id", "base_model", "trigger_word",
+                                 "main_body", "step", "total_steps"},
+    "ListedTask": LISTED,
+    "SubmittedParams": {"model_name", "prompt", "neg_prompt", "n_images", "scale",
+                        "select_seed", "output_size", "ddim_steps", "strength", "init_img",
+                        "add_prompt", "lora_configs", "cn_configs"},
+}
 
 
 @pytest.fixture
 def settings(tmp_path: Path, demo_model: DemoModel) -> Settings:
-    return make_settings(tmp_path / "data", image_models=[demo_model.spec()], cpu_threads=1)
+    return make_settings(tmp_path / "data", image_models=[demo_model.spec()], cpu_threads=1,
+                         allow_signup=True)
 
 
 @pytest.fixture
@@ -125,6 +172,24 @@ def test_every_route_documents_its_answer_fields(doc: dict[str, Any]) -> None:
         assert fields <= set(schema["properties"]), (route, path)
 
 
+def test_listings_and_fusion_document_each_item_shape(doc: dict[str, Any]) -> None:
+    schemas = doc["components"]["schemas"]
+    for name, fields in UNION_ITEMS.items():
+        assert set(schemas[name]["properties"]) == fields, name
+        assert set(schemas[name]["required"]) == fields, name
+    # Training tasks and any other kind are items of the same lists, documented as such.
+    for route, names in (((f"{MIAOHUA}/task_list"),
+                          {"ListedImageTask", "ListedTrainTask", "ListedTask"}),
+                         ((f"{MIAOHUA}/admin/queue"), {"QueuedImage", "QueuedTraining"})):
+        items = walk(doc, ok_schema(doc, ("post", route)), ("info", "items"))["items"]
+        assert {ref["$ref"].rsplit("/", 1)[-1] for ref in items["anyOf"]} == names, route
+    # task_id is sent only with a drawing: documented, not required.
+    data = walk(doc, ok_schema(doc, ("post", FUSION)), ("data",))
+    assert set(data["required"]) == {"id", "choices", "usage", "status"}
+    # The stream is documented beside the JSON answer, as on the chat routes.
+    assert "text/event-stream" in doc["paths"][FUSION]["post"]["responses"]["200"]["content"]
+
+
 def test_no_422_and_real_error_statuses_with_the_family_envelope(doc: dict[str, Any]) -> None:
     text = str(doc)
     assert "422" not in doc["paths"]["/api/v1b/task_submit"]["post"]["responses"]
@@ -138,6 +203,20 @@ def test_no_422_and_real_error_statuses_with_the_family_envelope(doc: dict[str, 
         ("post", "/nlp/v1/chat/completions"): ({"400", "401", "413", "503"}, "ChatError"),
         ("post", "/v1/chat/completions"): ({"400", "401", "413", "503"}, "OpenAIError"),
         ("get", "/files/{file_id}"): ({"403", "404"}, "PlainError"),
+        ("post", f"{MIAOHUA}/task_list"): ({"400", "401", "413"}, "MiaohuaError"),
+        ("post", f"{MIAOHUA}/setup"): ({"400", "409", "413"}, "MiaohuaError"),
+        ("post", f"{MIAOHUA}/signup"): ({"400", "403", "409", "413", "429"}, "MiaohuaError"),
+        ("post", f"{MIAOHUA}/me"): ({"400", "401", "413"}, "MiaohuaError"),
+        ("post", f"{MIAOHUA}/change_password"): ({"400", "401", "413", "429"},
+                                                 "MiaohuaError"),
+        ("post", f"{MIAOHUA}/api_keys/create"): ({"400", "401", "409", "413"}, "MiaohuaError"),
+        ("post", f"{MIAOHUA}/api_keys/revoke"): ({"400", "401", "404", "413"}, "MiaohuaError"),
+        ("post", f"{MIAOHUA}/admin/users"): ({"400", "401", "403", "413"}, "MiaohuaError"),
+        ("post", f"{MIAOHUA}/admin/user_disable"): ({"400", "401", "403", "404", "413"},
+                                                    "MiaohuaError"),
+        ("post", f"{MIAOHUA}/admin/queue"): ({"400", "401", "403", "413"}, "MiaohuaError"),
+        ("post", FUSION): ({"400", "401", "403", "413", "429", "502", "503", "504"},
+                           "ChatError"),
     }
     for (method, path), (statuses, envelope) in expected.items():
         responses = doc["paths"][path][method]["responses"]
@@ -238,3 +317,88 @@ def test_real_answers_match_their_documented_schemas(client: TestClient,
     revoked = client.post(f"{MIAOHUA}/revoke_token", json=auth).json()
     check(doc, ("post", f"{MIAOHUA}/revoke_token"), revoked)
     assert revoked == {"code": 0, "info": {"revoked": True}, "msg": ""}
+
+
+def test_first_run_setup_answers_match_their_schemas(client: TestClient) -> None:
+    doc = client.get("/openapi.json").json()
+    state = client.get(f"{MIAOHUA}/setup").json()
+    check(doc, ("get", f"{MIAOHUA}/setup"), state)
+    assert state["info"] == {"needs_setup": True, "allow_signup": True}
+    created = client.post(f"{MIAOHUA}/setup",
+                          json={"email": "root@example.com", "password": PASSWORD}).json()
+    check(doc, ("post", f"{MIAOHUA}/setup"), created)
+    assert created["info"]["is_admin"] is True
+    signed_up = client.post(f"{MIAOHUA}/signup",
+                            json={"email": "new@example.com", "password": PASSWORD}).json()
+    check(doc, ("post", f"{MIAOHUA}/signup"), signed_up)
+    assert signed_up["info"]["is_admin"] is False
+
+
+def post(client: TestClient, path: str, **body: Any) -> Any:
+    response = client.post(f"{MIAOHUA}/{path}", json=body)
+    assert response.status_code == 200, (path, response.text)
+    return response.json()
+
+
+def test_account_admin_listing_and_fusion_answers_match_their_schemas(
+        client: TestClient, account: Account) -> None:
+    doc = client.get("/openapi.json").json()
+    services = client.app.state.services  # type: ignore[attr-defined]
+    services.auth.set_admin(account.email, True)
+    token = account.token
+    for path in ("me", "api_keys/list", "admin/users"):
+        check(doc, ("post", f"{MIAOHUA}/{path}"), post(client, path, token=token))
+    key = post(client, "api_keys/create", token=token, name="k")
+    check(doc, ("post", f"{MIAOHUA}/api_keys/create"), key)
+    listed = post(client, "api_keys/list", token=token)
+    check(doc, ("post", f"{MIAOHUA}/api_keys/list"), listed)
+    assert "key" not in listed["info"]["items"][0]
+    check(doc, ("post", f"{MIAOHUA}/api_keys/revoke"),
+          post(client, "api_keys/revoke", token=token, id=key["info"]["id"]))
+    added = post(client, "admin/user_add", token=token, email="b@example.com",
+                 password=PASSWORD)
+    check(doc, ("post", f"{MIAOHUA}/admin/user_add"), added)
+    for path, extra in (("admin/user_disable", {}), ("admin/user_enable", {}),
+                        ("admin/user_reset_password", {"password": PASSWORD + "x"}),
+                        ("admin/user_set_admin", {"is_admin": True})):
+        answer = post(client, path, token=token, user_id=added["info"]["id"], **extra)
+        check(doc, ("post", f"{MIAOHUA}/{path}"), answer)
+
+    # Tasks on a queue no worker serves stay pending: one of each kind for the listings.
+    image_params = {"model": "ronghe-demo", "model_name": "ronghe-demo", "prompt": "p",
+                    "seed": 1, "width": 64, "height": 64, "task_type": "txt2img",
+                    "loras": [], "controls": []}
+    train_params = TrainJob(lora_id=1, name="lora1", base_model="ronghe-demo", family="demo",
+                            trigger_word="tw", main_body="Style", file_ids=[],
+                            preset={"steps": 40}, seed=1).to_params()
+    for kind, params in (("image", image_params), ("train", train_params)):
+        services.tasks.create(account.user_id, kind, "nobody-serves-this", params)
+    queue = post(client, "admin/queue", token=token)
+    check(doc, ("post", f"{MIAOHUA}/admin/queue"), queue)
+    assert {"prompt", "model_name"} <= {k for item in queue["info"]["items"] for k in item}
+
+    headers = {"Authorization": account.api_key}
+    drawn = client.post(FUSION, headers=headers, json={
+        "messages": [{"role": "user", "content": "Please draw a red circle"}],
+        "mh_output_size": "64x64", "mh_ddim_steps": 1}).json()
+    check(doc, ("post", FUSION), drawn)
+    assert drawn["code"] == 200 and drawn["data"]["usage"]["picture"] is True
+    chatted = client.post(FUSION, headers=headers, json={
+        "messages": [{"role": "user", "content": "Hello, how are you?"}],
+        "max_new_tokens": 4}).json()
+    check(doc, ("post", FUSION), chatted)
+    # No drawing, no task_id key at all (not a null), as before.
+    assert "task_id" not in chatted["data"] and chatted["data"]["usage"]["picture"] is False
+
+    tasks = post(client, "task_list", token=token, kind="all")
+    check(doc, ("post", f"{MIAOHUA}/task_list"), tasks)
+    kinds = {item["kind"] for item in tasks["info"]["items"]}
+    assert kinds == {"image", "train"}
+    done = next(i for i in tasks["info"]["items"] if i["task_id"] == drawn["data"]["task_id"])
+    assert done["state"] == "done" and len(done["images"]) == 1
+    assert "share" not in done["images"][0]  # task_list's images, as before
+
+    changed = post(client, "change_password", token=token, old_password=PASSWORD,
+                   new_password=PASSWORD + "y")
+    check(doc, ("post", f"{MIAOHUA}/change_password"), changed)
+    assert changed["info"]["changed"] is True

@@ -124,8 +124,9 @@ def miaohua_ok(info: T, msg: str = "") -> MiaohuaOk[T]:
     return MiaohuaOk[T](info=info, msg=msg)
 
 
-def chat_ok(data: T) -> ChatOk[T]:
-    return ChatOk[T](data=data)
+def chat_ok(data: T, code: int = 200, msg: str = "ok") -> ChatOk[T]:
+    """``code``/``msg``: the later editions' ``0``/``"OK"`` for an answer that is a refusal."""
+    return ChatOk[T](code=code, msg=msg, data=data)
 
 
 class PlainError(Body):

@@ -13,8 +13,9 @@ from typing import Any
 from fastapi.exceptions import RequestValidationError
 from pydantic import ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from ronghe.api.chat.protocol import VendorChatRequest
-from ronghe.api.envelopes import describe_validation_error
+from ronghe.api.chat.params import STREAM, UsageInfo
+from ronghe.api.chat.protocol import VendorChatRequest, VendorChoice
+from ronghe.api.envelopes import ChatOk, Sparse, chat_ok, describe_validation_error
 from ronghe.api.images.protocol import Flag, TaskSubmitRequest
 
 PREFIX = "mh_"
@@ -83,17 +84,40 @@ def usage_body(usage: dict[str, int], picture: bool) -> dict[str, Any]:
     return {**usage, "picture": picture}
 
 
+class FusionUsage(UsageInfo):
+    picture: bool = Field(description="whether the answer is a drawing's URL")
+
+
+class FusionCompletion(Sparse):
+    """The chat answer's ``data``; ``task_id`` only when a picture was drawn."""
+
+    id: str
+    choices: list[VendorChoice] = Field(description="one: the answer, or the picture's URL")
+    usage: FusionUsage
+    status: int = Field(description="0 ok")
+    task_id: str | None = Field(default=None, description="the drawing's image task, for "
+                                "task_result; sent only when the answer is a picture")
+
+
+FusionResponse = ChatOk[FusionCompletion]
+# Statuses: a bad field, key or image token (403: mh_key of another user), a body too large,
+# the image submit limits, the engine or drawing failing, busy or loading, too slow.
+FUSION_ERRORS = (400, 401, 403, 413, 429, 502, 503, 504)
+FUSION_STREAM: dict[str, Any] = {
+    **STREAM,
+    "description": "With `stream: true`: server-sent events, `data: <chunk>` lines (and "
+                   "`: progress` comments while drawing), ending with `data: [DONE]` "
+                   "unless `stream_done` is false",
+}
+
+
 def answer_body(rid: str, content: str, usage: dict[str, Any], code: int = 200,
-                msg: str = "ok", task_id: str | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "id": rid,
-        "choices": [{"index": 0, "content": content, "message": content,
-                     "role": "assistant", "finish_reason": "stop"}],
-        "usage": usage, "status": 0,
-    }
-    if task_id is not None:
-        data["task_id"] = task_id
-    return {"code": code, "msg": msg, "data": data}
+                msg: str = "ok", task_id: str | None = None) -> FusionResponse:
+    choice = VendorChoice(message=content, content=content, finish_reason="stop")
+    drawn = {"task_id": task_id} if task_id is not None else {}  # passed, so sent
+    data = FusionCompletion(id=rid, choices=[choice], usage=FusionUsage(**usage), status=0,
+                            **drawn)
+    return chat_ok(data, code, msg)
 
 
 def chunk(rid: str, delta: str, usage: dict[str, Any], finish_reason: str = "",

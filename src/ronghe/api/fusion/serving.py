@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 import structlog
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ronghe.api.chat.protocol import usage_info
 from ronghe.api.chat.serving import CLIENT_GONE, status_of
@@ -27,6 +27,7 @@ from ronghe.api.chat.streaming import DONE, EventStream, collect_or_disconnect, 
 from ronghe.api.fusion.protocol import (
     DRAWING_REQUEST,
     FusionRequest,
+    FusionResponse,
     answer_body,
     chunk,
     usage_body,
@@ -63,7 +64,7 @@ class _Nothing:
 
 
 async def answer(request: Request, body: FusionRequest, user: User, chat: ChatState,
-                 services: Services) -> Response:
+                 services: Services) -> FusionResponse | Response:
     if body.mh_key:
         await anyio.to_thread.run_sync(_check_image_token, services, user, body.mh_key)
     engine, missing = _engine(chat, body)
@@ -84,12 +85,12 @@ async def answer(request: Request, body: FusionRequest, user: User, chat: ChatSt
     except Refusal as refusal:
         if body.stream:
             return _events_response(_one(rid, refusal.content, usage, body.stream_done))
-        return JSONResponse(answer_body(rid, refusal.content, usage, code=0, msg="OK"))
+        return answer_body(rid, refusal.content, usage, code=0, msg="OK")
     if body.stream:
         return _events_response(_drawing_events(rid, services, user, task_id, base, usage,
                                                 body.stream_done))
     url = await _wait(services, user, task_id, base, None)
-    return JSONResponse(answer_body(rid, url, usage, task_id=task_id))
+    return answer_body(rid, url, usage, task_id=task_id)
 
 
 def _engine(chat: ChatState, body: FusionRequest) -> tuple[ChatEngine | None,
@@ -207,14 +208,15 @@ def _stream_error(rid: str, exc: RongheError) -> dict[str, Any]:
 
 
 async def _chat(request: Request, body: FusionRequest, chat: ChatState,
-                engine: ChatEngine | None, rid: str, fixed: str | None) -> Response:
+                engine: ChatEngine | None, rid: str,
+                fixed: str | None) -> FusionResponse | Response:
     """A normal chat answer, or (``fixed``) the classify-only literal."""
     if fixed is not None:
         usage = usage_body(Usage(await _prompt_tokens(engine, body.to_params().messages),
                                  0).as_dict(), False)
         if body.stream:
             return _events_response(_one(rid, fixed, usage, body.stream_done))
-        return JSONResponse(answer_body(rid, fixed, usage))
+        return answer_body(rid, fixed, usage)
     assert engine is not None
     stream = chat.metrics.watch(engine.name, "fusion", await engine.start(body.to_params()))
     if body.stream:
@@ -223,7 +225,7 @@ async def _chat(request: Request, body: FusionRequest, chat: ChatState,
     if result is None:
         return Response(status_code=CLIENT_GONE)
     usage = usage_body(usage_info(result.usage).model_dump(), False)
-    return JSONResponse(answer_body(rid, result.text, usage))
+    return answer_body(rid, result.text, usage)
 
 
 async def _chat_events(rid: str, stream: ChatStream, done: bool) -> AsyncIterator[str]:

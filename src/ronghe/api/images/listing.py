@@ -10,9 +10,17 @@ own field names, so a client can send it back as it is ("use these settings agai
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
+from ronghe.api.envelopes import miaohua_ok
 from ronghe.api.images import serving
+from ronghe.api.images.listing_protocol import (
+    ItemPage,
+    ListedImageTask,
+    ListedTask,
+    ListedTrainTask,
+    SubmittedParams,
+    TaskPage,
+)
 from ronghe.api.images.protocol import TaskListRequest
 from ronghe.db.models import User
 from ronghe.jobs import Status, TaskView
@@ -37,7 +45,7 @@ def input_file_ids(task: TaskView) -> list[str]:
 
 
 def submitted_params(services: Services, task: TaskView, files: dict[str, FileInfo],
-                     base_url: str) -> dict[str, Any]:
+                     base_url: str) -> SubmittedParams:
     """The stored, normalised params as a task_submit body."""
     p = task.params
 
@@ -48,7 +56,7 @@ def submitted_params(services: Services, task: TaskView, files: dict[str, FileIn
     loras = list(p.get("loras", []))
     if loras and loras[0].get("name") == p.get("model_name"):
         loras = loras[1:]  # implied by model_name naming a trained LoRA; not a config unit
-    return {
+    return SubmittedParams.model_validate({
         "model_name": p.get("model_name") or p.get("model", ""),
         "prompt": p.get("prompt", ""), "neg_prompt": p.get("neg_prompt", ""),
         "n_images": p.get("n_images"), "scale": p.get("scale"), "select_seed": p.get("seed"),
@@ -62,54 +70,53 @@ def submitted_params(services: Services, task: TaskView, files: dict[str, FileIn
                         "config": {"control_processor": c["processor"],
                                    "low_threshold": c["low"], "high_threshold": c["high"]}}
                        for c in p.get("controls", [])],
-    }
+    })
 
 
 def image_item(services: Services, task: TaskView, files: dict[str, FileInfo],
-               base_url: str) -> dict[str, Any]:
-    body = {"images": serving.image_urls(services, task, base_url, files),
-            **serving.result_fields(services, task, base_url)}
-    body["state"] = task.state.value
-    for image in body["images"]:
-        image.update(task_id=task.id, task_type=body["task_type"])
-    body.update(kind=Kind.IMAGE.value, create_time=stamp(task.created_at),
-                finish_time=stamp(task.finished_at), model=task.params.get("model", ""),
-                params=submitted_params(services, task, files, base_url))
-    return body
+               base_url: str) -> ListedImageTask:
+    fields = serving.result_fields(services, task, base_url)
+    images = [{**image, "task_id": task.id, "task_type": fields["task_type"]}
+              for image in serving.image_urls(services, task, base_url, files)]
+    return ListedImageTask(images=images, **fields, create_time=stamp(task.created_at),
+                           finish_time=stamp(task.finished_at),
+                           model=task.params.get("model", ""),
+                           params=submitted_params(services, task, files, base_url))
 
 
-def train_item(task: TaskView) -> dict[str, Any]:
+def train_item(task: TaskView) -> ListedTrainTask:
     """The listing's summary; train_progress has the rest (loss, ETA, samples)."""
     p, detail = task.params, task.detail or {}
     total = int((p.get("preset") or {}).get("steps", 0))
     done = task.state is Status.DONE
-    return {
-        "task_id": task.id, "kind": Kind.TRAIN.value, "state": task.state.value,
-        "progress": 1.0 if done else round(task.progress, 4), "error_msg": task.error_msg,
-        "create_time": stamp(task.created_at), "finish_time": stamp(task.finished_at),
-        "model_name": p.get("name", ""), "model_id": p.get("lora_id"),
-        "base_model": p.get("base_model", ""), "trigger_word": p.get("trigger_word", ""),
-        "main_body": p.get("main_body", ""),
-        "step": total if done else int(detail.get("step", 0)), "total_steps": total,
-    }
+    return ListedTrainTask(
+        task_id=task.id, state=task.state,
+        progress=1.0 if done else round(task.progress, 4), error_msg=task.error_msg,
+        create_time=stamp(task.created_at), finish_time=stamp(task.finished_at),
+        model_name=p.get("name", ""), model_id=p.get("lora_id"),
+        base_model=p.get("base_model", ""), trigger_word=p.get("trigger_word", ""),
+        main_body=p.get("main_body", ""),
+        step=total if done else int(detail.get("step", 0)), total_steps=total,
+    )
 
 
-def other_item(task: TaskView) -> dict[str, Any]:
-    return {"task_id": task.id, "kind": task.kind, "state": task.state.value,
-            "progress": round(task.progress, 4), "error_msg": task.error_msg,
-            "create_time": stamp(task.created_at), "finish_time": stamp(task.finished_at)}
+def other_item(task: TaskView) -> ListedTask:
+    return ListedTask(task_id=task.id, kind=task.kind, state=task.state,
+                      progress=round(task.progress, 4), error_msg=task.error_msg,
+                      create_time=stamp(task.created_at), finish_time=stamp(task.finished_at))
 
 
 def task_list(services: Services, user: User, body: TaskListRequest,
-              base_url: str) -> dict[str, Any]:
+              base_url: str) -> TaskPage:
     state = Status(body.state) if body.state else None
     tasks, total = services.tasks.page(user.id, KINDS[body.kind], state,
                                        (body.page - 1) * body.per_page, body.per_page)
     images = [t for t in tasks if t.kind == Kind.IMAGE.value]
     wanted = [f for t in images for f in (*serving.file_ids(t), *input_file_ids(t))]
     files = services.files.get_many(wanted, user.id)
-    items = [image_item(services, t, files, base_url) if t.kind == Kind.IMAGE.value
-             else train_item(t) if t.kind == Kind.TRAIN.value else other_item(t) for t in tasks]
-    return {"code": 0, "msg": "", "info": {
-        "items": items, "page": body.page, "per_page": body.per_page, "total": total,
-        "has_next": body.page * body.per_page < total, "has_prev": body.page > 1}}
+    items: list[ListedImageTask | ListedTrainTask | ListedTask] = [
+        image_item(services, t, files, base_url) if t.kind == Kind.IMAGE.value
+        else train_item(t) if t.kind == Kind.TRAIN.value else other_item(t) for t in tasks]
+    return miaohua_ok(ItemPage(items=items, page=body.page, per_page=body.per_page,
+                               total=total, has_next=body.page * body.per_page < total,
+                               has_prev=body.page > 1))

@@ -225,7 +225,7 @@ choice = _choice
 # --- responses
 
 
-class ImageInfo(Body):
+class ImageUrls(Body):
     large: str = Field(description="signed URL of the full-size JPEG ('' once deleted)")
     middle: str = Field(description="signed URL of the half-size JPEG")
     small: str = Field(description="signed URL of the thumbnail")
@@ -233,6 +233,9 @@ class ImageInfo(Body):
     seed: int | None
     width: int | None
     height: int | None
+
+
+class ImageInfo(ImageUrls):
     share: bool = False
     shareable: bool = True
 
@@ -371,3 +374,4 @@ class ControlNetRow(Body):
     demo_preview: str
     demo_result: str
     models: list[str] = Field(description="the models it works with")
+

@@ -20,6 +20,7 @@ from ronghe.api.deps import (
 from ronghe.api.envelopes import Family, MiaohuaOk, errors
 from ronghe.api.idempotent import IdempotencyKeyHeader, idempotent
 from ronghe.api.images import forms, listing, serving
+from ronghe.api.images.listing_protocol import TaskPage
 from ronghe.api.images.protocol import (
     BaseModelRow,
     ControlNetRow,
@@ -93,7 +94,7 @@ async def task_results(body: TaskResultsRequest, token: RequestToken, services: 
 @router.post("/task_list", summary="Your tasks, newest first, a page at a time",
              responses=errors(Family.MIAOHUA, *SIGNED_IN))
 def task_list(body: TaskListRequest, user: TokenUser, services: ServicesDep,
-              request: Request) -> Any:
+              request: Request) -> TaskPage:
     return listing.task_list(services, user, body, _base(request))
 
 

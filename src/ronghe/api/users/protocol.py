@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from ronghe.api.images.protocol import TASK_KINDS, Flag, Lenient, choice, int_range, text
+from pydantic import Field
+
+from ronghe.api.envelopes import Body, MiaohuaOk
+from ronghe.api.images.listing_protocol import ItemPage
+from ronghe.api.images.protocol import (
+    TASK_KINDS,
+    Flag,
+    Lenient,
+    choice,
+    int_range,
+    text,
+)
 
 ID_MAX = 2**31 - 1
 Email = Annotated[str, text(254)]
@@ -57,3 +68,74 @@ class AdminFlag(UserRef):
 
 class QueueList(Paged):
     kind: Annotated[str, choice(TASK_KINDS, empty_ok=False)] = "all"
+
+
+# --- responses
+
+
+class SetupState(Body):
+    needs_setup: bool = Field(description="no account exists yet: POST /setup creates the admin")
+    allow_signup: bool
+
+
+class UserInfo(Body):
+    id: int
+    email: str
+    is_admin: bool
+    is_active: bool
+    create_time: str
+
+
+class Me(UserInfo):
+    token_expires_at: str = Field(description="when this token expires ('' for never)")
+
+
+class PasswordChanged(Body):
+    changed: bool
+    revoked_tokens: int = Field(description="how many of your other tokens were revoked")
+
+
+class KeyInfo(Body):
+    id: int
+    name: str
+    prefix: str = Field(description="the key's first characters, to tell keys apart")
+    create_time: str
+    last_used_time: str = Field(description="'' if never used")
+
+
+class NewKey(KeyInfo):
+    key: str = Field(description="the secret: shown in this answer only")
+
+
+class KeyList(Body):
+    items: list[KeyInfo]
+
+
+class KeyRevoked(Body):
+    id: int
+    revoked: bool
+
+
+class QueueEntry(Body):
+    task_id: str
+    kind: str
+    state: str
+    progress: float
+    user_id: int
+    email: str
+    create_time: str
+    start_time: str = Field(description="'' until it runs")
+    queue: str
+    model: str
+
+
+class QueuedImage(QueueEntry):
+    prompt: str
+
+
+class QueuedTraining(QueueEntry):
+    model_name: str = Field(description="the LoRA being trained")
+
+
+UserPage = MiaohuaOk[ItemPage[UserInfo]]
+QueuePage = MiaohuaOk[ItemPage[QueuedImage | QueuedTraining]]
