@@ -72,7 +72,10 @@ def stop_server(server: WebServer, log: Any) -> None:
     log.close()
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API runs an asyncio loop in this thread
+# until it stops, and tests collected after tests/web (tests/webhooks …) that run their own
+# loop would fail with "cannot be called from a running event loop".
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         pytest.skip(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
