@@ -2,36 +2,51 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from ronghe.api.deps import ServicesDep, TokenUser
+from ronghe.api.envelopes import Family, MiaohuaOk, errors, miaohua_ok
 from ronghe.api.events import serving
-from ronghe.api.events.protocol import WebhookDeliveriesRequest, WebhookSecretRequest
+from ronghe.api.events.protocol import (
+    EVENT_STREAM,
+    Delivery,
+    TaskDeliveries,
+    WebhookDeliveriesRequest,
+    WebhookSecret,
+    WebhookSecretRequest,
+)
 from ronghe.errors import Unauthorized
 from ronghe.webhooks.outbox import deliveries
 
 router = APIRouter(prefix="/api/v1b", tags=["events"])
 
 
-@router.post("/webhook_secret", summary="Your webhook signing secret (whsec_…)")
+SIGNED_IN = (400, 401, 413)
+
+
+@router.post("/webhook_secret", summary="Your webhook signing secret (whsec_…)",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN))
 def webhook_secret(body: WebhookSecretRequest, user: TokenUser,
-                   services: ServicesDep) -> dict[str, Any]:
-    return serving.secret_body(services, user, body.rotate)
+                   services: ServicesDep) -> MiaohuaOk[WebhookSecret]:
+    return miaohua_ok(WebhookSecret(**serving.secret_body(services, user, body.rotate)["info"]))
 
 
-@router.post("/webhook_deliveries", summary="Webhook delivery log of one of your tasks")
+@router.post("/webhook_deliveries", summary="Webhook delivery log of one of your tasks",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN, 404))
 def webhook_deliveries(body: WebhookDeliveriesRequest, user: TokenUser,
-                       services: ServicesDep) -> dict[str, Any]:
+                       services: ServicesDep) -> MiaohuaOk[TaskDeliveries]:
     task = services.tasks.get(body.task_id, user.id)
-    return {"code": 0, "info": {"task_id": task.id,
-                                "deliveries": deliveries(services.db, task.id, user.id)},
-            "msg": ""}
+    rows = [Delivery(**row) for row in deliveries(services.db, task.id, user.id)]
+    return miaohua_ok(TaskDeliveries(task_id=task.id, deliveries=rows))
 
 
-@router.get("/task_events", summary="Server-sent events of your tasks' changes")
+# 429: more open streams than task_events_max_streams.
+@router.get("/task_events", summary="Server-sent events of your tasks' changes",
+            response_class=StreamingResponse,
+            responses={200: EVENT_STREAM, **errors(Family.MIAOHUA, 400, 401, 429)})
 def task_events(request: Request, services: ServicesDep,
                 token: Annotated[str, Query(max_length=512)] = "",
                 last_event_id: Annotated[str | None, Header(alias="Last-Event-ID",
