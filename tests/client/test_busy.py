@@ -151,5 +151,7 @@ def test_login_lockout_is_not_retried(proxy: Proxy) -> None:
                 client.login("carol@example.com", "wrong")
         with pytest.raises(RateLimitedError) as caught:
             client.login("carol@example.com", PASSWORD)
-    assert "too many failed logins" in caught.value.msg and caught.value.retry_after == 5
+    # Retry-After is the lockout's own wait (login_lockout_seconds, 30 s by default).
+    assert "too many failed logins" in caught.value.msg and caught.value.retry_after == 30
+    assert "try again in 30 seconds" in caught.value.msg
     assert proxy.count("/api/v1b/get_token") == 3  # a lockout lasts minutes: no retries

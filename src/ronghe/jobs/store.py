@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ronghe.db import Database, utcnow
@@ -31,34 +31,8 @@ from ronghe.jobs import events
 from ronghe.jobs.models import Task
 from ronghe.jobs.status import Status
 
-
-@dataclass(frozen=True)
-class TaskView:
-    """A read-only snapshot of a task row."""
-
-    id: str
-    user_id: int
-    kind: str
-    queue: str
-    state: Status
-    params: dict[str, Any]
-    result: dict[str, Any] | None
-    error_msg: str
-    progress: float
-    detail: dict[str, Any] | None
-    attempts: int
-    cancel_requested: bool
-    worker_id: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-    @classmethod
-    def of(cls, t: Task | Row) -> TaskView:
-        return cls(t.id, t.user_id, t.kind, t.queue, Status(t.state), t.params, t.result,
-                   t.error_msg, t.progress, t.detail, t.attempts, t.cancel_requested,
-                   t.worker_id, t.created_at, t.started_at, t.finished_at)
-
+# TaskView and Lost live in ronghe.jobs.view; callers keep importing them from here.
+from ronghe.jobs.view import Lost, TaskView
 
 # Built once: polling runs these on every request.
 _BY_ID = select(Task.__table__).where(Task.id == bindparam("id"))
@@ -70,10 +44,6 @@ _AHEAD = select(func.count()).select_from(Task).where(
     Task.state == Status.PENDING.value, Task.queue == bindparam("queue"),
     or_(Task.created_at < bindparam("created_at"),
         and_(Task.created_at == bindparam("created_at"), Task.id < bindparam("id"))))
-
-
-class Lost(Exception):
-    """This worker no longer holds the task (cancelled, or re-claimed after a lease expired)."""
 
 
 @dataclass(frozen=True)
