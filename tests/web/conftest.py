@@ -121,6 +121,14 @@ def console() -> Iterator[Console]:
     assert not c.unexpected(), c.unexpected()
 
 
+@pytest.fixture
+def page(browser: Any, server: Any, console: Console) -> Iterator[Any]:
+    """A fresh browser page on the module's own ``server`` fixture."""
+    p = open_page(browser, server.url, console)
+    yield p
+    p.context.close()
+
+
 def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
     page.goto("/")
     page.fill("input[type=email]", email)

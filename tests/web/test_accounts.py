@@ -12,7 +12,6 @@ from tests.conftest import DemoModel
 from tests.web.conftest import (
     Console,
     WebServer,
-    open_page,
     screenshot,
     sign_in,
     start_server,
@@ -29,13 +28,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModel) -> I
                             RONGHE_ALLOW_SIGNUP="true")
     yield srv
     stop_server(srv, log)
-
-
-@pytest.fixture
-def page(browser: Any, server: WebServer, console: Console) -> Iterator[Any]:
-    p = open_page(browser, server.url, console)
-    yield p
-    p.context.close()
 
 
 def test_first_run_creates_the_admin_who_manages_accounts(page: Any, server: WebServer) -> None:

@@ -36,13 +36,6 @@ def server(tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModel) -> I
     stop_server(srv, log)
 
 
-@pytest.fixture
-def page(browser: Any, server: WebServer, console: Console) -> Iterator[Any]:
-    p = open_page(browser, server.url, console)
-    yield p
-    p.context.close()
-
-
 def generate(page: Any, prompt: str, *, steps: int = 4, count: int = 1, go: bool = True,
              extra: Any = None) -> Any:
     """Fills the generate form (few images, few steps; ``extra(page)`` sets more) and waits

@@ -31,7 +31,7 @@ SIGNED_IN = (400, 401, 413)
              responses=errors(Family.MIAOHUA, *SIGNED_IN))
 def webhook_secret(body: WebhookSecretRequest, user: TokenUser,
                    services: ServicesDep) -> MiaohuaOk[WebhookSecret]:
-    return miaohua_ok(WebhookSecret(**serving.secret_body(services, user, body.rotate)["info"]))
+    return miaohua_ok(WebhookSecret(secret=serving.webhook_secret(services, user, body.rotate)))
 
 
 @router.post("/webhook_deliveries", summary="Webhook delivery log of one of your tasks",

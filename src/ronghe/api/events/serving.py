@@ -143,8 +143,7 @@ def open_stream(services: Services, user: User, token: str, last_event_id: str |
     return gen
 
 
-def secret_body(services: Services, user: User, rotate: bool) -> dict[str, Any]:
+def webhook_secret(services: Services, user: User, rotate: bool) -> str:
     from ronghe.webhooks import keys
 
-    secret = keys.current(services.db, services.settings, user.id, rotate)
-    return {"code": 0, "info": {"secret": secret}, "msg": ""}
+    return keys.current(services.db, services.settings, user.id, rotate)
