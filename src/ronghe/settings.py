@@ -53,7 +53,7 @@ class ImageModelSpec(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     # A diffusers folder or a .safetensors/.ckpt file; "bundled:demo" is the shipped demo model.
     path: str
-    family: Literal["demo", "sd15", "sdxl"] = "sd15"
+    family: Literal["demo", "sd15", "sd2", "sdxl"] = "sd15"
     aliases: list[str] = Field(default_factory=list)
     # ControlNet name -> a ControlNetModel folder; "bundled:demo-canny" for the demo model.
     controlnets: dict[str, str] = Field(default_factory=dict)
@@ -161,6 +161,10 @@ class Settings(BaseSettings):
     # --- images and training
     image_models: list[ImageModelSpec] = Field(default_factory=_default_image_models)
     image_default_model: str = "ronghe-demo"
+    # Folders scanned for models you bring (default <data_dir>/models and <data_dir>/loras):
+    # diffusers folders, .safetensors/.ckpt checkpoints and .gguf chat models; LoRA files.
+    models_dir: Path | None = None
+    loras_dir: Path | None = None
     pipeline_cache_size: int = Field(default=2, ge=1, le=64)
     # Total weight bytes of cached image models (MiB); 0 = limit by count only.
     pipeline_memory_budget_mb: int = Field(default=0, ge=0)
@@ -241,6 +245,14 @@ class Settings(BaseSettings):
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return False
+
+    @property
+    def models_path(self) -> Path:
+        return (self.models_dir or self.data_dir / "models").expanduser()
+
+    @property
+    def loras_path(self) -> Path:
+        return (self.loras_dir or self.data_dir / "loras").expanduser()
 
     def chat_model(self, name: str) -> ChatModelSpec | None:
         return next((m for m in self.chat_models if m.name == name), None)

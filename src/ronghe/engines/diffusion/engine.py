@@ -47,7 +47,8 @@ def build_engine(settings: Settings,
     if settings.image_worker_process:
         return IsolatedEngine(registry, ChildConfig(
             list(settings.image_models), settings.image_default_model,
-            settings.pipeline_cache_size, budget_bytes, settings.device))
+            settings.pipeline_cache_size, budget_bytes, settings.device,
+            settings.models_path, settings.loras_path))
     cache = PipelineCache(registry, settings.pipeline_cache_size, budget_bytes,
                           device=settings.device)
     return ImageEngine(registry, cache)

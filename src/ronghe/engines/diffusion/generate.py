@@ -29,7 +29,7 @@ from ronghe.engines.diffusion.preview import CleanSampleTap, PreviewCallback, Pr
 from ronghe.engines.diffusion.registry import ModelEntry, ModelRegistry
 
 # Images denoised together, per family: larger models would run out of memory on CPU boxes.
-BATCH = {"demo": 8, "sd15": 2, "sdxl": 1}
+BATCH = {"demo": 8, "sd15": 2, "sd2": 1, "sdxl": 1}
 # Step callback: (steps done, steps in total); raises to stop the generation.
 StepCallback = Callable[[int, int], None]
 

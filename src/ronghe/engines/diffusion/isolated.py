@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -62,6 +63,9 @@ class ChildConfig:
     capacity: int
     memory_budget_bytes: int | None
     device: str
+    # The models folder (and LoRA folder): the child serves what the parent's scan found.
+    models_path: Path | None = None
+    loras_path: Path | None = None
 
 
 class _Stop(Exception):

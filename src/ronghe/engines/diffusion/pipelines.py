@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 import torch
 
+from ronghe.engines.diffusion.configs import single_file_kwargs
 from ronghe.engines.diffusion.registry import ModelEntry, ModelRegistry
 from ronghe.errors import NotReady
 
@@ -41,7 +42,7 @@ def pipeline_classes(family: str) -> dict[str, Any]:
                  IMG2IMG: "StableDiffusionXLImg2ImgPipeline",
                  CONTROLNET: "StableDiffusionXLControlNetPipeline",
                  CONTROLNET_IMG2IMG: "StableDiffusionXLControlNetImg2ImgPipeline"}
-    else:  # demo and sd15 share SD 1.x's architecture
+    else:  # demo, sd15 and sd2 share SD 1.x's pipelines
         names = {TXT2IMG: "StableDiffusionPipeline",
                  IMG2IMG: "StableDiffusionImg2ImgPipeline",
                  CONTROLNET: "StableDiffusionControlNetPipeline",
@@ -144,9 +145,16 @@ class PipelineCache:
             kwargs.update(safety_checker=None, requires_safety_checker=False)
         try:
             if entry.single_file:
-                pipe = cls.from_single_file(str(entry.path), **kwargs)
+                # The family's shipped configs and tokenizers: no hub is ever asked.
+                pipe = cls.from_single_file(str(entry.path), **kwargs,
+                                            **single_file_kwargs(entry.family))
             else:
                 pipe = cls.from_pretrained(str(entry.path), **kwargs)
+            prediction = entry.meta.get("prediction_type")
+            if entry.single_file and prediction in ("epsilon", "v_prediction"):
+                # e.g. an SD 2.x 512 px (epsilon) checkpoint; the shipped SD 2 config is 2.1's
+                pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config,
+                                                                  prediction_type=prediction)
         except Exception as exc:
             reason = f"loading failed: {type(exc).__name__}: {exc}"[:500]
             self.registry.mark_broken(entry.name, reason)

@@ -31,6 +31,7 @@ LATENT_RGB: dict[str, tuple[list[list[float]], list[float]]] = {
               [0.1076, 0.1111, -0.0362], [-0.3165, -0.2492, -0.2188]],
              [0.1084, -0.0175, -0.0011]),
 }
+LATENT_RGB["sd2"] = LATENT_RGB["sd15"]  # the same VAE
 PreviewCallback = Callable[[bytes, int, int], None]
 
 

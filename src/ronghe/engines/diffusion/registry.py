@@ -3,6 +3,10 @@
 The registry only knows where models are and what they can do (sizes, ControlNets, default
 steps); loading is ``pipelines.PipelineCache``'s job.  ``check`` runs at submit time so an
 absent or broken model is a clear client error, never a crash inside a worker.
+
+Besides the configured models it serves what the models folder holds (``library``): the
+folder's index is re-read whenever a scan (in any process) rewrote it, so a model dropped
+in and scanned appears without a restart.  Configured names win over folder names.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ronghe.engines.diffusion.library import FAMILIES, Found, ModelsFolder
 from ronghe.errors import BadRequest, NotReady
 from ronghe.queues import image_queue
 from ronghe.settings import ImageModelSpec
@@ -105,9 +110,29 @@ def _folder_meta(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def _file_meta(path: Path, family: str) -> dict[str, Any]:
+    """A single file's rendering hints: the demo family's own (its native size, steps),
+    then its ``<stem>.ronghe.json``."""
+    meta: dict[str, Any] = {}
+    if family == "demo":
+        demo = _folder_meta(bundled_path(BUNDLED + "demo"))
+        meta.update({k: demo[k] for k in ("native_resolution", "recommended") if k in demo})
+    sidecar = path.with_name(path.stem + ".ronghe.json")
+    try:
+        extra = json.loads(sidecar.read_text(encoding="utf-8")) if sidecar.is_file() else {}
+    except (OSError, ValueError):
+        extra = {}
+    if isinstance(extra, dict):
+        meta.update(extra)
+    return meta
+
+
 def make_entry(spec: ImageModelSpec) -> ModelEntry:
     path = resolve_path(spec.path)
-    meta = _folder_meta(path)
+    if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
+        meta = _file_meta(path, spec.family)
+    else:
+        meta = _folder_meta(path)
     recommended = meta.get("recommended") or {}
     native = meta.get("native_resolution")
     steps = spec.default_steps or recommended.get("num_inference_steps") or DEFAULT_STEPS
@@ -132,6 +157,12 @@ class ModelsConfig(Protocol):
     @property
     def image_default_model(self) -> str: ...
 
+    @property
+    def models_path(self) -> Path | None: ...
+
+    @property
+    def loras_path(self) -> Path | None: ...
+
 
 class ModelRegistry:
     """One per process (``Services.image_models``): a model that failed to load is marked
@@ -139,21 +170,70 @@ class ModelRegistry:
 
     def __init__(self, settings: ModelsConfig) -> None:
         self.default_name = settings.image_default_model
-        self._specs = list(settings.image_models)
+        self._configured = list(settings.image_models)
+        models, loras = settings.models_path, settings.loras_path
+        self.folder = ModelsFolder(models, loras or models.parent / "loras") if models else None
+        self._specs: list[ImageModelSpec] = []
         self._by_name: dict[str, ImageModelSpec] = {}
-        for spec in self._specs:
-            for key in (spec.name, *spec.aliases):
-                self._by_name.setdefault(key, spec)
         self._entries: dict[str, ModelEntry] = {}
         # name -> why loading failed; set by the pipeline cache, so later submits fail fast.
         self._broken: dict[str, str] = {}
         self._lock = threading.Lock()
+        # What the models folder holds (every kind), its image models by name, load
+        # failures recorded beside the index (path -> reason), and the index's stamp.
+        self.found: list[Found] = []
+        self._folder: dict[str, Found] = {}
+        self._file_broken: dict[str, str] = {}
+        self._stamp: tuple[int, int] | None = None
+        self._install(self.folder.scan() if self.folder else [])
+
+    def _install(self, items: list[Found]) -> None:
+        specs = list(self._configured)
+        taken = {key for spec in specs for key in (spec.name, *spec.aliases)}
+        folder: dict[str, Found] = {}
+        for item in items:
+            if item.kind != "image" or item.name in taken:
+                continue  # a configured model of the same name wins
+            specs.append(ImageModelSpec(
+                name=item.name, path=item.path,
+                family=item.family if item.family in FAMILIES else "sd15",  # type: ignore[arg-type]
+                description=item.description or f"{Path(item.path).name} (models folder)",
+                trainable=item.family in ("demo", "sd15")))
+            folder[item.name] = item
+            taken.add(item.name)
+        by_name: dict[str, ImageModelSpec] = {}
+        for spec in specs:
+            for key in (spec.name, *spec.aliases):
+                by_name.setdefault(key, spec)
+        with self._lock:
+            self._specs, self._by_name, self._folder, self.found = specs, by_name, folder, items
+            self._entries = {name: e for name, e in self._entries.items()
+                             if by_name.get(name) == e.spec}
+            self._file_broken = self.folder.broken() if self.folder else {}
+            self._stamp = self.folder.stamp() if self.folder else None
+
+    def refresh(self) -> None:
+        """Re-read the folder's index when a scan or a load failure changed it (a stat)."""
+        if self.folder is None or self.folder.stamp() == self._stamp:
+            return
+        items = self.folder.load()
+        self._install(items if items is not None else self.found)
+
+    def scan(self) -> list[Found]:
+        """Look at the models folder again; returns everything it holds."""
+        if self.folder is None:
+            return []
+        items = self.folder.scan()
+        self._install(items)
+        return items
 
     def names(self) -> list[str]:
+        self.refresh()
         return [spec.name for spec in self._specs]
 
     def choices(self) -> list[str]:
         """Every accepted model_name: names and aliases, in configuration order."""
+        self.refresh()
         return list(self._by_name)
 
     def default_choice(self) -> str:
@@ -165,6 +245,7 @@ class ModelRegistry:
         return spec.aliases[0] if spec.aliases else spec.name
 
     def find(self, name: str) -> ModelEntry | None:
+        self.refresh()
         spec = self._by_name.get(name or self.default_name)
         if spec is None:
             return None
@@ -175,7 +256,22 @@ class ModelRegistry:
             return entry
 
     def entries(self) -> list[ModelEntry]:
+        self.refresh()
         return [e for e in (self.find(s.name) for s in self._specs) if e is not None]
+
+    def folder_item(self, entry: ModelEntry) -> Found | None:
+        return self._folder.get(entry.name)
+
+    def family_label(self, entry: ModelEntry) -> str:
+        """The family to show: a folder model whose family is unknown says so."""
+        item = self._folder.get(entry.name)
+        return (item.family or "unknown") if item is not None else entry.family
+
+    def problem(self, entry: ModelEntry) -> str | None:
+        """Why the model cannot be used: a failed load, the scan's verdict, missing files."""
+        item = self._folder.get(entry.name)
+        return (self._broken.get(entry.name) or (item.problem if item else None)
+                or self._file_broken.get(str(entry.path)) or entry.problem())
 
     def get(self, name: str, field: str = "model_name") -> ModelEntry:
         entry = self.find(name)
@@ -186,33 +282,43 @@ class ModelRegistry:
 
     def check(self, entry: ModelEntry, field: str = "model_name") -> None:
         """Raise a clear error when the model cannot be used (files missing, failed load)."""
-        problem = self._broken.get(entry.name) or entry.problem()
+        problem = self.problem(entry)
         if problem:
             raise NotReady(f"{field}: model {entry.name!r} cannot be used: {problem}",
                            field=field)
 
     def mark_broken(self, name: str, reason: str) -> None:
         self._broken[name] = reason
+        item = self._folder.get(name)
+        if item is not None and self.folder is not None:
+            # Beside the index, so `ronghe models` and the other processes see it too.
+            self.folder.mark_broken(Path(item.path), reason)
 
     def mark_loaded(self, name: str) -> None:
         self._broken.pop(name, None)
+        item = self._folder.get(name)
+        if item is not None and self.folder is not None and item.path in self._file_broken:
+            self.folder.clear_broken(Path(item.path))
 
     def readiness(self) -> tuple[bool, str]:
         entry = self.find(self.default_name)
         if entry is None:
             return False, f"default image model {self.default_name!r} is not configured"
-        problem = self._broken.get(entry.name) or entry.problem()
+        problem = self.problem(entry)
         if problem:
             return False, f"{entry.name}: {problem}"
         return True, f"{len(self._specs)} image model(s): {', '.join(self.names())}"
 
 
-def describe(entry: ModelEntry, default: bool = False) -> dict[str, Any]:
-    """One row for ``ronghe models`` and the listings."""
+def describe(entry: ModelEntry, default: bool = False,
+             registry: ModelRegistry | None = None) -> dict[str, Any]:
+    """One row for ``ronghe models`` and the listings (problems as ``registry`` knows them)."""
     return {
-        "name": entry.name, "family": entry.family, "aliases": list(entry.spec.aliases),
+        "name": entry.name, "aliases": list(entry.spec.aliases),
+        "family": registry.family_label(entry) if registry else entry.family,
+        "source": "folder" if registry and registry.folder_item(entry) else "config",
         "path": str(entry.path), "single_file": entry.single_file,
         "controlnets": sorted(entry.controlnets), "native_resolution": entry.native_resolution,
         "sizes": f"{entry.min_size}-{entry.max_size}", "default_steps": entry.default_steps,
-        "default": default, "problem": entry.problem(),
+        "default": default, "problem": registry.problem(entry) if registry else entry.problem(),
     }

@@ -1,10 +1,12 @@
-"""Chat engines by name, as configured in ``settings.chat_models``; each built on first use."""
+"""Chat engines by name, as configured in ``settings.chat_models`` plus the ``.gguf`` files of
+the models folder (``engines.diffusion.library``); each built on first use."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from ronghe.engines.cpu import CpuBudget, budget
+from ronghe.engines.diffusion.library import Found, ModelsFolder
 from ronghe.engines.llm.base import ChatEngine
 from ronghe.engines.llm.bundled import resolve_model_path
 from ronghe.engines.llm.llama_cpp import LlamaCppEngine
@@ -30,18 +32,47 @@ def build_engine(spec: ChatModelSpec, settings: Settings, cpu: CpuBudget = budge
     )
 
 
+def folder_specs(settings: Settings, items: list[Found]) -> list[ChatModelSpec]:
+    """The models folder's usable GGUFs, except names the configuration already uses."""
+    taken = {spec.name for spec in settings.chat_models}
+    return [ChatModelSpec(name=item.name, engine="llama_cpp", path=item.path)
+            for item in items
+            if item.kind == "chat" and item.problem is None and item.name not in taken]
+
+
+def models_folder(settings: Settings) -> ModelsFolder:
+    return ModelsFolder(settings.models_path, settings.loras_path)
+
+
 class ChatEngines:
     def __init__(self, settings: Settings, cpu: CpuBudget = budget) -> None:
         self._settings = settings
         self._cpu = cpu
+        self._folder = models_folder(settings)
+        self._stamp: tuple[int, int] | None = None
         self._specs = {spec.name: spec for spec in settings.chat_models}
         self._engines: dict[str, ChatEngine] = {}
         self.default = settings.chat_default_model
+        self._refresh(force=True)
+
+    def _refresh(self, force: bool = False) -> None:
+        """Add the folder's GGUFs again when a scan rewrote its index (a stat)."""
+        stamp = self._folder.stamp()
+        if not force and stamp == self._stamp:
+            return
+        self._stamp = stamp
+        items = self._folder.current() if force else (self._folder.load() or [])
+        specs = {spec.name: spec for spec in self._settings.chat_models}
+        for spec in folder_specs(self._settings, items):
+            specs[spec.name] = spec
+        self._specs = specs
 
     def names(self) -> list[str]:
+        self._refresh()
         return list(self._specs)
 
     def get(self, name: str | None = None) -> ChatEngine:
+        self._refresh()
         wanted = name or self.default
         spec = self._specs.get(wanted)
         if spec is None:
@@ -79,10 +110,11 @@ class ChatEngines:
             await engine.aclose()
 
 
-def list_chat_models(settings: Settings) -> list[dict[str, Any]]:
-    """One row per configured chat model, for ``ronghe models``."""
+def list_chat_models(settings: Settings, items: list[Found] | None = None) -> list[dict[str, Any]]:
+    """One row per chat model (configured, then the folder's), for ``ronghe models``."""
     rows = []
-    for spec in settings.chat_models:
+    found = items if items is not None else models_folder(settings).current()
+    for spec in [*settings.chat_models, *folder_specs(settings, found)]:
         rows.append({
             "name": spec.name,
             "engine": spec.engine,
