@@ -15,6 +15,7 @@ from ronghe.api import account, envelopes, files, system, web
 from ronghe.api.middleware import BodyMiddleware, HttpMetrics, RequestContextMiddleware
 from ronghe.api.users import admin, keys
 from ronghe.api.users import router as users
+from ronghe.catalog import folder
 from ronghe.db.migrate import upgrade
 from ronghe.jobs import make_dispatcher
 from ronghe.services import Services
@@ -30,6 +31,8 @@ def create_app(settings: Settings, *, services: Services | None = None,
     dispatcher = services.dispatcher
     if migrate:
         upgrade(services.db.engine)
+        # LoRA files of <data_dir>/loras into the catalog (image models: the registry scans).
+        folder.sync_at_start(services)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -132,3 +132,19 @@ def summary(services: Services, items: list[Found],
     chats = [{"name": i.name, "path": i.path, "problem": i.problem}
              for i in items if i.kind == "chat"]
     return {"image": images, "chat": chats, "lora": loras}
+
+
+def sync_at_start(services: Services) -> None:
+    """The LoRA folder into the catalog as a server starts; a failure is logged, never
+    fatal (the folder's files are the operator's, and may be anything)."""
+    import structlog
+
+    try:
+        rows = sync(services.loras, services.db, services.files.storage,
+                    services.image_models.found)
+    except Exception:
+        structlog.get_logger(__name__).exception("LoRA folder sync failed")
+        return
+    for row in rows:
+        if row.get("problem"):
+            structlog.get_logger(__name__).warning("LoRA folder", **row)

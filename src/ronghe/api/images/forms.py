@@ -42,9 +42,10 @@ def resolutions(entry: ModelEntry) -> dict[str, list[str]]:
     return {ratio: [s for s in sizes if fits(s)] for ratio, sizes in RESOLUTIONS.items()}
 
 
-def model_info(entry: ModelEntry, default: bool) -> FormModel:
+def model_info(entry: ModelEntry, default: bool, registry: ModelRegistry) -> FormModel:
     return FormModel(
-        name=entry.name, aliases=list(entry.spec.aliases), family=entry.family,
+        name=entry.name, aliases=list(entry.spec.aliases), family=registry.family_label(entry),
+        problem=registry.problem(entry),
         description=entry.spec.description, default=default,
         min_size=entry.min_size, max_size=entry.max_size,
         native_resolution=entry.native_resolution, resolution=resolutions(entry),
@@ -56,7 +57,7 @@ def model_info(entry: ModelEntry, default: bool) -> FormModel:
 def generation_form(services: Services, user: User | None) -> MiaohuaOk[list[FormField]]:
     registry = services.image_models
     default_entry = registry.find("")
-    models = [model_info(e, e is default_entry) for e in registry.entries()]
+    models = [model_info(e, e is default_entry, registry) for e in registry.entries()]
     choices = registry.choices()
     trained: list[TrainedChoice] = []
     if user is not None:
@@ -118,8 +119,9 @@ def base_models(registry: ModelRegistry, page: int, per_page: int,
     rows = [BaseModelRow(
         author="ronghe", base_model="", demo_picture="",
         description=e.spec.description, is_opensource=True, model_id=e.name,
-        model_name=e.name, tag=e.family, versionid=e.name,
+        model_name=e.name, tag=registry.family_label(e), versionid=e.name,
         aliases=list(e.spec.aliases), controlnets=sorted(e.controlnets),
+        problem=registry.problem(e),
     ) for e in registry.entries()
         if matches(query, e.name, e.spec.description, e.family, *e.spec.aliases)]
     start = (page - 1) * per_page

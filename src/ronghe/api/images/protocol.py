@@ -303,6 +303,8 @@ class FormModel(Body):
     controlnets: list[str]
     default_steps: int
     default_scale: float
+    problem: str | None = Field(default=None, description="why it cannot be used now "
+                                "(e.g. a truncated checkpoint); null when it can")
 
 
 class TrainedChoice(Body):
@@ -340,6 +342,8 @@ class BaseModelRow(Body):
     versionid: str = Field(description="use as model_name in task_submit")
     aliases: list[str]
     controlnets: list[str]
+    problem: str | None = Field(default=None, description="why it cannot be used now; "
+                                "null when it can")
 
 
 class LoraRow(Body):

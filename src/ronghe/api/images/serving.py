@@ -24,6 +24,7 @@ from ronghe.api.images.protocol import (
     TaskSubmitRequest,
     TaskSubmitted,
 )
+from ronghe.catalog.folder import is_folder_lora
 from ronghe.catalog.service import LoraInfo, LoraState, is_id
 from ronghe.db.models import User
 from ronghe.engines.diffusion.control import PROCESSORS
@@ -92,11 +93,27 @@ def resolve_model(services: Services, user: User,
     if lora.state != LoraState.READY:
         raise BadRequest(f"model_name: your model {name!r} is not ready "
                          f"(state {lora.state})", field="model_name")
+    if is_folder_lora(lora):  # made for a family: the default model, or the first of it
+        family = lora.meta.get("family")
+        default = registry.find("")
+        fits = [e for e in registry.entries() if e.family == family]
+        if default is not None and default.family == family:
+            return default, [lora]
+        if not fits:
+            raise BadRequest(f"model_name: LoRA {name!r} is for {family} models and none is "
+                             "served", field="model_name")
+        return fits[0], [lora]
     return registry.get(lora.base_model, "model_name"), [lora]
 
 
 def lora_params(entry: ModelEntry, registry: ModelRegistry, lora: LoraInfo, weight: float,
                 field: str) -> dict[str, Any]:
+    if is_folder_lora(lora):  # a LoRA file from the folder fits every model of its family
+        if lora.meta.get("family") != entry.family:
+            raise BadRequest(f"{field}: LoRA {lora.name!r} is for {lora.meta.get('family')} "
+                             f"models and cannot be used with {entry.name!r} "
+                             f"({entry.family})", field=field)
+        return {"id": lora.id, "name": lora.name, "weight": weight}
     base = registry.find(lora.base_model)
     if base is None or base.name != entry.name:
         raise BadRequest(f"{field}: model {lora.name!r} was trained on {lora.base_model!r} "

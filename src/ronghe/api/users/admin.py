@@ -11,6 +11,7 @@ from ronghe.api.envelopes import Family, MiaohuaOk, errors, miaohua_ok
 from ronghe.api.images.listing import KINDS
 from ronghe.api.users.protocol import (
     AdminFlag,
+    ModelsScan,
     PasswordReset,
     QueueList,
     QueuePage,
@@ -21,6 +22,7 @@ from ronghe.api.users.protocol import (
     UserRef,
 )
 from ronghe.api.users.serving import paged, queue_item, user_body
+from ronghe.catalog.folder import scan_all
 from ronghe.db.models import User
 
 router = APIRouter(prefix="/api/v1b/admin", tags=["admin"],
@@ -86,3 +88,10 @@ def queue(body: QueueList, admin: Admin, services: ServicesDep) -> QueuePage:
     found, total = services.tasks.active(KINDS[body.kind], (body.page - 1) * body.per_page,
                                          body.per_page)
     return paged([queue_item(t, email) for t, email in found], body.page, body.per_page, total)
+
+
+@router.post("/models/scan", summary="Look at the models and LoRA folders again "
+             "(<data_dir>/models, <data_dir>/loras): what they hold and each one's problem",
+             responses=errors(Family.MIAOHUA, *ADMIN))
+def models_scan(admin: Admin, services: ServicesDep) -> MiaohuaOk[ModelsScan]:
+    return miaohua_ok(ModelsScan.model_validate(scan_all(services)))

@@ -139,3 +139,25 @@ class QueuedTraining(QueueEntry):
 
 UserPage = MiaohuaOk[ItemPage[UserInfo]]
 QueuePage = MiaohuaOk[ItemPage[QueuedImage | QueuedTraining]]
+
+
+# --- the models folder (POST /admin/models/scan)
+
+
+class ScannedModel(Body):
+    name: str
+    family: str | None = Field(description="demo, sd15, sd2 or sdxl; null for chat models "
+                               "and files whose family could not be told")
+    path: str
+    problem: str | None = Field(description="why it cannot be used; null when it can")
+
+
+class ScannedLora(ScannedModel):
+    state: str = Field(description="ready, failed, skipped, or waiting (no admin yet)")
+    id: int | None = Field(default=None, description="its versionid for lora_configs")
+
+
+class ModelsScan(Body):
+    image: list[ScannedModel]
+    chat: list[ScannedModel]
+    lora: list[ScannedLora]
