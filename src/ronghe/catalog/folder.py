@@ -97,8 +97,11 @@ def _sync_one(catalog: LoraCatalog, storage: Storage, owner: int, item: Found,
                 _drop_weights(storage, info.weights_key)
     else:
         state = LoraState.FAILED.value
+    # A sidecar's "public": true lists it in /models/lora and lets every user apply it.
     info = catalog.update(info.id, name=item.name, base_model=item.family or "unknown",
-                          state=state, weights_key=key, meta=meta)
+                          state=state, weights_key=key, meta=meta,
+                          public=bool(item.meta.get("public")),
+                          trigger_word=str(item.meta.get("trigger_word") or ""))
     return {**row, "id": info.id, "state": state, "problem": meta["problem"]}
 
 

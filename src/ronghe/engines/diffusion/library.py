@@ -214,7 +214,7 @@ def scan_dir(root: Path, root_kind: str, previous: dict[str, Found],
             family, problem, meta = inspect(path, kind, demo)
             item = Found(name, kind, key, family, problem, sig,
                          str(meta.get("description") or ""),
-                         {k: v for k, v in meta.items() if k in ("trigger_word", "aliases")})
+                         {k: v for k, v in meta.items() if k in ("trigger_word", "public")})
         group = "chat" if kind == "chat" else kind
         if (group, name) in taken:
             item = Found(name, kind, key, item.family, f"another file here is also named "
