@@ -95,7 +95,7 @@ def test_shipped_tokenizers_are_clips() -> None:
     assert configs.single_file_kwargs("sd2")["tokenizer"].pad_token == "!"
 
 
-def test_demo_single_file_is_told_from_sd15(tmp_path: Path, demo_model) -> None:  # noqa: ANN001
+def test_demo_single_file_is_told_from_sd15(tmp_path: Path, demo_model) -> None:
     target = write_checkpoint(demo_model.path, tmp_path / "demo.safetensors")
     shapes, metadata = checkpoints.safetensors_shapes(target)
     assert checkpoints.image_family(shapes, DEMO) == "demo"
@@ -104,7 +104,7 @@ def test_demo_single_file_is_told_from_sd15(tmp_path: Path, demo_model) -> None:
     assert checkpoints.ckpt_shapes(ckpt) == shapes  # from the pickle, no tensor read
 
 
-def test_truncated_and_foreign_files_say_why(tmp_path: Path, demo_model) -> None:  # noqa: ANN001
+def test_truncated_and_foreign_files_say_why(tmp_path: Path, demo_model) -> None:
     whole = write_checkpoint(demo_model.path, tmp_path / "whole.safetensors")
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
