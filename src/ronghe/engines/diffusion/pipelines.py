@@ -135,7 +135,7 @@ class PipelineCache:
             return loaded
 
     def _load(self, entry: ModelEntry) -> LoadedModel:
-        problem = entry.problem()
+        problem = self.registry.file_problem(entry)
         if problem:
             self.registry.mark_broken(entry.name, problem)
             raise NotReady(f"model {entry.name!r} cannot be used: {problem}")

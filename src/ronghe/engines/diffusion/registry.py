@@ -267,6 +267,11 @@ class ModelRegistry:
         item = self._folder.get(entry.name)
         return (item.family or "unknown") if item is not None else entry.family
 
+    def file_problem(self, entry: ModelEntry) -> str | None:
+        """What the files alone say (missing, truncated, unknown layout), not past loads."""
+        item = self._folder.get(entry.name)
+        return (item.problem if item else None) or entry.problem()
+
     def problem(self, entry: ModelEntry) -> str | None:
         """Why the model cannot be used: a failed load, the scan's verdict, missing files."""
         item = self._folder.get(entry.name)
