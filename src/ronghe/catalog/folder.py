@@ -2,7 +2,8 @@
 
 Each ``.safetensors`` there (kohya or diffusers format, family read from its tensor names by
 the scan) becomes a ready LoRA named after the file, owned by the first admin account, with
-its base *family* as ``base_model``: it applies to any image model of that family.  Its
+its base *family* as ``base_model``: it applies to any image model of that family, and is
+public (listed in ``/models/lora`` for every user) unless its sidecar says otherwise.  Its
 weights are copied into storage at the usual key, so every worker (also on other machines,
 with S3 storage) loads it like a trained one.  A file removed from the folder takes its
 entry with it; a changed file replaces its weights; one whose family cannot be told is kept
@@ -97,10 +98,11 @@ def _sync_one(catalog: LoraCatalog, storage: Storage, owner: int, item: Found,
                 _drop_weights(storage, info.weights_key)
     else:
         state = LoraState.FAILED.value
-    # A sidecar's "public": true lists it in /models/lora and lets every user apply it.
+    # The operator put it on the server for its users, as in AUTOMATIC1111 or ComfyUI:
+    # listed in /models/lora and usable by everyone, unless its sidecar says "public": false.
     info = catalog.update(info.id, name=item.name, base_model=item.family or "unknown",
                           state=state, weights_key=key, meta=meta,
-                          public=bool(item.meta.get("public")),
+                          public=item.meta.get("public", True) is not False,
                           trigger_word=str(item.meta.get("trigger_word") or ""))
     return {**row, "id": info.id, "state": state, "problem": meta["problem"]}
 

@@ -50,7 +50,7 @@ def data_dir(tmp_path: Path, demo_model: DemoModel) -> Path:
     (data / "loras").mkdir()
     (data / "loras" / "stripes-d.safetensors").write_bytes(files[DIFFUSERS_FILE])
     (data / "loras" / "stripes-k.safetensors").write_bytes(files[KOHYA_FILE])
-    (data / "loras" / "stripes-k.ronghe.json").write_text('{"public": true}')
+    (data / "loras" / "stripes-d.ronghe.json").write_text('{"public": false}')
     return data
 
 
@@ -130,6 +130,17 @@ def test_lora_files_in_both_formats_apply_by_name(folder_client: TestClient) -> 
     assert mean_diff(plain, diffusers_format) > 0.5
     assert mean_diff(diffusers_format, kohya_format) < 0.5  # the same LoRA either way
     assert mean_diff(image(model_name="stripes-d"), diffusers_format) < 0.5
+
+    # Public by default: another user may apply the kohya one, not the private one.
+    bob = make_account(client.app, "bob@example.com")
+    k_id = next(x["id"] for x in loras if x["name"] == "stripes-k")
+    d_id = next(x["id"] for x in loras if x["name"] == "stripes-d")
+    assert client.post("/api/v1b/task_submit", json={
+        "token": bob.token, "prompt": "x", "output_size": "64x64",
+        "lora_configs": [{"versionid": k_id}]}).status_code == 200
+    assert client.post("/api/v1b/task_submit", json={
+        "token": bob.token, "prompt": "x", "output_size": "64x64",
+        "lora_configs": [{"versionid": d_id}]}).status_code == 400
 
     # Removing the file removes the entry.
     (Path(services.settings.loras_path) / "stripes-d.safetensors").unlink()

@@ -101,3 +101,34 @@ def test_a_failed_load_is_recorded_for_every_process(
     # A new file of that name is judged afresh.
     write_checkpoint(demo_model.path, data / "models" / "odd.safetensors")
     assert ModelRegistry(image_settings(data)).problem(later.get("odd")) is None
+
+
+def test_a_ckpt_loads_the_folder_models_weights(
+        tmp_path: Path, demo_model: DemoModel, offline: None) -> None:
+    import torch
+
+    data = tmp_path / "data"
+    write_checkpoint(demo_model.path, data / "models" / "old-style.ckpt")
+    registry = ModelRegistry(image_settings(data, demo_model.spec()))
+    cache = PipelineCache(registry, capacity=2)
+    single = cache.model(registry.get("old-style")).base
+    folder = cache.model(registry.get("ronghe-demo")).base
+    for name in ("unet", "vae", "text_encoder"):
+        a, b = getattr(single, name).state_dict(), getattr(folder, name).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert type(single.scheduler) is type(folder.scheduler)
+
+
+def test_editing_a_sidecar_is_judged_again(tmp_path: Path, demo_model: DemoModel) -> None:
+    data = tmp_path / "data"
+    write_checkpoint(demo_model.path, data / "models" / "m.safetensors")
+    registry = ModelRegistry(image_settings(data))
+    assert registry.problem(registry.get("m")) is None
+    (data / "models" / "m.ronghe.json").write_text(json.dumps({"family": "sd2"}))
+    registry.scan()
+    assert "given as sd2" in (registry.problem(registry.get("m")) or "")
+    (data / "models" / "m.ronghe.json").write_text(json.dumps({"family": "demo",
+                                                               "description": "mine"}))
+    registry.scan()
+    entry = registry.get("m")
+    assert registry.problem(entry) is None and entry.spec.description == "mine"

@@ -60,7 +60,10 @@ class Found:
 
 
 def signature(path: Path) -> tuple[int, int]:
+    # The sidecar counts: editing it (family, public, trigger word) means a new verdict.
     files = [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else [path]
+    side = sidecar_path(path)
+    files += [side] if side.is_file() else []
     stats = [p.stat() for p in files]
     return sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
 
