@@ -16,6 +16,7 @@ mismatch is reported as the model's problem.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -196,11 +197,13 @@ def _kind(path: Path, root_kind: str) -> str | None:
 def scan_dir(root: Path, root_kind: str, previous: dict[str, Found],
              demo: tuple[int, int] | None) -> list[Found]:
     """Every usable-looking entry of one folder (models or loras), in name order."""
-    if not root.is_dir():
+    try:
+        paths = sorted(root.iterdir()) if root.is_dir() else []
+    except OSError:  # unreadable: nothing to serve from it, and nothing to crash over
         return []
     found: list[Found] = []
     taken: set[tuple[str, str]] = set()
-    for path in sorted(root.iterdir()):
+    for path in paths:
         kind = _kind(path, root_kind)
         if kind is None:
             continue
@@ -281,7 +284,9 @@ class ModelsFolder:
         data = {"version": INSPECTOR_VERSION, "items": [asdict(f) for f in items]}
         changed = _read_json(self.index_path) != json.loads(json.dumps(data))
         if (self.models_dir.is_dir() or items) and changed:
-            _write_json(self.index_path, data)
+            # A read-only folder: this process still serves what it found.
+            with contextlib.suppress(OSError):
+                _write_json(self.index_path, data)
         return items
 
     def current(self) -> list[Found]:
@@ -310,11 +315,12 @@ class ModelsFolder:
         data = data if isinstance(data, dict) else {}
         try:
             data[str(path)] = {"reason": reason, "signature": list(signature(path))}
+            _write_json(self.broken_path, data)
         except OSError:
-            return
-        _write_json(self.broken_path, data)
+            return  # gone or read-only: the in-process mark still holds
 
     def clear_broken(self, path: Path) -> None:
         data = _read_json(self.broken_path)
         if isinstance(data, dict) and data.pop(str(path), None) is not None:
-            _write_json(self.broken_path, data)
+            with contextlib.suppress(OSError):
+                _write_json(self.broken_path, data)
