@@ -139,8 +139,9 @@ def test_live_previews_then_the_images_with_no_failed_request(page: Any) -> None
     sign_in(page, EMAIL)
     page.goto("/#/generate")
     page.fill("#generate-form textarea >> nth=0", "a red circle, step by step")
-    page.locator("[data-field=n_images] input[type=number]").fill("8")
-    page.locator("[data-field=ddim_steps] input[type=number]").fill("120")
+    # Long enough for several previews (one every 0.2 s) and polls (every 0.4-1.5 s).
+    page.locator("[data-field=n_images] input[type=number]").fill("4")
+    page.locator("[data-field=ddim_steps] input[type=number]").fill("80")
     with page.expect_response("**/api/v1b/task_submit") as submitted:
         page.click("#generate-btn")
     card = page.locator(f".task-card[data-task='{submitted.value.json()['task_id']}']")
@@ -158,7 +159,7 @@ def test_live_previews_then_the_images_with_no_failed_request(page: Any) -> None
     card.locator(".image-grid img").first.wait_for(timeout=180_000)
     assert card.get_attribute("data-state") == "done"
     assert card.locator(".task-preview").count() == 0  # the images replace the preview
-    assert card.locator(".image-grid img").count() == 8
+    assert card.locator(".image-grid img").count() == 4
     page.wait_for_function("(c) => [...c.querySelectorAll('.image-grid img')]"
                            ".every((i) => i.complete && i.naturalWidth > 0)",
                            arg=card.element_handle())
