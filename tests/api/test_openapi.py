@@ -29,7 +29,7 @@ FIELDS: dict[tuple[str, str], set[str]] = {
     ("post", f"{MIAOHUA}/train_progress"): {
         "code", "msg", "task_id", "create_time", "description", "main_body", "model_name",
         "model_id", "base_model", "state", "training_progress", "trigger_word", "nsfw",
-        "error_msg", "step", "total_steps", "loss", "eta_seconds", "phase",
+        "error_msg", "step", "total_steps", "loss", "loss_history", "eta_seconds", "phase",
         "resumed_from_step", "preview_images", "samples", "select_seed", "wait_time"},
     ("post", f"{MIAOHUA}/train_submit"): {"code", "info", "msg"},
     ("post", f"{MIAOHUA}/train_cancel"): {"code", "info", "msg"},

@@ -94,3 +94,28 @@ def test_public_base_url_is_used_for_links(tmp_path) -> None:  # type: ignore[no
     assert svc.files.url(info, "http://ignored/").startswith(
         f"https://img.example.com/r/files/{info.id}?Expires=")
     svc.close()
+
+
+def test_a_file_rewritten_in_place_is_served_whole(client: TestClient, account: Account) -> None:
+    # A live preview is rewritten every second: bytes first, then its row.  A request that
+    # read the row before the rewrite must still get a body its Content-Length matches.
+    svc: Services = client.app.state.services  # type: ignore[attr-defined]
+    info = svc.files.save(account.user_id, PNG, "image/png", "preview", 1, 1)
+    newer = PNG + b"\0" * 100
+    svc.files.storage.put(info.key, newer, "image/png")  # the row still says len(PNG)
+    r = client.get(relative(svc.files.url(info, "http://testserver/")))
+    assert r.status_code == 200 and r.content == newer
+    assert r.headers["content-length"] == str(len(newer))
+
+
+def test_a_rewrite_counts_as_new_for_sweeps(client: TestClient, account: Account) -> None:
+    from ronghe.db.base import utcnow
+
+    svc: Services = client.app.state.services  # type: ignore[attr-defined]
+    first = svc.files.save(account.user_id, PNG, "image/png", "preview", 1, 1)
+    between = utcnow()
+    time.sleep(0.01)
+    assert [f.id for f in svc.files.written_before("preview", utcnow())] == [first.id]
+    svc.files.save(account.user_id, PNG, "image/png", "preview", 1, 1, file_id=first.id)
+    assert svc.files.written_before("preview", between) == []
+    assert [f.id for f in svc.files.written_before("preview", utcnow())] == [first.id]

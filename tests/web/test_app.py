@@ -31,7 +31,9 @@ PAGES = ["generate", "gallery", "datasets", "training", "models", "chat", "setti
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, demo_model: DemoModel) -> Iterator[WebServer]:
-    srv, log = start_server(tmp_path_factory.mktemp("web") / "data", demo_model, [EMAIL])
+    # Previews five times a second, so a generation of a few seconds shows several.
+    srv, log = start_server(tmp_path_factory.mktemp("web") / "data", demo_model, [EMAIL],
+                            RONGHE_IMAGE_PREVIEW_SECONDS="0.2")
     yield srv
     stop_server(srv, log)
 
@@ -129,6 +131,43 @@ def test_generate_xss_prompt_stays_text_and_gallery_after_reload(page: Any) -> N
     assert page.locator("[data-field=ddim_steps] input[type=number]").input_value() == "4"
 
 
+def test_live_previews_then_the_images_with_no_failed_request(page: Any) -> None:
+    failed: list[str] = []
+    page.on("requestfailed", lambda r: failed.append(f"failed {r.url}: {r.failure}"))
+    page.on("response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400
+            else None)
+    sign_in(page, EMAIL)
+    page.goto("/#/generate")
+    page.fill("#generate-form textarea >> nth=0", "a red circle, step by step")
+    # Long enough for several previews (one every 0.2 s) and polls (every 0.4-1.5 s).
+    page.locator("[data-field=n_images] input[type=number]").fill("4")
+    page.locator("[data-field=ddim_steps] input[type=number]").fill("80")
+    with page.expect_response("**/api/v1b/task_submit") as submitted:
+        page.click("#generate-btn")
+    card = page.locator(f".task-card[data-task='{submitted.value.json()['task_id']}']")
+    card.wait_for()
+    # A preview frame is on the card while the task still runs (or the test fails below).
+    page.wait_for_function(
+        "(c) => c.dataset.previews >= 1 || ['done', 'failed', 'cancelled']"
+        ".includes(c.dataset.state)", arg=card.element_handle(), timeout=180_000)
+    frame = card.locator(".task-preview img")
+    assert card.get_attribute("data-state") == "running", card.inner_text()
+    assert frame.count() == 1 and "/files/" in frame.get_attribute("src")
+    assert page.evaluate("(img) => img.complete && img.naturalWidth > 0",
+                         frame.element_handle())
+    screenshot(page, "generate-preview")
+    card.locator(".image-grid img").first.wait_for(timeout=180_000)
+    assert card.get_attribute("data-state") == "done"
+    assert card.locator(".task-preview").count() == 0  # the images replace the preview
+    assert card.locator(".image-grid img").count() == 4
+    page.wait_for_function("(c) => [...c.querySelectorAll('.image-grid img')]"
+                           ".every((i) => i.complete && i.naturalWidth > 0)",
+                           arg=card.element_handle())
+    # Every preview fetched, the last ones around the task's end included, was answered.
+    assert int(card.get_attribute("data-previews")) >= 1
+    assert failed == []
+
+
 def test_validation_error_lands_next_to_its_field(page: Any, console: Console) -> None:
     console.allow(r"status of 400")
     sign_in(page, EMAIL)
@@ -211,7 +250,14 @@ def test_dataset_upload_train_and_generate_with_it(page: Any, console: Console,
     assert re.match(r"100 % · step 12 / 12", seen[-1]), seen
     assert run.locator("[role=progressbar]").get_attribute("aria-valuenow") == "100"
     # The loss curve is drawn (at least one point; more when polls caught the run mid-way).
-    assert int(run.locator("svg.chart").get_attribute("data-points")) >= 1
+    # The loss curve is train_progress's loss_history: every step of a short run, so a
+    # reload draws the whole curve again (not only what this page saw).
+    assert run.locator("svg.chart").get_attribute("data-points") == "12"
+    assert run.locator("svg.chart path.line").count() == 1
+    page.reload()
+    run = page.locator(".train-card").first
+    page.wait_for_function("() => document.querySelector('.train-card svg.chart')"
+                           "?.dataset.points === '12'")
     assert run.locator("svg.chart path.line").count() == 1
     screenshot(page, "training")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from ronghe.api.deps import ServicesDep, TokenUser
@@ -12,6 +12,9 @@ from ronghe.errors import Forbidden, NotFound
 from ronghe.storage.files import FileInfo
 
 router = APIRouter(tags=["files"])
+# Files up to this size (images, previews) are read whole; larger ones (LoRA weights, never
+# rewritten in place) are streamed.
+WHOLE_BYTES = 8 << 20
 
 
 def base_url(request: Request) -> str:
@@ -33,21 +36,24 @@ def get_file(
     # URL-safe base64, as UrlSigner writes it: anything else cannot be a signature.
     signature: str = Query(alias="Signature", min_length=1, max_length=128,
                            pattern=r"^[A-Za-z0-9_-]+$"),
-) -> StreamingResponse:
+) -> Response:
     problem = services.files.signer.verify(file_id, expires, signature)
     if problem:
         raise Forbidden(f"file URL {problem}; ask the API for a fresh URL")
     info = services.files.get(file_id)
+    headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
     try:
+        if info.size <= WHOLE_BYTES:
+            # Read whole, so Content-Length is these bytes' length: a file rewritten in
+            # place (a live preview, every second) may have changed since its row was read,
+            # and the row's size then mismatched the stream (ERR_CONTENT_LENGTH_MISMATCH).
+            data = services.files.storage.get(info.key)
+            return Response(data, media_type=info.content_type, headers=headers)
         chunks = services.files.storage.iter_chunks(info.key)
     except FileNotFoundError:
         raise NotFound("file not found") from None
-    return StreamingResponse(
-        chunks,
-        media_type=info.content_type,
-        headers={"Cache-Control": "private, max-age=3600", "Content-Length": str(info.size),
-                 "X-Content-Type-Options": "nosniff"},
-    )
+    return StreamingResponse(chunks, media_type=info.content_type,
+                             headers={**headers, "Content-Length": str(info.size)})
 
 
 class FileListRequest(BaseModel):

@@ -1,21 +1,37 @@
 """Live previews of running image tasks: stored as one file per task, overwritten in place,
-named in the task's live ``detail`` so ``task_result`` can hand out a signed URL for it."""
+named in the task's live ``detail`` so ``task_result`` can hand out a signed URL for it.
+
+A preview outlives its task by a while rather than going with it.  A client that polled
+``task_result`` a moment before the task ended holds a URL to the last preview and fetches
+it a moment later, after the end: deleting the file at the end made that fetch a 404 (a
+browser shows one as a console error), a race no client can close.  So a preview file is
+kept until nobody has written it for ``KEEP_SECONDS``, more than a preview URL lives
+(``URL_TTL_SECONDS``) plus the gap between two previews of a running task: every URL ever
+handed out for it works until it expires.  The sweep runs whenever an image task ends, so
+at most the previews of the last quarter hour's tasks (one small JPEG each) are on disk.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import time
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
+from ronghe.db.base import utcnow
 from ronghe.errors import NotFound
 from ronghe.jobs.status import Status
 from ronghe.jobs.store import TaskView
 
 KIND = "preview"
 DETAIL_KEY = "preview_file_id"
-# Short-lived URLs: a preview is replaced every second and gone once the task ends.
-URL_TTL_SECONDS = 600
+# Short-lived URLs: a preview is replaced every second; a client asks again for the next.
+URL_TTL_SECONDS = 120
+# A preview nobody wrote for this long belongs to an ended task (a running one writes its
+# preview every image_preview_seconds ≤ 60 s) and every URL to it has expired.
+KEEP_SECONDS = 900
+SWEEP_BATCH = 100
 
 
 def file_id(task_id: str) -> str:
@@ -36,12 +52,22 @@ class PreviewSaver:
                                         height, file_id=file_id(self.task.id))
         self.detail = {DETAIL_KEY: info.id, "preview_at": round(time.time(), 3)}
 
-    def discard(self) -> None:
-        """The task ended: its preview goes (the images are the result now)."""
-        if not self.detail:
-            return
+    def finish(self) -> None:
+        """The task ended: its images are the result now.  Its preview stays for the URLs
+        already handed out (see the module's docstring); older ones go."""
+        sweep(self.files)
+
+
+def sweep(files: Any, now: datetime | None = None) -> int:
+    """Delete previews not written for ``KEEP_SECONDS``; returns how many went."""
+    cutoff = (now or utcnow()) - timedelta(seconds=KEEP_SECONDS)
+    removed = 0
+    for info in files.written_before(KIND, cutoff, SWEEP_BATCH):
+        # Another worker's sweep may have taken it first.
         with contextlib.suppress(NotFound, FileNotFoundError):
-            self.files.delete(file_id(self.task.id), self.task.user_id)
+            files.delete(info.id, info.user_id)
+            removed += 1
+    return removed
 
 
 def preview_url(services: Any, task: TaskView, base_url: str) -> str:

@@ -11,11 +11,13 @@ import mimetypes
 import re
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from urllib.parse import urlencode, urlsplit
 
 from sqlalchemy import Row, bindparam, func, select
 
 from ronghe.db import Database
+from ronghe.db.base import utcnow
 from ronghe.db.models import StoredFile
 from ronghe.errors import BadRequest, NotFound
 from ronghe.storage.base import Storage
@@ -58,7 +60,9 @@ class FileService:
              width: int | None = None, height: int | None = None,
              file_id: str | None = None) -> FileInfo:
         """Bytes first, row second: a crash leaves at worst an orphan object, never a row
-        pointing at nothing.  ``file_id`` lets a retried job overwrite its own output."""
+        pointing at nothing.  ``file_id`` lets a retried job overwrite its own output; an
+        overwrite counts as new (``created_at`` is when these bytes were stored), which is
+        what a sweep of files nobody writes any more (live previews) goes by."""
         if not KIND_RE.match(kind):
             raise ValueError(f"invalid file kind {kind!r}")
         file_id = file_id or str(uuid.uuid4())
@@ -67,7 +71,8 @@ class FileService:
         self.storage.put(key, data, content_type)
         row = StoredFile(id=file_id, user_id=user_id, key=key, kind=kind,
                          content_type=content_type, size=len(data),
-                         sha256=hashlib.sha256(data).hexdigest(), width=width, height=height)
+                         sha256=hashlib.sha256(data).hexdigest(), width=width, height=height,
+                         created_at=utcnow())
         with self.db.session() as s:
             s.merge(row)
         return FileInfo.of(row)
@@ -91,6 +96,14 @@ class FileService:
             rows = c.execute(_BY_IDS, {"ids": file_ids})
             return {row.id: FileInfo.of(row) for row in rows
                     if user_id is None or row.user_id == user_id}
+
+    def written_before(self, kind: str, before: datetime, limit: int = 100) -> list[FileInfo]:
+        """Any user's files of ``kind`` last written before ``before``, oldest first."""
+        q = (select(StoredFile.__table__)
+             .where(StoredFile.kind == kind, StoredFile.created_at < before)
+             .order_by(StoredFile.created_at).limit(limit))
+        with self.db.reading() as c:
+            return [FileInfo.of(row) for row in c.execute(q)]
 
     def list(self, user_id: int, kind: str | None = None, offset: int = 0,
              limit: int = 20) -> tuple[list[FileInfo], int]:

@@ -117,8 +117,8 @@ def generate(ctx: ImageTaskContext, request: GenerationRequest) -> GenerationRes
     try:
         result = ctx.engine.generate(request, on_step, on_preview=preview)
     finally:
-        if preview is not None:  # the images are the result now; the preview goes
-            preview.discard()
+        if preview is not None:  # the images are the result now; stale previews go
+            preview.finish()
     if ctx.metrics is not None:
         ctx.metrics.seconds.labels(request.model).observe(time.perf_counter() - started)
     return result

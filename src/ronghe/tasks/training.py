@@ -29,6 +29,7 @@ from PIL import Image
 
 from ronghe.catalog.service import LoraState
 from ronghe.engines.training.captions import base_caption, captions_for
+from ronghe.engines.training.history import LossHistory
 from ronghe.engines.training.presets import TARGET_MODULES, Preset
 from ronghe.errors import RongheError
 from ronghe.jobs.runner import Cancelled, Shutdown
@@ -159,6 +160,8 @@ class _Run:
         self.folder = folder
         self.samples = samples
         self.resumed_from = resumed_from
+        # A resumed run's checkpoint holds every loss so far: its curve starts where it was.
+        self.history = LossHistory(trainer.losses)
         self.started = time.monotonic()
         self.last_checkpoint = time.monotonic()
         self.last_yield = time.monotonic()
@@ -176,6 +179,7 @@ class _Run:
             "loss": round(sum(recent) / len(recent), 6) if recent else None,
             "eta_seconds": round(per_step * (total - step), 1) if per_step else None,
             "samples": self.samples, "resumed_from_step": self.resumed_from,
+            "loss_history": self.history.points(),
         }
 
     def checkpoint(self) -> None:
@@ -201,6 +205,7 @@ class _Run:
             self.ctx.progress(trainer.step / preset.steps, self.detail("training"), force=True)
             while trainer.step < preset.steps:
                 loss = trainer.train_step()
+                self.history.add(loss)
                 step = trainer.step
                 if step % preset.sample_every == 0 or step == preset.steps:
                     self.sample()

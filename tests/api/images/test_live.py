@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import time
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 from PIL import Image
 
 from ronghe.app import create_app
-from ronghe.jobs.previews import file_id
+from ronghe.db.base import utcnow
+from ronghe.jobs.previews import KEEP_SECONDS, URL_TTL_SECONDS, file_id, sweep
 from tests.api.images.conftest import submit
 from tests.conftest import Account, DemoModel, make_account, make_settings
 from tests.image_support import wait_done
@@ -40,8 +42,8 @@ def test_wait_time_counts_the_tasks_ahead_and_select_seed_is_the_seed(
     assert done["wait_time"] == 0 and done["select_seed"] == 11
 
 
-def test_previews_appear_while_running_and_go_when_done(client: TestClient,
-                                                        account: Account) -> None:
+def test_previews_appear_while_running_and_outlive_the_task_for_their_urls(
+        client: TestClient, account: Account) -> None:
     task_id = submit(client, account, **LONG, select_seed=4)["task_id"]
     seen: list[str] = []
     deadline = time.monotonic() + 120
@@ -50,9 +52,10 @@ def test_previews_appear_while_running_and_go_when_done(client: TestClient,
         if body["state"] == "running" and body["preview"] and body["preview"] not in seen:
             seen.append(body["preview"])
             response = client.get(body["preview"])
-            if response.status_code == 200:  # (a preview may be replaced in between)
-                image = Image.open(io.BytesIO(response.content))
-                assert image.format == "JPEG" and max(image.size) <= 256
+            # Overwritten in place, never missing while its task runs.
+            assert response.status_code == 200, response.text
+            image = Image.open(io.BytesIO(response.content))
+            assert image.format == "JPEG" and max(image.size) <= 256
         if body["state"] not in ("pending", "running"):
             break
         assert time.monotonic() < deadline
@@ -62,10 +65,20 @@ def test_previews_appear_while_running_and_go_when_done(client: TestClient,
     assert body["state"] == "done" and body["preview"] == ""
     # About one a second: a generation of several seconds shows more than one.
     assert len(seen) >= 2, seen
+    # The URL handed out last, fetched after the end (what a browser that polled just
+    # before does), still answers: the file stays until every URL to it has expired.
+    late = client.get(seen[-1])
+    assert late.status_code == 200 and late.headers["content-type"] == "image/jpeg"
     services = client.app.state.services  # type: ignore[attr-defined]
-    assert services.files.get_many([file_id(task_id)]) == {}  # removed with the task's end
+    assert list(services.files.get_many([file_id(task_id)])) == [file_id(task_id)]
+    # The next task's end sweeps previews nobody wrote for KEEP_SECONDS; this one is recent.
+    assert sweep(services.files) == 0
+    later = utcnow() + timedelta(seconds=KEEP_SECONDS + URL_TTL_SECONDS)
+    assert sweep(services.files, now=later) == 1
+    assert services.files.get_many([file_id(task_id)]) == {}
     files, _ = services.files.list(account.user_id, kind="preview")
     assert files == []
+    assert client.get(seen[-1]).status_code == 404
 
 
 def test_previews_can_be_turned_off(tmp_path: Path, demo_model: DemoModel) -> None:

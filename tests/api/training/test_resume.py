@@ -80,5 +80,9 @@ def test_training_resumes_from_checkpoint_after_sigkill(tmp_path: Path,
         assert final["resumed_from_step"] == saved_step
         resumed = [b for b in seen if b["state"] == "running" and b["phase"] == "training"]
         assert resumed and min(b["step"] for b in resumed) >= saved_step
+        # The loss curve goes on from the checkpoint: the steps it kept are the same points.
+        history = final["loss_history"]
+        assert [x for x, _ in history] == list(range(1, 91))
+        assert history[:saved_step] == before["loss_history"][:saved_step]
         listed = client.post("/api/v1b/models/private", json={}).json()
         assert "survivor" in [m["model_name"] for m in listed["info"]["models"]]

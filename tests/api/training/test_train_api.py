@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from fastapi.testclient import TestClient
 from safetensors.torch import load as load_safetensors
 
@@ -46,6 +47,15 @@ def test_short_training_runs_to_a_ready_model(client: TestClient, account: Accou
     assert final["samples"][-1]["step"] == 4 and len(final["preview_images"]) >= 1
     preview = client.get(final["preview_images"][-1].replace("http://testserver", ""))
     assert preview.status_code == 200 and preview.content[:4] == b"\x89PNG"
+    # The loss curve: one point per step of a short run, each the loss of that step; it
+    # grew with the steps while the run went (each answer had a point for every step done).
+    history = final["loss_history"]
+    assert [x for x, _ in history] == [1, 2, 3, 4]
+    assert all(isinstance(y, float) and y > 0 for _, y in history)
+    training = [b for b in seen if b["state"] == "running" and b["phase"] == "training"]
+    assert all(len(b["loss_history"]) == b["step"] and b["loss_history"] == history[:b["step"]]
+               for b in training)
+    assert final["loss"] == pytest.approx(sum(y for _, y in history) / 4, abs=1e-5)
     fractions = [b["training_progress"] for b in seen]
     assert fractions == sorted(fractions) and 0 <= fractions[0] <= 1
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ronghe.api.envelopes import Body, MiaohuaFlat
 from ronghe.api.fields import Id
 from ronghe.datasets.service import MAX_DESCRIPTION, MAX_IMAGES, MAX_NAME
+from ronghe.engines.training.history import MAX_POINTS
 from ronghe.jobs.status import Status
 
 AUTO_BASE_MODEL = "自动选择"
@@ -133,6 +134,9 @@ class TrainProgress(MiaohuaFlat):
     step: int
     total_steps: int
     loss: float | None = Field(description="mean loss of the recent steps")
+    loss_history: list[tuple[int, float]] = Field(
+        description=f"[step, mean loss] so far, oldest first; at most {MAX_POINTS} points (in "
+                    "a long run each point averages several steps)")
     eta_seconds: int | float | None
     phase: str = Field(description="loading, caching, training, saving … while running")
     resumed_from_step: int = Field(description="the checkpoint step a restart resumed from")

@@ -182,6 +182,7 @@ class TrainingService:
             step=total if done else int(detail.get("step", 0)),
             total_steps=total,
             loss=detail.get("loss"),
+            loss_history=detail.get("loss_history", []),
             eta_seconds=0 if done else detail.get("eta_seconds"),
             phase=task.state.value if task.state is not Status.RUNNING
             else detail.get("phase", "loading"),

@@ -72,6 +72,47 @@ export function imageGrid(item, navigate, size = 'middle') {
   return grid;
 }
 
+// The live step preview of a running task.  Each new URL is loaded off-screen (`new Image()`)
+// and put on the card only once it has loaded and decoded, so the card never shows a
+// broken or half-drawn frame; one load at a time (the newest URL wins after it); nothing new
+// once the task has ended.  The server keeps a preview file until every URL to it has
+// expired, so a load that started just before the end still succeeds (jobs/previews.py).
+function livePreview(alt, onFrame) {
+  const box = h('figure', { class: 'task-preview', hidden: true },
+    h('figcaption', { class: 'small muted', text: t('gen.preview') }));
+  let shown = '';
+  let wanted = '';
+  let loading = false;
+  let ended = false;
+  let frames = 0;
+  function load(url) {
+    loading = true;
+    const img = new Image();
+    img.alt = alt;
+    img.src = url;
+    img.decode().then(() => {
+      if (ended) return;
+      shown = url;
+      frames += 1;
+      onFrame(frames);
+      box.querySelector('img')?.remove();
+      box.prepend(img);
+      box.hidden = false;
+    }, () => {}).finally(() => {
+      loading = false;
+      if (!ended && wanted && wanted !== shown && wanted !== url) load(wanted);
+    });
+  }
+  return {
+    el: box,
+    show(url) {
+      wanted = url || '';
+      if (!ended && wanted && wanted !== shown && !loading) load(wanted);
+    },
+    end() { ended = true; box.remove(); },
+  };
+}
+
 // A live card for one task: polls task_result until it ends.  `params` is what was sent.
 export function taskCard(taskId, params, navigate) {
   const badge = h('span');
@@ -81,10 +122,12 @@ export function taskCard(taskId, params, navigate) {
     text: t('gen.cancel') });
   const error = h('p', { class: 'error-text' });
   const images = h('div');
+  // data-previews: how many preview frames this card showed (the tests read it).
+  const preview = livePreview(params.prompt || '', (n) => { card.dataset.previews = String(n); });
   const card = h('article', { class: 'card task-card', 'data-task': taskId },
     h('div', { class: 'task-head' }, badge, h('p', { class: 'task-prompt', text: params.prompt || '—' }),
       cancel),
-    h('div', { class: 'task-progress' }, bar, pct), error, images);
+    h('div', { class: 'task-progress' }, bar, pct), preview.el, error, images);
   let stopped = false;
   cancel.addEventListener('click', async () => {
     cancel.disabled = true;
@@ -99,9 +142,10 @@ export function taskCard(taskId, params, navigate) {
     pct.textContent = `${Math.round((result.state === 'done' ? 1 : result.progress || 0) * 100)} %`;
     card.dataset.state = result.state;
     if (FINAL.has(result.state)) {
+      preview.end();
       cancel.remove();
       card.querySelector('.task-progress').classList.add('finished');
-    }
+    } else if (result.state === 'running') preview.show(result.preview);
     if (result.error_msg && result.state !== 'done') error.textContent = result.error_msg;
     if (result.state === 'done') {
       images.replaceChildren(imageGrid({ ...result, params: { ...params, select_seed: result.seed } },
@@ -125,6 +169,6 @@ export function taskCard(taskId, params, navigate) {
   }
   show({ state: 'pending', progress: 0 });
   poll();
-  card.stop = () => { stopped = true; };
+  card.stop = () => { stopped = true; preview.end(); };
   return card;
 }

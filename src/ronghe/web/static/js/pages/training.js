@@ -5,7 +5,6 @@ import { t } from '../i18n.js';
 import { lineChart } from '../chart.js';
 
 const FINAL = new Set(['done', 'failed', 'cancelled']);
-const losses = new Map(); // task id -> [{x: step, y: loss}] seen while the page is open
 
 export function render(view, { navigate, query }) {
   const formCard = h('section', { class: 'card train-form' }, h('p', { class: 'loading', text: t('loading') }));
@@ -102,8 +101,6 @@ function monitor(taskId, navigate) {
   const el = h('article', { class: 'card train-card', 'data-task': taskId },
     h('div', { class: 'task-head' }, badge, title), bar, stats,
     h('div', { class: 'chart-wrap' }, chart), previews, error, actions);
-  const points = losses.get(taskId) || [];
-  losses.set(taskId, points);
   let stopped = false;
   let shownSamples = 0;
 
@@ -116,8 +113,8 @@ function monitor(taskId, navigate) {
     const pct = Math.round((p.training_progress || 0) * 100);
     stats.textContent = t('train.stats', { pct, step: p.step ?? 0, total: p.total_steps ?? '?',
       eta: formatSeconds(p.eta_seconds), loss: p.loss != null ? p.loss.toFixed(4) : '–' });
-    if (p.loss != null && p.step && (!points.length || points.at(-1).x < p.step)) points.push({ x: p.step, y: p.loss });
-    chart.update(points, p.total_steps);
+    // The server keeps the whole (bounded) curve, so a reload draws it again.
+    chart.update((p.loss_history || []).map(([x, y]) => ({ x, y })), p.total_steps);
     if ((p.samples || []).length !== shownSamples) {
       shownSamples = p.samples.length;
       previews.replaceChildren(...p.samples.map((s) => h('figure', { class: 'thumb static' },
