@@ -107,7 +107,7 @@ def test_scale_is_a_float_from_1_to_20(client: TestClient, account: Account) -> 
 def test_the_vendor_faq_limits_fit_within_ronghes(client: TestClient, account: Account) -> None:
     # Prompts: the FAQ allows 1000 characters; Ronghe 2000.
     submit(client, account, prompt="x" * 1000, neg_prompt="y" * 1000)
-    assert refused(client, account, prompt="x" * 2001) == (
+    assert refused(client, account, prompt="x" * 2001).startswith(
         "prompt: must be at most 2000 characters (got 2001)")
     # Uploads: .png .jpg .jpeg .jfif .pjpeg .pjp .webp, up to 5 MB, 256-6144 px a side.
     rng = np.random.default_rng(0)

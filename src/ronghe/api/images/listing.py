@@ -41,6 +41,8 @@ def stamp(moment: datetime | None) -> str:
 def input_file_ids(task: TaskView) -> list[str]:
     params = task.params
     ids = [c["file_id"] for c in params.get("controls", []) if c.get("file_id")]
+    if params.get("outpaint"):
+        ids.append(params["outpaint"]["file_id"])
     return [params["init_file_id"], *ids] if params.get("init_file_id") else ids
 
 
