@@ -128,7 +128,8 @@ UNION_ITEMS = {
     "ListedTask": LISTED,
     "SubmittedParams": {"model_name", "prompt", "neg_prompt", "n_images", "scale",
                         "select_seed", "output_size", "ddim_steps", "strength", "init_img",
-                        "add_prompt", "lora_configs", "cn_configs"},
+                        "add_prompt", "lora_configs", "cn_configs", "versionid",
+                        "outpaint_config"},
 }
 
 
@@ -313,9 +314,10 @@ def test_real_answers_match_their_documented_schemas(client: TestClient,
     check(doc, ("post", f"{MIAOHUA}/task_results"), batch)
     found, missing = batch["info"]
     assert found["images"][0]["task_id"] == submitted["task_id"]
-    # A missing task has no seed/prompt/task_type keys at all, as before.
+    # A missing task has no seed/prompt/task_type keys; select_seed (null) is in every item
+    # of the later editions' table.
     assert missing == {"task_id": "nope", "state": "not_found", "error_msg": "task not found",
-                       "progress": 0.0, "images": []}
+                       "progress": 0.0, "images": [], "select_seed": None}
     cancelled = client.post(f"{MIAOHUA}/task_cancel",
                             json={**auth, "task_id": submitted["task_id"]}).json()
     check(doc, ("post", f"{MIAOHUA}/task_cancel"), cancelled)

@@ -129,3 +129,29 @@ def test_the_vendor_faq_limits_fit_within_ronghes(client: TestClient, account: A
                          headers={"Authorization": f"Bearer {account.token}"})
     assert answer.status_code == 200, answer.text
     assert len(answer.json()["info"]) == 6
+
+
+def test_later_edition_error_cases_answer_their_http_status(client: TestClient,
+                                                            account: Account) -> None:
+    """docs/api.md, "Error codes of the later editions": code stays the HTTP status."""
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from ronghe.db.base import utcnow
+    from ronghe.db.models import LoginToken
+
+    def answer(token: str, **fields: Any) -> tuple[int, dict[str, Any]]:
+        response = client.post(SUBMIT, json={"token": token, "prompt": "x", **fields})
+        return response.status_code, response.json()
+
+    status, body = answer(account.token, n_images=9)  # the vendor's 129 illegal parameter
+    assert status == body["code"] == 400 and body["msg"].startswith("n_images:")
+    status, body = answer("rht_not-a-token")  # the vendor's 413 illegal token
+    assert status == body["code"] == 401 and "invalid or revoked" in body["msg"]
+    services = client.app.state.services  # type: ignore[attr-defined]
+    with services.db.session() as s:  # the vendor's 411 token expired
+        s.execute(update(LoginToken).where(LoginToken.user_id == account.user_id)
+                  .values(expires_at=utcnow() - timedelta(seconds=1)))
+    status, body = answer(account.token)
+    assert status == body["code"] == 401 and body["msg"].startswith("token has expired")

@@ -287,7 +287,7 @@ class BaseModelRow(Body):
     model_id: str
     model_name: str
     tag: str
-    versionid: str = Field(description="use as model_name in task_submit")
+    versionid: str = Field(description="use as versionid (or model_name) in task_submit")
     aliases: list[str]
     controlnets: list[str]
 
