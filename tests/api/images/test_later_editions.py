@@ -102,6 +102,16 @@ def test_scale_is_a_float_from_1_to_20(client: TestClient, account: Account) -> 
     assert params_of(client, submit(client, account, scale="19.5")["task_id"])["scale"] == 19.5
     assert refused(client, account, scale=0.99) == "scale: must be a number 1-20 (got 0.99)"
     assert refused(client, account, scale=20.01) == "scale: must be a number 1-20 (got 20.01)"
+    # The form says so, and lists the later editions' fields.
+    form = client.get("/api/v1b/get_generation_form").json()["info"]
+    fields = {f["name"]: f for f in form}
+    assert (fields["scale"]["type"], fields["scale"]["min"], fields["scale"]["max"]) == \
+        ("float", 1, 20)
+    assert fields["versionid"]["choices"] == ["ronghe-demo"]
+    assert fields["outpaint_config"]["choices"] == {
+        "outpaint_ratio": ["1.25", "1.5", "2"],
+        "align_position": ["topleft", "topmiddle", "topright", "middleleft", "middle",
+                           "middleright", "bottomleft", "bottommiddle", "bottomright"]}
 
 
 def test_the_vendor_faq_limits_fit_within_ronghes(client: TestClient, account: Account) -> None:

@@ -173,7 +173,7 @@ class ImageEngine:
              mask: Image.Image | None = None,
              blended: bool = False) -> tuple[list[Image.Image], int]:
         per_image = req.steps
-        if init is not None:
+        if init is not None and not blended:  # LatentBlend paints from noise: every step
             # img2img runs only the last ``strength`` share of the schedule.
             per_image = int(req.steps * req.strength)
             if per_image < 1:
