@@ -20,10 +20,12 @@ MIAOHUA = "/api/v1b"
 FUSION = "/v1/fusion/chat-with-image"
 # route -> the fields its 200 answer documents (and always sends).
 FIELDS: dict[tuple[str, str], set[str]] = {
-    ("post", f"{MIAOHUA}/task_submit"): {"task_id"},
+    # Flat, as the vendor documents them, and under info, as a later client reads them.
+    ("post", f"{MIAOHUA}/task_submit"): {"task_id", "code", "msg", "info"},
     ("post", f"{MIAOHUA}/task_result"): {"task_id", "state", "images", "error_msg", "progress",
                                          "seed", "prompt", "task_type", "prompt_added",
-                                         "select_seed", "wait_time", "preview"},
+                                         "select_seed", "wait_time", "preview", "code", "msg",
+                                         "info"},
     ("post", f"{MIAOHUA}/task_results"): {"code", "info", "msg"},
     ("post", f"{MIAOHUA}/task_cancel"): {"code", "info", "msg"},
     ("post", f"{MIAOHUA}/train_progress"): {
@@ -74,6 +76,9 @@ NESTED: list[tuple[tuple[str, str], tuple[str, ...], set[str]]] = [
     (("post", f"{MIAOHUA}/task_result"), ("images", "[]"),
      {"large", "middle", "small", "save_index", "seed", "width", "height", "share",
       "shareable"}),
+    (("post", f"{MIAOHUA}/task_submit"), ("info",), {"task_id"}),
+    (("post", f"{MIAOHUA}/task_result"), ("info",),
+     {"task_id", "state", "images", "error_msg", "progress", "select_seed"}),
     (("post", f"{MIAOHUA}/task_cancel"), ("info",), {"task_id", "state", "cancel_requested"}),
     (("post", f"{MIAOHUA}/train_submit"), ("info",), {"task_id"}),
     (("post", f"{MIAOHUA}/dataset_all"), ("items", "[]"),
@@ -123,7 +128,8 @@ UNION_ITEMS = {
     "ListedTask": LISTED,
     "SubmittedParams": {"model_name", "prompt", "neg_prompt", "n_images", "scale",
                         "select_seed", "output_size", "ddim_steps", "strength", "init_img",
-                        "add_prompt", "lora_configs", "cn_configs"},
+                        "add_prompt", "lora_configs", "cn_configs", "versionid",
+                        "outpaint_config"},
 }
 
 
@@ -308,9 +314,10 @@ def test_real_answers_match_their_documented_schemas(client: TestClient,
     check(doc, ("post", f"{MIAOHUA}/task_results"), batch)
     found, missing = batch["info"]
     assert found["images"][0]["task_id"] == submitted["task_id"]
-    # A missing task has no seed/prompt/task_type keys at all, as before.
+    # A missing task has no seed/prompt/task_type keys; select_seed (null) is in every item
+    # of the later editions' table.
     assert missing == {"task_id": "nope", "state": "not_found", "error_msg": "task not found",
-                       "progress": 0.0, "images": []}
+                       "progress": 0.0, "images": [], "select_seed": None}
     cancelled = client.post(f"{MIAOHUA}/task_cancel",
                             json={**auth, "task_id": submitted["task_id"]}).json()
     check(doc, ("post", f"{MIAOHUA}/task_cancel"), cancelled)

@@ -20,6 +20,7 @@ from PIL import Image
 from safetensors.torch import load as load_safetensors
 
 from ronghe.catalog.service import LoraCatalog
+from ronghe.engines.diffusion import outpaint
 from ronghe.engines.diffusion.generate import ControlUnit, GenerationRequest, GenerationResult
 from ronghe.engines.diffusion.output import encode_variants
 from ronghe.engines.diffusion.pipelines import LoraSource
@@ -90,6 +91,12 @@ def build_request(ctx: ImageTaskContext, model: str, prompt: str) -> GenerationR
     p, user_id = ctx.params, ctx.task.user_id
     init = (open_image(ctx.files, p["init_file_id"], user_id, "init_img")
             if p.get("init_file_id") else None)
+    mask = None
+    if p.get("outpaint"):
+        # outpaint_config: the upload on the larger canvas; the mask marks the new area.
+        o = p["outpaint"]
+        source = open_image(ctx.files, o["file_id"], user_id, "outpaint_config.src_img")
+        init, mask, _ = outpaint.extend(source, (p["width"], p["height"]), o["align_position"])
     controls = [
         ControlUnit(c["cn"], open_image(ctx.files, c["file_id"], user_id, "control image"),
                     c["weight"], c["start"], c["end"], c["processor"], c["low"], c["high"])
@@ -99,7 +106,7 @@ def build_request(ctx: ImageTaskContext, model: str, prompt: str) -> GenerationR
         prompt=prompt, negative_prompt=p["neg_prompt"],
         seeds=[p["seed"] + i for i in range(p["n_images"])], width=p["width"],
         height=p["height"], steps=p["steps"], guidance=p["scale"], init_image=init,
-        strength=p["strength"], controls=controls, model=model,
+        strength=p["strength"], controls=controls, model=model, mask_image=mask,
         loras=lora_sources(ctx.files, ctx.loras, p.get("loras", [])),
         preview_seconds=ctx.preview_seconds,
     )

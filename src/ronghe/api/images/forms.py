@@ -21,6 +21,7 @@ from ronghe.api.images.protocol import (
 from ronghe.api.images.serving import RANDOM_SEED_MAX
 from ronghe.catalog.service import LoraInfo
 from ronghe.db.models import User
+from ronghe.engines.diffusion.outpaint import POSITIONS, RATIOS
 from ronghe.engines.diffusion.registry import DEFAULT_GUIDANCE, ModelEntry, ModelRegistry
 from ronghe.services import Services
 
@@ -76,7 +77,10 @@ def generation_form(services: Services, user: User | None) -> MiaohuaOk[list[For
          "default": ""},
         {"name": "n_images", "type": "int", "description": "number of images",
          "default": 2, "min": 1, "max": 8},
-        {"name": "scale", "type": "int", "description": "Guidance Scale", "default": 7,
+        {"name": "versionid", "type": "str", "description": "the model by versionid (wins "
+         "over model_name): a base model's from /models/base or a LoRA's", "default": "",
+         "choices": [e.name for e in registry.entries()]},
+        {"name": "scale", "type": "float", "description": "Guidance Scale", "default": 7,
          "min": 1, "max": 20},
         {"name": "select_seed", "type": "int", "description": "seed", "default": -1,
          "min": 0, "max": RANDOM_SEED_MAX, "accepted_max": SEED_MAX},
@@ -95,6 +99,10 @@ def generation_form(services: Services, user: User | None) -> MiaohuaOk[list[For
          "default": [], "max_items": MAX_CN_UNITS, "choices": all_cn},
         {"name": "lora_configs", "type": "list", "description": "LoRA models "
          "({versionid, merge_weight 0-2})", "default": [], "max_items": MAX_LORAS},
+        {"name": "outpaint_config", "type": "dict", "description": "outpainting: "
+         "{src_img: your upload's URL, outpaint_ratio, align_position}", "default": None,
+         "choices": {"outpaint_ratio": [f"{r:g}" for r in RATIOS],
+                     "align_position": list(POSITIONS)}},
     ]
     return miaohua_ok([FormField(**field) for field in info])
 

@@ -41,6 +41,8 @@ def stamp(moment: datetime | None) -> str:
 def input_file_ids(task: TaskView) -> list[str]:
     params = task.params
     ids = [c["file_id"] for c in params.get("controls", []) if c.get("file_id")]
+    if params.get("outpaint"):
+        ids.append(params["outpaint"]["file_id"])
     return [params["init_file_id"], *ids] if params.get("init_file_id") else ids
 
 
@@ -54,10 +56,13 @@ def submitted_params(services: Services, task: TaskView, files: dict[str, FileIn
         return services.files.url(info, base_url) if info else ""
 
     loras = list(p.get("loras", []))
-    if loras and loras[0].get("name") == p.get("model_name"):
-        loras = loras[1:]  # implied by model_name naming a trained LoRA; not a config unit
+    named = p.get("versionid") or p.get("model_name")
+    if loras and named in (loras[0].get("name"), loras[0].get("id"), str(loras[0].get("id"))):
+        loras = loras[1:]  # implied by the model's name (a trained LoRA); not a config unit
+    outpaint = p.get("outpaint")
     return SubmittedParams.model_validate({
         "model_name": p.get("model_name") or p.get("model", ""),
+        "versionid": p.get("versionid", ""),
         "prompt": p.get("prompt", ""), "neg_prompt": p.get("neg_prompt", ""),
         "n_images": p.get("n_images"), "scale": p.get("scale"), "select_seed": p.get("seed"),
         "output_size": f"{p.get('width')}x{p.get('height')}", "ddim_steps": p.get("steps"),
@@ -70,6 +75,9 @@ def submitted_params(services: Services, task: TaskView, files: dict[str, FileIn
                         "config": {"control_processor": c["processor"],
                                    "low_threshold": c["low"], "high_threshold": c["high"]}}
                        for c in p.get("controls", [])],
+        "outpaint_config": outpaint and {
+            "src_img": url(outpaint["file_id"]), "outpaint_ratio": outpaint["outpaint_ratio"],
+            "align_position": outpaint["align_position"]},
     })
 
 

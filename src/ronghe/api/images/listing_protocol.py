@@ -12,7 +12,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import Field
 
 from ronghe.api.envelopes import Body, MiaohuaOk
-from ronghe.api.images.protocol import ImageUrls
+from ronghe.api.images.result_protocol import ImageUrls
 from ronghe.jobs.status import Status
 
 Item = TypeVar("Item")
@@ -55,10 +55,17 @@ class ListedCn(Body):
     config: ListedCnProcessor
 
 
+class ListedOutpaint(Body):
+    src_img: str
+    outpaint_ratio: float
+    align_position: str
+
+
 class SubmittedParams(Body):
     """The submission in task_submit's field names: send it back to draw again."""
 
     model_name: str
+    versionid: int | str = Field(default="", description="as sent (it wins over model_name)")
     prompt: str
     neg_prompt: str
     n_images: int | None
@@ -71,6 +78,8 @@ class SubmittedParams(Body):
     add_prompt: bool
     lora_configs: list[ListedLora]
     cn_configs: list[ListedCn]
+    outpaint_config: ListedOutpaint | None = Field(
+        default=None, description="outpainting's source (signed URL), ratio and position")
 
 
 class ListedTask(Body):

@@ -8,13 +8,13 @@ because real clients send extras (``sensitive_limit_value`` on submit, ``user_id
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from ronghe.api.envelopes import Body, MiaohuaOk, Sparse
+from ronghe.api.envelopes import Body, Sparse
 from ronghe.api.fields import MAX_ID, Checked, drop_nulls
-from ronghe.jobs.status import Status
+from ronghe.api.images.outpaint import OutpaintConfig
 
 SEED_MAX = 2**32 - 1
 MAX_PROMPT_CHARS = 2000
@@ -151,8 +151,22 @@ class LoraConfig(Loose):
     merge_weight: Annotated[float, _float_range(0, 2)] = 1.0
 
 
+def _model_version(value: Any) -> int | str:
+    if value == "" and isinstance(value, str):
+        return ""
+    if (isinstance(value, bool) or not isinstance(value, int | str)
+            or (isinstance(value, int) and not 1 <= value <= MAX_ID)
+            or (isinstance(value, str) and len(value) > 256)):
+        raise ValueError(f"must be a model id 1-{MAX_ID} (a LoRA's) or a name (a base "
+                         "model's versionid from /api/v1b/models/base, or your model's)")
+    return value
+
+
 class TaskSubmitRequest(Lenient):
     model_name: Name = ""
+    # The later editions' name for the model: a base model's versionid from /models/base or
+    # a LoRA's; wins over model_name.
+    versionid: Annotated[int | str, BeforeValidator(_model_version)] = ""
     prompt: Prompt = ""
     neg_prompt: Prompt = ""
     n_images: Annotated[int, _int_range(1, 8)] = 2
@@ -167,6 +181,7 @@ class TaskSubmitRequest(Lenient):
     cn_configs: list[CnConfig] = Field(default_factory=list, max_length=MAX_CN_UNITS)
     lora_configs: list[LoraConfig] = Field(default_factory=list, max_length=MAX_LORAS)
     add_prompt: Flag = False
+    outpaint_config: OutpaintConfig | None = None
     # Issue 14: a URL told about the task (callback_url is the vendor's name for it).
     webhook: Url = ""
     callback_url: Url = ""
@@ -225,71 +240,6 @@ choice = _choice
 # --- responses
 
 
-class ImageUrls(Body):
-    large: str = Field(description="signed URL of the full-size JPEG ('' once deleted)")
-    middle: str = Field(description="signed URL of the half-size JPEG")
-    small: str = Field(description="signed URL of the thumbnail")
-    save_index: int
-    seed: int | None
-    width: int | None
-    height: int | None
-
-
-class ImageInfo(ImageUrls):
-    share: bool = False
-    shareable: bool = True
-
-
-class BatchImage(ImageInfo):
-    task_id: str
-    task_type: str
-
-
-class TaskSubmitted(Body):
-    task_id: str
-
-
-class TaskResult(Body):
-    """task_result's answer (flat, like the vendor's)."""
-
-    task_id: str
-    state: Status
-    images: list[ImageInfo] = Field(description="the images, once the task is done")
-    error_msg: str = Field(description="why the task failed or was cancelled")
-    progress: float = Field(ge=0, le=1)
-    seed: int | None = Field(description="the seed used (drawn at submit for -1)")
-    prompt: str | None = Field(description="the prompt used (after add_prompt)")
-    task_type: str = Field(description="txt2img, img2img or controlnet")
-    prompt_added: bool = Field(description="add_prompt: whether the chat model added details")
-    select_seed: int | None = Field(description="the vendor's later name for seed")
-    wait_time: int = Field(ge=0, description="tasks that will run before this one in its "
-                           "queue; 0 when running or finished")
-    preview: str = Field(description="while running: signed URL of a small JPEG of the "
-                         "current denoising state, else ''")
-
-
-class BatchTask(TaskResult):
-    images: list[BatchImage]  # type: ignore[assignment]
-
-
-class MissingTask(Body):
-    task_id: str
-    state: Literal["not_found"] = "not_found"
-    error_msg: str = "task not found"
-    progress: float = 0.0
-    images: list[BatchImage] = Field(default_factory=list, max_length=0)
-
-
-class TaskResults(MiaohuaOk[list[BatchTask | MissingTask]]):
-    """task_results' answer: one entry per asked id, in the order asked."""
-
-
-class TaskCancelled(Body):
-    task_id: str
-    state: Status
-    cancel_requested: bool
-
-
 class FormModel(Body):
     name: str
     aliases: list[str]
@@ -339,7 +289,7 @@ class BaseModelRow(Body):
     model_id: str
     model_name: str
     tag: str
-    versionid: str = Field(description="use as model_name in task_submit")
+    versionid: str = Field(description="use as versionid (or model_name) in task_submit")
     aliases: list[str]
     controlnets: list[str]
     problem: str | None = Field(default=None, description="why it cannot be used now; "

@@ -28,14 +28,16 @@ from ronghe.api.images.protocol import (
     LoraRow,
     ModelListRequest,
     ModelPage,
-    TaskCancelled,
     TaskCancelRequest,
     TaskListRequest,
-    TaskResult,
     TaskResultRequest,
-    TaskResults,
     TaskResultsRequest,
     TaskSubmitRequest,
+)
+from ronghe.api.images.result_protocol import (
+    TaskCancelled,
+    TaskResult,
+    TaskResults,
     TaskSubmitted,
 )
 from ronghe.services import Services

@@ -12,16 +12,16 @@ import re
 from typing import Any
 
 from ronghe.api.envelopes import MiaohuaOk, miaohua_ok
-from ronghe.api.images.protocol import (
-    MAX_CN_UNITS,
+from ronghe.api.images.outpaint import FIELD as OUTPAINT
+from ronghe.api.images.outpaint import outpaint_params
+from ronghe.api.images.protocol import MAX_CN_UNITS, CnConfig, LoraConfig, TaskSubmitRequest
+from ronghe.api.images.result_protocol import (
     BatchTask,
-    CnConfig,
-    LoraConfig,
     MissingTask,
+    SubmittedInfo,
     TaskCancelled,
     TaskResult,
     TaskResults,
-    TaskSubmitRequest,
     TaskSubmitted,
 )
 from ronghe.catalog.folder import is_folder_lora
@@ -106,6 +106,28 @@ def resolve_model(services: Services, user: User,
     return registry.get(lora.base_model, "model_name"), [lora]
 
 
+def named_model(services: Services, user: User,
+                body: TaskSubmitRequest) -> tuple[ModelEntry, list[LoraInfo]]:
+    """The model a submit names: ``versionid`` (the later editions' field) wins over
+    ``model_name``; neither means the default model."""
+    if body.versionid == "":
+        return resolve_model(services, user, body.model_name)
+    registry = services.image_models
+    entry = registry.find(body.versionid) if isinstance(body.versionid, str) else None
+    if entry is not None:
+        return entry, []
+    try:
+        lora = lora_for(services, user.id, body.versionid, "versionid")
+    except BadRequest as exc:
+        if "no model of yours" not in exc.msg:
+            raise  # one of the user's, not ready yet
+        raise BadRequest(f"versionid: unknown model {body.versionid!r}; use a base model's "
+                         "versionid from /api/v1b/models/base (" + ", ".join(registry.choices())
+                         + ") or a LoRA's from /api/v1b/models/lora or /models/private",
+                         field="versionid") from None
+    return registry.get(lora.base_model, "versionid"), [lora]
+
+
 def lora_params(entry: ModelEntry, registry: ModelRegistry, lora: LoraInfo, weight: float,
                 field: str) -> dict[str, Any]:
     if is_folder_lora(lora):  # a LoRA file from the folder fits every model of its family
@@ -154,9 +176,20 @@ def image_file(services: Services, user: User, url: str, field: str) -> Any:
 
 def build_params(services: Services, user: User, body: TaskSubmitRequest) -> dict[str, Any]:
     registry = services.image_models
-    entry, implied = resolve_model(services, user, body.model_name)
+    entry, implied = named_model(services, user, body)
     registry.check(entry)
-    width, height = parse_size(body.output_size, entry)
+    outpaint = None
+    if body.outpaint_config is not None:
+        if body.init_img or body.controlnet_model or body.cn_configs:
+            raise BadRequest(f"{OUTPAINT}: cannot be combined with init_img, controlnet_model "
+                             "or cn_configs (the source image is outpaint_config.src_img)",
+                             field=OUTPAINT)
+        source = image_file(services, user, body.outpaint_config.src_img,
+                            f"{OUTPAINT}.src_img")
+        # The canvas is the delivered size: output_size does not apply.
+        outpaint, width, height = outpaint_params(entry, source, body.outpaint_config)
+    else:
+        width, height = parse_size(body.output_size, entry)
     controls: list[dict[str, Any]] = []
     if body.controlnet_model:
         controls.append(control_params(services, user, entry, body.controlnet_model,
@@ -172,14 +205,16 @@ def build_params(services: Services, user: User, body: TaskSubmitRequest) -> dic
     init_file_id = None
     if body.init_img and not init_used_as_control:
         init_file_id = image_file(services, user, body.init_img, "init_img").id
-    loras = [lora_params(entry, registry, lora, 1.0, "model_name") for lora in implied]
+    named = "versionid" if body.versionid != "" else "model_name"
+    loras = [lora_params(entry, registry, lora, 1.0, named) for lora in implied]
     for i, unit in enumerate(body.lora_configs):
         loras.append(lora_from_config(services, user, entry, unit, i))
     if len({x["id"] for x in loras}) != len(loras):
         raise BadRequest("lora_configs: the same model is listed twice", field="lora_configs")
     if body.add_prompt:
         add_prompt.check_available(services.chat)
-    task_type = "controlnet" if controls else ("img2img" if init_file_id else "txt2img")
+    task_type = ("outpaint" if outpaint else "controlnet" if controls
+                 else "img2img" if init_file_id else "txt2img")
     scale = body.scale if body.scale is not None else (entry.recommended_guidance
                                                       or DEFAULT_GUIDANCE)
     seed = body.select_seed if body.select_seed >= 0 else random.randint(0, RANDOM_SEED_MAX)
@@ -187,9 +222,12 @@ def build_params(services: Services, user: User, body: TaskSubmitRequest) -> dic
         "model": entry.name, "model_name": body.model_name, "prompt": body.prompt,
         "neg_prompt": body.neg_prompt, "n_images": body.n_images, "scale": scale,
         "seed": seed, "width": width, "height": height,
-        "steps": body.ddim_steps or entry.default_steps, "strength": body.strength,
+        "steps": body.ddim_steps or entry.default_steps,
+        # Outpainting paints the new area from noise: the whole schedule runs.
+        "strength": 1.0 if outpaint else body.strength,
         "init_file_id": init_file_id, "controls": controls, "loras": loras,
-        "add_prompt": body.add_prompt, "task_type": task_type,
+        "add_prompt": body.add_prompt, "task_type": task_type, "outpaint": outpaint,
+        "versionid": body.versionid,
     }
 
 
@@ -212,7 +250,7 @@ def submit(services: Services, user: User, body: TaskSubmitRequest) -> TaskSubmi
     services.dispatcher.submit(task)
     if services.image_metrics is not None:
         services.image_metrics.submitted.labels(entry.name, params["task_type"]).inc()
-    return TaskSubmitted(task_id=task.id)
+    return TaskSubmitted(task_id=task.id, info=SubmittedInfo(task_id=task.id))
 
 
 # --- results: the poll path, so one batched file lookup per request and models built by
@@ -264,14 +302,19 @@ def result_fields(services: Services, task: TaskView, base_url: str) -> dict[str
 
 
 def task_result(services: Services, task: TaskView, base_url: str) -> TaskResult:
-    """task_result's answer: ``{state, images, error_msg, progress}`` plus what was used."""
-    return TaskResult(images=image_urls(services, task, base_url),
-                      **result_fields(services, task, base_url))
+    """task_result's answer: ``{state, images, error_msg, progress}`` plus what was used,
+    and the vendor's later fields again under ``info``."""
+    images = image_urls(services, task, base_url)
+    fields = result_fields(services, task, base_url)
+    info = {k: fields[k] for k in ("task_id", "state", "error_msg", "progress", "select_seed")}
+    return TaskResult(images=images, info={**info, "images": images}, **fields)
 
 
 def task_answer(services: Services, task: TaskView, base_url: str) -> dict[str, Any]:
-    """task_result's answer as JSON data, for task_events and webhooks."""
-    return task_result(services, task, base_url).model_dump(mode="json")
+    """task_result's answer as JSON data, for task_events and webhooks (flat: the
+    envelope's copy under ``info`` would only double the payload)."""
+    return task_result(services, task, base_url).model_dump(
+        mode="json", exclude={"code", "msg", "info"})
 
 
 def task_results(services: Services, user: User, task_ids: list[str],

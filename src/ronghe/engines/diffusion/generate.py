@@ -7,6 +7,7 @@ parameters give the same images, however the batch is split.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,11 +17,13 @@ import torch
 from PIL import Image
 
 from ronghe.engines.cpu import budget
-from ronghe.engines.diffusion import control
+from ronghe.engines.diffusion import control, outpaint
+from ronghe.engines.diffusion.inpaint import LatentBlend, pipeline_handles
 from ronghe.engines.diffusion.pipelines import (
     CONTROLNET,
     CONTROLNET_IMG2IMG,
     IMG2IMG,
+    INPAINT,
     TXT2IMG,
     LoraSource,
     PipelineCache,
@@ -59,6 +62,9 @@ class GenerationRequest:
     model: str = ""
     init_image: Image.Image | None = None
     strength: float = 0.6
+    # Inpainting (outpaint_config): white where to paint, the size of init_image; the
+    # black area keeps init_image's pixels exactly.
+    mask_image: Image.Image | None = None
     controls: list[ControlUnit] = field(default_factory=list)
     loras: list[LoraSource] = field(default_factory=list)
     # Seconds between live previews (0: none); see engines/diffusion/preview.py.
@@ -66,6 +72,10 @@ class GenerationRequest:
 
     @property
     def mode(self) -> str:
+        if self.mask_image is not None:
+            if self.init_image is None or self.controls:
+                raise ValueError("inpainting takes an init image and no ControlNet units")
+            return INPAINT
         if self.controls:
             return CONTROLNET_IMG2IMG if self.init_image is not None else CONTROLNET
         return IMG2IMG if self.init_image is not None else TXT2IMG
@@ -84,7 +94,9 @@ class GenerationResult:
 def size_multiple(pipe: Any) -> int:
     """Smallest pixel step the model's latents allow (VAE factor x UNet downsamplings)."""
     blocks = len(getattr(pipe.unet.config, "block_out_channels", (0,)))
-    return int(getattr(pipe, "vae_scale_factor", 8)) * 2 ** max(0, blocks - 1)
+    latent_step = int(getattr(pipe, "vae_scale_factor", 8)) * 2 ** max(0, blocks - 1)
+    # diffusers' SD pipelines also refuse sides that are not multiples of 8.
+    return math.lcm(latent_step, 8)
 
 
 def render_size(entry: ModelEntry, width: int, height: int, multiple: int) -> tuple[int, int]:
@@ -132,26 +144,36 @@ class ImageEngine:
             size = render_size(entry, req.width, req.height, size_multiple(loaded.base))
             maps = [control.control_image(u.source, size, u.processor, u.low, u.high)
                     for u in req.controls]
-            pipe = self.cache.pipeline(loaded, req.mode, tuple(u.name for u in req.controls))
+            mode = req.mode
+            # A UNet the inpainting pipeline refuses inpaints by LatentBlend on txt2img.
+            blended = mode == INPAINT and not pipeline_handles(loaded.base.unet)
+            pipe = self.cache.pipeline(loaded, TXT2IMG if blended else mode,
+                                       tuple(u.name for u in req.controls))
             init = (req.init_image.convert("RGB").resize(size, Image.Resampling.BICUBIC)
                     if req.init_image is not None else None)
+            mask = (req.mask_image.convert("L").resize(size, Image.Resampling.NEAREST)
+                    if req.mask_image is not None else None)
             previewer = (Previewer(pipe, entry.family, req.preview_seconds, on_preview)
                          if on_preview is not None and req.preview_seconds > 0 else None)
             images, steps_run = self._run(entry, pipe, req, size, init, maps, on_step,
-                                          previewer)
+                                          previewer, mask, blended)
         resized = size != (req.width, req.height)
         if resized:
             images = [im.resize((req.width, req.height), Image.Resampling.BICUBIC)
                       for im in images]
+        if req.mask_image is not None and req.init_image is not None:
+            # At full size, so a model rendering smaller still keeps the source's pixels.
+            images = [outpaint.composite(im, req.init_image, req.mask_image) for im in images]
         return GenerationResult(images, size, resized, steps_run,
                                 time.perf_counter() - started, maps)
 
     def _run(self, entry: ModelEntry, pipe: Any, req: GenerationRequest,
              size: tuple[int, int], init: Image.Image | None, maps: list[Image.Image],
-             on_step: StepCallback | None,
-             previewer: Previewer | None = None) -> tuple[list[Image.Image], int]:
+             on_step: StepCallback | None, previewer: Previewer | None = None,
+             mask: Image.Image | None = None,
+             blended: bool = False) -> tuple[list[Image.Image], int]:
         per_image = req.steps
-        if init is not None:
+        if init is not None and not blended:  # LatentBlend paints from noise: every step
             # img2img runs only the last ``strength`` share of the schedule.
             per_image = int(req.steps * req.strength)
             if per_image < 1:
@@ -164,16 +186,22 @@ class ImageEngine:
         for first in range(0, len(req.seeds), batch):
             seeds = req.seeds[first:first + batch]
             done_before = first * per_image
+            blend = (LatentBlend(pipe, init, mask, seeds)
+                     if blended and init is not None and mask is not None else None)
 
             def callback(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any],
-                         done_before: int = done_before, n: int = len(seeds)) -> dict[str, Any]:
+                         done_before: int = done_before, n: int = len(seeds),
+                         blend: LatentBlend | None = blend) -> dict[str, Any]:
+                if blend is not None:
+                    kwargs["latents"] = blend(kwargs["latents"], step)
                 if previewer is not None:
                     previewer(tap, kwargs["latents"])
                 if on_step is not None:
                     on_step(done_before + (step + 1) * n, total)
                 return kwargs
 
-            args = self._arguments(req, size, init, maps)
+            args = ({"width": size[0], "height": size[1]} if blend is not None
+                    else self._arguments(req, size, init, maps, mask))
             with torch.inference_mode(), tap:
                 out = pipe(prompt=req.prompt, negative_prompt=req.negative_prompt or None,
                            num_images_per_prompt=len(seeds),
@@ -185,9 +213,13 @@ class ImageEngine:
 
     @staticmethod
     def _arguments(req: GenerationRequest, size: tuple[int, int], init: Image.Image | None,
-                   maps: list[Image.Image]) -> dict[str, Any]:
+                   maps: list[Image.Image], mask: Image.Image | None = None) -> dict[str, Any]:
         width, height = size
         args: dict[str, Any] = {}
+        if mask is not None:
+            # The inpainting pipeline's own default size is the UNet's, not the image's.
+            return {"image": init, "mask_image": mask, "strength": req.strength,
+                    "width": width, "height": height}
         if init is not None:
             args.update(image=init, strength=req.strength)
         else:

@@ -30,8 +30,8 @@ log = structlog.get_logger(__name__)
 # Adapters kept loaded per model; older ones are deleted when a request needs room.
 MAX_ADAPTERS = 8
 
-TXT2IMG, IMG2IMG, CONTROLNET, CONTROLNET_IMG2IMG = (
-    "txt2img", "img2img", "controlnet", "controlnet_img2img")
+TXT2IMG, IMG2IMG, CONTROLNET, CONTROLNET_IMG2IMG, INPAINT = (
+    "txt2img", "img2img", "controlnet", "controlnet_img2img", "inpaint")
 
 
 def pipeline_classes(family: str) -> dict[str, Any]:
@@ -41,12 +41,15 @@ def pipeline_classes(family: str) -> dict[str, Any]:
         names = {TXT2IMG: "StableDiffusionXLPipeline",
                  IMG2IMG: "StableDiffusionXLImg2ImgPipeline",
                  CONTROLNET: "StableDiffusionXLControlNetPipeline",
-                 CONTROLNET_IMG2IMG: "StableDiffusionXLControlNetImg2ImgPipeline"}
+                 CONTROLNET_IMG2IMG: "StableDiffusionXLControlNetImg2ImgPipeline",
+                 INPAINT: "StableDiffusionXLInpaintPipeline"}
     else:  # demo, sd15 and sd2 share SD 1.x's pipelines
         names = {TXT2IMG: "StableDiffusionPipeline",
                  IMG2IMG: "StableDiffusionImg2ImgPipeline",
                  CONTROLNET: "StableDiffusionControlNetPipeline",
-                 CONTROLNET_IMG2IMG: "StableDiffusionControlNetImg2ImgPipeline"}
+                 CONTROLNET_IMG2IMG: "StableDiffusionControlNetImg2ImgPipeline",
+                 # Works with 4-channel UNets too: the kept area is re-noised each step.
+                 INPAINT: "StableDiffusionInpaintPipeline"}
     return {mode: getattr(diffusers, name) for mode, name in names.items()}
 
 
