@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from ronghe.db import Database, utcnow
 from ronghe.db.models import User
 from ronghe.errors import NotFound, RateLimited
-from ronghe.jobs import events
+from ronghe.jobs import events, paging
 from ronghe.jobs.models import Task
 from ronghe.jobs.status import Status
 
@@ -155,23 +155,15 @@ class TaskStore:
     def page(self, user_id: int, kinds: Sequence[str] | None = None,
              state: Status | None = None, offset: int = 0,
              limit: int = 20) -> tuple[list[TaskView], int]:
-        """One user's tasks, newest first, and how many match in all.  Two reads: a
-        window count would make the database build every matching row (params and result
-        included) before the limit applies, which costs 10x more at 10 000 tasks than an
-        index-only count beside a limited page."""
-        cond = [Task.user_id == user_id]
-        if kinds:
-            cond.append(Task.kind.in_(list(kinds)))
-        if state is not None:
-            cond.append(Task.state == state.value)
-        with self.db.reading() as c:
-            total = c.scalar(select(func.count()).select_from(Task).where(*cond)) or 0
-            if offset >= total:
-                return [], int(total)
-            rows = c.execute(select(Task.__table__).where(*cond)
-                             .order_by(Task.created_at.desc(), Task.id.desc())
-                             .offset(offset).limit(limit))
-            return [TaskView.of(r) for r in rows], int(total)
+        """One user's tasks, newest first, and how many match in all (see listing)."""
+        found = self.listing(user_id, kinds, state, offset, limit)
+        return found.tasks, found.total
+
+    def listing(self, user_id: int, kinds: Sequence[str] | None = None,
+                state: Status | None = None, offset: int = 0, limit: int = 20,
+                after: paging.Position | None = None) -> paging.Page:
+        """A page by offset or after a position, each flat in depth (ronghe.jobs.paging)."""
+        return paging.user_page(self.db, user_id, kinds, state, offset, limit, after)
 
     def active(self, kinds: Sequence[str] | None = None, offset: int = 0,
                limit: int = 20) -> tuple[list[tuple[TaskView, str]], int]:
