@@ -14,7 +14,8 @@ from ronghe.db.base import Base, UTCDateTime, new_uuid, utcnow
 class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
-        Index("ix_tasks_state_queue_created", "state", "queue", "created_at"),
+        # A queue's pending tasks, oldest first (wait_time counts those ahead, index-only).
+        Index("ix_tasks_state_queue_created", "state", "queue", "created_at", "id"),
         # task_list: one user's tasks (of a kind), newest first, in index
         # order (id breaks ties), so a page never sorts the user's history; the trailing
         # state lets the count and a page's ids (state filter included) come from the

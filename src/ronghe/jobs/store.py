@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ronghe.db import Database, utcnow
+from ronghe.db.base import UTCDateTime
 from ronghe.db.models import User
 from ronghe.errors import NotFound, RateLimited
 from ronghe.jobs import events, paging
@@ -40,10 +41,13 @@ _BY_IDS = select(Task.__table__).where(Task.id.in_(bindparam("ids", expanding=Tr
                                        Task.user_id == bindparam("user_id"))
 _CHANGED = select(Task.id, Task.user_id, Task.kind, Task.state, Task.params).where(
     Task.id == bindparam("id"))
+# A row comparison, so the whole condition is a range of ix_tasks_state_queue_created
+# (state, queue, created_at, id) and the count reads the index alone (an OR of the two
+# cases made PostgreSQL fetch every pending row of the queue from the heap).
 _AHEAD = select(func.count()).select_from(Task).where(
     Task.state == Status.PENDING.value, Task.queue == bindparam("queue"),
-    or_(Task.created_at < bindparam("created_at"),
-        and_(Task.created_at == bindparam("created_at"), Task.id < bindparam("id"))))
+    tuple_(Task.created_at, Task.id) < tuple_(bindparam("created_at", type_=UTCDateTime()),
+                                             bindparam("id", type_=Task.id.type)))
 
 
 @dataclass(frozen=True)

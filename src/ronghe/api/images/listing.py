@@ -78,7 +78,7 @@ def submitted_params(services: Services, task: TaskView, files: dict[str, FileIn
 
 def image_item(services: Services, task: TaskView, files: dict[str, FileInfo],
                base_url: str) -> ListedImageTask:
-    fields = serving.result_fields(services, task, base_url)
+    fields = serving.result_fields(services, task, base_url, live=False)
     images = [{**image, "task_id": task.id, "task_type": fields["task_type"]}
               for image in serving.image_urls(services, task, base_url, files)]
     return ListedImageTask(images=images, **fields, create_time=stamp(task.created_at),

@@ -1,4 +1,4 @@
-"""task_list's indexes cover the state filter
+"""task_list's indexes cover the state filter; wait_time's count is index-only
 
 Revision ID: 0009
 Revises: 0008
@@ -9,6 +9,8 @@ column.  The order they give (a user's tasks, newest first) is unchanged; what c
 that every task_list read is answered from the index alone, the state filter included: the
 count, and the page's ids, which are found by OFFSET in the index and only then joined to
 their rows (a deferred join), so a deep page walks index entries, not rows.
+``ix_tasks_state_queue_created`` gains ``id``, the tie-break of wait_time's "pending tasks
+of the queue older than this one", so that count is a range of the index.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ branch_labels = None
 depends_on = None
 
 BEFORE = {"ix_tasks_user_kind_created": ["user_id", "kind", "created_at", "id"],
-          "ix_tasks_user_created": ["user_id", "created_at", "id"]}
+          "ix_tasks_user_created": ["user_id", "created_at", "id"],
+          "ix_tasks_state_queue_created": ["state", "queue", "created_at"]}
+AFTER = {"ix_tasks_user_kind_created": [*BEFORE["ix_tasks_user_kind_created"], "state"],
+         "ix_tasks_user_created": [*BEFORE["ix_tasks_user_created"], "state"],
+         "ix_tasks_state_queue_created": [*BEFORE["ix_tasks_state_queue_created"], "id"]}
 
 
 def _replace(columns: dict[str, list[str]]) -> None:
@@ -34,7 +40,7 @@ def _replace(columns: dict[str, list[str]]) -> None:
 
 
 def upgrade() -> None:
-    _replace({name: [*cols, "state"] for name, cols in BEFORE.items()})
+    _replace(AFTER)
 
 
 def downgrade() -> None:
