@@ -9,12 +9,13 @@ created and dropped), two databases each:
   with a tenth of all rows, so ``task_list`` page 500 (x 20) is the end of their history.
 
 and times through the app in this process (no worker running, so nothing drains):
-``task_submit`` and ``task_result`` p50/p99, ``task_list`` page 1 and page 500, and the
+``task_submit`` and ``task_result`` p50/p99, ``task_list`` page 1 and page 500 (by page
+number, and by the cursor page 499 ends at), and the
 dispatcher's pick (``TaskStore.fair_order``: the ids of the next tasks in fair order) and
 pick + claim (``claim_next``, then released).  For comparison it also times the pick the
 issue suggested, a ``ROW_NUMBER() OVER (PARTITION BY user_id)`` round-robin over every
 pending row, which Ronghe does not use.  Every SELECT the measured calls ran is then shown
-with its plan (``EXPLAIN QUERY PLAN`` / ``EXPLAIN``) on the full database.
+with its plan (``EXPLAIN QUERY PLAN`` / ``EXPLAIN (ANALYZE, BUFFERS)``) on the full database.
 
 Named task_queue.py, not the issue's queue.py: a bench/queue.py shadows the standard
 library's ``queue`` for every script run from bench/ (torch imports it).
@@ -31,7 +32,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -40,13 +41,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, event, insert, text
 from sqlalchemy.engine import make_url
 
+from ronghe import logs
+from ronghe.api.images import cursors
 from ronghe.app import create_app
 from ronghe.db import utcnow
 from ronghe.jobs.models import Task
+from ronghe.jobs.paging import Position
 from ronghe.settings import Settings
 
 BODY = {"prompt": "a red circle on a blue background", "n_images": 1,
         "output_size": "64x64", "ddim_steps": 4}
+# Runs of each call are split into this many blocks, alternating between the databases.
+BLOCKS = 10
 WINDOW_PICK = text(
     "SELECT id FROM (SELECT id, created_at, ROW_NUMBER() OVER (PARTITION BY user_id "
     "ORDER BY created_at) AS rn FROM tasks WHERE state = 'pending') AS ranked "
@@ -79,8 +85,13 @@ def seed(services: Any, me: int, tasks: int, pending: int, users: int) -> None:
         for start in range(0, len(rows), 5000):
             c.execute(insert(Task), rows[start:start + 5000])
     if services.db.engine.dialect.name == "postgresql":
+        # What autovacuum does to a table that took 100,000 inserts (PostgreSQL 13+ vacuums
+        # after inserts, too: autovacuum_vacuum_insert_threshold): planner statistics, and
+        # the visibility map that lets index-only scans skip the heap.  Without it the first
+        # minutes after a bulk load measure a table production never runs on for long.
         with services.db.engine.connect() as c:
-            c.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("ANALYZE tasks")
+            c.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql(
+                "VACUUM ANALYZE tasks")
 
 
 def timed(fn: Callable[[], Any], runs: int) -> list[float]:
@@ -113,8 +124,9 @@ def recording(engine: Any) -> Iterator[list[tuple[str, Any]]]:
         event.remove(engine, "before_cursor_execute", before)
 
 
-def measure(settings: Settings, fill: bool, args: argparse.Namespace,
-            plans: dict[str, Any] | None) -> dict[str, float]:
+def prepare(settings: Settings, fill: bool, args: argparse.Namespace
+            ) -> tuple[Any, dict[str, Callable[[], Any]]]:
+    """An app on its own database (filled or not) and the calls to time against it."""
     app = create_app(settings)
     svc = app.state.services
     me = svc.auth.add_user("me@bench.co", "longenough")
@@ -124,7 +136,11 @@ def measure(settings: Settings, fill: bool, args: argparse.Namespace,
     client = TestClient(app)  # no lifespan: no worker drains the queue
     task_id = client.post("/api/v1b/task_submit",
                           json={**BODY, "token": token}).json()["task_id"]
-    calls: dict[str, Callable[[], Any]] = {
+    # Where page 499 ends (the empty database: its one task), for the keyset page 500.
+    last = (svc.tasks.listing(me.id, ["image"], None, 499 * 20 - 1, 1).tasks
+            or svc.tasks.listing(me.id, ["image"], None, 0, 1).tasks)
+    cursor = cursors.encode(Position.of(last[0]))
+    return svc, {
         "task_submit": lambda: client.post("/api/v1b/task_submit",
                                            json={**BODY, "token": token}),
         "task_result": lambda: client.post("/api/v1b/task_result",
@@ -133,24 +149,39 @@ def measure(settings: Settings, fill: bool, args: argparse.Namespace,
                                             json={"token": token, "page": 1}),
         "task_list p500": lambda: client.post("/api/v1b/task_list",
                                               json={"token": token, "page": 500}),
+        "task_list p500 cursor": lambda: client.post("/api/v1b/task_list",
+                                                     json={"token": token, "cursor": cursor}),
         "pick": lambda: svc.tasks.fair_order(),
         "pick+claim": lambda: pick_and_release(svc),
         "window pick (unused)": lambda: window_pick(svc),
     }
-    results: dict[str, float] = {}
-    for name, fn in calls.items():
+
+
+def measure(sides: dict[str, tuple[Any, dict[str, Callable[[], Any]]]],
+            args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Each call timed on both databases in alternating blocks of runs, so that the load of
+    a shared machine, which changes by the second, falls on both sides alike."""
+    table: dict[str, dict[str, float]] = {label: {} for label in sides}
+    for name in next(iter(sides.values()))[1]:
         runs = args.runs if name != "task_submit" else min(args.runs, 100)
-        if plans is not None:
-            with recording(svc.db.engine) as seen:
-                fn()
-            plans[name] = seen
-        ms = timed(fn, runs)
-        results[f"{name} p50"] = statistics.median(ms)
-        results[f"{name} p99"] = p(ms, 0.99)
-    if plans is not None:
-        plans["_explain"] = explain(svc.db.engine, plans)
-    svc.close()
-    return results
+        samples: dict[str, list[float]] = {label: [] for label in sides}
+        for block in range(BLOCKS):
+            order = list(sides) if block % 2 == 0 else list(sides)[::-1]
+            for label in order:
+                samples[label] += timed(sides[label][1][name], max(1, runs // BLOCKS))
+        for label, ms in samples.items():
+            table[label][f"{name} p50"] = statistics.median(ms)
+            table[label][f"{name} p99"] = p(ms, 0.99)
+    return table
+
+
+def record_plans(svc: Any, calls: dict[str, Callable[[], Any]]) -> list[str]:
+    plans: dict[str, Any] = {}
+    for name, fn in calls.items():
+        with recording(svc.db.engine) as seen:
+            fn()
+        plans[name] = seen
+    return explain(svc.db.engine, plans)
 
 
 def pick_and_release(svc: Any) -> None:
@@ -176,7 +207,7 @@ def explain(engine: Any, plans: dict[str, Any]) -> list[str]:
             done.add(sql)
             with engine.connect() as c:
                 cur = c.connection.dbapi_connection.cursor()
-                prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+                prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN (ANALYZE, BUFFERS) "
                 cur.execute(prefix + sql, params)
                 lines = [row[-1] if sqlite else row[0] for row in cur.fetchall()]
             out.append(f"-- {name}\n{' '.join(sql.split())}\n  " + "\n  ".join(lines))
@@ -192,23 +223,28 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--plans", action="store_true", help="print the query plans")
     args = ap.parse_args()
-    table: dict[str, dict[str, float]] = {}
-    plans: dict[str, Any] = {}
-    for label, fill in (("empty", False), ("full", True)):
-        with database(args.database_url) as url, tempfile.TemporaryDirectory() as tmp:
+    logs.configure("warning")  # as the server runs: no line per request
+    with ExitStack() as stack:
+        sides = {}
+        for label, fill in (("empty", False), ("full", True)):
+            url = stack.enter_context(database(args.database_url))
+            tmp = stack.enter_context(tempfile.TemporaryDirectory())
             settings = Settings(data_dir=Path(tmp), database_url=url,
                                 max_pending_tasks_per_user=0, task_submit_rate_per_minute=0,
                                 log_level="warning", chat_models=[])
-            table[label] = measure(settings, fill, args, plans if fill else None)
+            sides[label] = prepare(settings, fill, args)
+            stack.callback(sides[label][0].close)
+        table = measure(sides, args)
+        plans = record_plans(*sides["full"]) if args.plans else []
     kind = "PostgreSQL" if args.database_url else "SQLite"
     print(f"\n{kind}: {args.tasks:,} tasks, {args.pending:,} pending over {args.users} users")
     print(f"{'ms':<28}{'empty':>9}{'full':>9}{'ratio':>8}")
     for key in table["empty"]:
         e, f = table["empty"][key], table["full"][key]
         print(f"{key:<28}{e:>9.2f}{f:>9.2f}{f / e:>8.2f}")
-    if args.plans:
+    if plans:
         print("\nPlans on the full database:\n")
-        print("\n\n".join(plans["_explain"]))  # type: ignore[arg-type]
+        print("\n\n".join(plans))
 
 
 @contextmanager

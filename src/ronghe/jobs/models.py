@@ -14,12 +14,15 @@ from ronghe.db.base import Base, UTCDateTime, new_uuid, utcnow
 class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
-        Index("ix_tasks_state_queue_created", "state", "queue", "created_at"),
+        # A queue's pending tasks, oldest first (wait_time counts those ahead, index-only).
+        Index("ix_tasks_state_queue_created", "state", "queue", "created_at", "id"),
         # task_list: one user's tasks (of a kind), newest first, in index
-        # order (id breaks ties), so a page never sorts the user's history.
+        # order (id breaks ties), so a page never sorts the user's history; the trailing
+        # state lets the count and a page's ids (state filter included) come from the
+        # index alone (ronghe.jobs.paging).
         # ix_tasks_user_created also serves the submit rate limit (a user's recent submits).
-        Index("ix_tasks_user_kind_created", "user_id", "kind", "created_at", "id"),
-        Index("ix_tasks_user_created", "user_id", "created_at", "id"),
+        Index("ix_tasks_user_kind_created", "user_id", "kind", "created_at", "id", "state"),
+        Index("ix_tasks_user_created", "user_id", "created_at", "id", "state"),
         # The fair pick: pending tasks in fair_key order, across all queues or in one.
         Index("ix_tasks_state_fair", "state", "fair_key", "created_at"),
         Index("ix_tasks_state_queue_fair", "state", "queue", "fair_key", "created_at"),

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from ronghe.db import Database, utcnow
+from ronghe.db.base import UTCDateTime
 from ronghe.db.models import User
 from ronghe.errors import NotFound, RateLimited
-from ronghe.jobs import events
+from ronghe.jobs import events, paging
 from ronghe.jobs.models import Task
 from ronghe.jobs.status import Status
 
@@ -40,10 +41,13 @@ _BY_IDS = select(Task.__table__).where(Task.id.in_(bindparam("ids", expanding=Tr
                                        Task.user_id == bindparam("user_id"))
 _CHANGED = select(Task.id, Task.user_id, Task.kind, Task.state, Task.params).where(
     Task.id == bindparam("id"))
+# A row comparison, so the whole condition is a range of ix_tasks_state_queue_created
+# (state, queue, created_at, id) and the count reads the index alone (an OR of the two
+# cases made PostgreSQL fetch every pending row of the queue from the heap).
 _AHEAD = select(func.count()).select_from(Task).where(
     Task.state == Status.PENDING.value, Task.queue == bindparam("queue"),
-    or_(Task.created_at < bindparam("created_at"),
-        and_(Task.created_at == bindparam("created_at"), Task.id < bindparam("id"))))
+    tuple_(Task.created_at, Task.id) < tuple_(bindparam("created_at", type_=UTCDateTime()),
+                                             bindparam("id", type_=Task.id.type)))
 
 
 @dataclass(frozen=True)
@@ -155,23 +159,15 @@ class TaskStore:
     def page(self, user_id: int, kinds: Sequence[str] | None = None,
              state: Status | None = None, offset: int = 0,
              limit: int = 20) -> tuple[list[TaskView], int]:
-        """One user's tasks, newest first, and how many match in all.  Two reads: a
-        window count would make the database build every matching row (params and result
-        included) before the limit applies, which costs 10x more at 10 000 tasks than an
-        index-only count beside a limited page."""
-        cond = [Task.user_id == user_id]
-        if kinds:
-            cond.append(Task.kind.in_(list(kinds)))
-        if state is not None:
-            cond.append(Task.state == state.value)
-        with self.db.reading() as c:
-            total = c.scalar(select(func.count()).select_from(Task).where(*cond)) or 0
-            if offset >= total:
-                return [], int(total)
-            rows = c.execute(select(Task.__table__).where(*cond)
-                             .order_by(Task.created_at.desc(), Task.id.desc())
-                             .offset(offset).limit(limit))
-            return [TaskView.of(r) for r in rows], int(total)
+        """One user's tasks, newest first, and how many match in all (see listing)."""
+        found = self.listing(user_id, kinds, state, offset, limit)
+        return found.tasks, found.total
+
+    def listing(self, user_id: int, kinds: Sequence[str] | None = None,
+                state: Status | None = None, offset: int = 0, limit: int = 20,
+                after: paging.Position | None = None) -> paging.Page:
+        """A page by offset or after a position, each flat in depth (ronghe.jobs.paging)."""
+        return paging.user_page(self.db, user_id, kinds, state, offset, limit, after)
 
     def active(self, kinds: Sequence[str] | None = None, offset: int = 0,
                limit: int = 20) -> tuple[list[tuple[TaskView, str]], int]:

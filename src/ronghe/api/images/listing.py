@@ -1,8 +1,9 @@
 """task_list: a user's tasks, newest first, a page at a time (the web app's gallery).
 
-A page costs three reads whatever its size: an index-only count, the page of tasks (in
-index order, no sort), and one batched lookup of every file the page shows (images, init
-and control images).
+A page costs three reads whatever its size and depth: an index-only count, the page of
+tasks (in index order, no sort; by page number through the index's ids, or after a cursor
+by one seek: ronghe.jobs.paging), and one batched lookup of every file the page shows
+(images, init and control images).
 Image items are ``task_result``'s shape plus ``params``, the submission in ``task_submit``'s
 own field names, so a client can send it back as it is ("use these settings again").
 """
@@ -12,18 +13,20 @@ from __future__ import annotations
 from datetime import datetime
 
 from ronghe.api.envelopes import miaohua_ok
-from ronghe.api.images import serving
+from ronghe.api.images import cursors, serving
 from ronghe.api.images.listing_protocol import (
-    ItemPage,
     ListedImageTask,
     ListedTask,
     ListedTrainTask,
     SubmittedParams,
+    TaskItems,
     TaskPage,
 )
 from ronghe.api.images.protocol import TaskListRequest
 from ronghe.db.models import User
+from ronghe.errors import BadRequest
 from ronghe.jobs import Status, TaskView
+from ronghe.jobs.paging import Position
 from ronghe.queues import Kind
 from ronghe.services import Services
 from ronghe.storage.files import FileInfo
@@ -83,7 +86,7 @@ def submitted_params(services: Services, task: TaskView, files: dict[str, FileIn
 
 def image_item(services: Services, task: TaskView, files: dict[str, FileInfo],
                base_url: str) -> ListedImageTask:
-    fields = serving.result_fields(services, task, base_url)
+    fields = serving.result_fields(services, task, base_url, live=False)
     images = [{**image, "task_id": task.id, "task_type": fields["task_type"]}
               for image in serving.image_urls(services, task, base_url, files)]
     return ListedImageTask(images=images, **fields, create_time=stamp(task.created_at),
@@ -116,15 +119,25 @@ def other_item(task: TaskView) -> ListedTask:
 
 def task_list(services: Services, user: User, body: TaskListRequest,
               base_url: str) -> TaskPage:
+    """By page number or, given ``cursor``, after where a previous page ended (keyset):
+    the same order and items either way, each at a cost flat in depth (jobs/paging.py)."""
     state = Status(body.state) if body.state else None
-    tasks, total = services.tasks.page(user.id, KINDS[body.kind], state,
-                                       (body.page - 1) * body.per_page, body.per_page)
+    if body.cursor and "page" in body.model_fields_set:
+        raise BadRequest("cursor: give cursor or page, not both", field="cursor")
+    after = cursors.decode(body.cursor) if body.cursor else None
+    found = services.tasks.listing(user.id, KINDS[body.kind], state,
+                                   (body.page - 1) * body.per_page, body.per_page, after)
+    tasks, total = found.tasks, found.total
     images = [t for t in tasks if t.kind == Kind.IMAGE.value]
     wanted = [f for t in images for f in (*serving.file_ids(t), *input_file_ids(t))]
     files = services.files.get_many(wanted, user.id)
     items: list[ListedImageTask | ListedTrainTask | ListedTask] = [
         image_item(services, t, files, base_url) if t.kind == Kind.IMAGE.value
         else train_item(t) if t.kind == Kind.TRAIN.value else other_item(t) for t in tasks]
-    return miaohua_ok(ItemPage(items=items, page=body.page, per_page=body.per_page,
-                               total=total, has_next=body.page * body.per_page < total,
-                               has_prev=body.page > 1))
+    has_next = found.before + len(tasks) < total
+    # After a cursor, the page is the one the cursor's position falls in now.
+    page = body.page if after is None else found.before // body.per_page + 1
+    return miaohua_ok(TaskItems(
+        items=items, page=page, per_page=body.per_page, total=total, has_next=has_next,
+        has_prev=found.before > 0,
+        next_cursor=cursors.encode(Position.of(tasks[-1])) if has_next and tasks else ""))

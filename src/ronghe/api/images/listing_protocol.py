@@ -119,4 +119,11 @@ class ListedTrainTask(ListedTask):
     total_steps: int
 
 
-TaskPage = MiaohuaOk[ItemPage[ListedImageTask | ListedTrainTask | ListedTask]]
+class TaskItems(ItemPage[ListedImageTask | ListedTrainTask | ListedTask]):
+    """task_list's page: ItemPage plus where the next one starts."""
+
+    next_cursor: str = Field(description="send as cursor for the page after this one "
+                             "(keyset paging); '' when there is none")
+
+
+TaskPage = MiaohuaOk[TaskItems]

@@ -14,6 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 
 from ronghe.api.envelopes import Body, Sparse
 from ronghe.api.fields import MAX_ID, Checked, drop_nulls
+from ronghe.api.images.cursors import Cursor
 from ronghe.api.images.outpaint import OutpaintConfig
 
 SEED_MAX = 2**32 - 1
@@ -229,6 +230,8 @@ class TaskListRequest(Lenient):
     per_page: Annotated[int, _int_range(1, 100)] = 20
     state: Annotated[str, _choice(TASK_STATES, empty_ok=True)] = ""
     kind: Annotated[str, _choice(TASK_KINDS, empty_ok=False)] = "image"
+    # Keyset paging (api/images/cursors.py): the tasks after a previous answer's next_cursor.
+    cursor: Annotated[str, Cursor] = ""
 
 
 # The same validators for the other /api/v1b request bodies (accounts, keys, admin).

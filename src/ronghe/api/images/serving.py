@@ -283,9 +283,12 @@ def image_urls(services: Services, task: TaskView, base_url: str,
     return out
 
 
-def result_fields(services: Services, task: TaskView, base_url: str) -> dict[str, Any]:
+def result_fields(services: Services, task: TaskView, base_url: str,
+                  live: bool = True) -> dict[str, Any]:
+    """``live=False`` leaves out wait_time and preview, which task_list's items do not carry:
+    wait_time is a count of the tasks ahead, one read per pending task of a page."""
     result = task.result or {}
-    return {
+    fields = {
         "task_id": task.id, "state": task.state,
         "error_msg": task.error_msg if task.state is not Status.DONE else "",
         "progress": round(task.progress, 4),
@@ -296,9 +299,11 @@ def result_fields(services: Services, task: TaskView, base_url: str) -> dict[str
         "task_type": task.params.get("task_type", ""),
         # The vendor's later names: select_seed for seed; wait_time = tasks ahead.
         "select_seed": result.get("seed", task.params.get("seed")),
-        "wait_time": services.tasks.wait_time(task),
-        "preview": preview_url(services, task, base_url),
     }
+    if live:
+        fields["wait_time"] = services.tasks.wait_time(task)
+        fields["preview"] = preview_url(services, task, base_url)
+    return fields
 
 
 def task_result(services: Services, task: TaskView, base_url: str) -> TaskResult:
