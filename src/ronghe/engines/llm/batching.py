@@ -318,8 +318,10 @@ class BatchRunner:
         room = self._model.n_batch - batch.n_tokens
         if generating:
             room = min(room, PREFILL_CHUNK)
-        for run in self._running:
-            if run.pending and room > 0:
+        # Shortest prompt first: with several newcomers the ones nearly done get their first
+        # token this step instead of waiting behind a long prompt's chunks.
+        for run in sorted((r for r in self._running if r.pending), key=lambda r: len(r.pending)):
+            if room > 0:
                 chunk = run.pending[:room]
                 room -= len(chunk)
                 add(run, chunk, len(chunk) == len(run.pending))
