@@ -24,6 +24,7 @@ top-p 0.7, end-of-generation forbidden so every generation is exactly ``--tokens
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
 import itertools
 import json
@@ -194,21 +195,40 @@ def raw_run(raw: Raw, prompts: list[list[int]], n: int) -> Run:
 
 def ronghe_run(server: tuple[str, str, int], streams: int, tokens: int, bias: dict[str, int],
                seed: int) -> Run:
+    """``streams`` concurrent streams from one asyncio client thread: on a 2-core box a thread
+    per stream would wake four client threads after every decode step to compete with the
+    server for the cores (what a load generator does, not what the server costs)."""
     url, key, pid = server
     before = cpu_seconds(pid)
     run = Run(times=[[] for _ in range(streams)])
-    threads = [threading.Thread(target=stream_once, args=(
-        url, key, prompt(seed * 100 + i), tokens, bias, run.times[i])) for i in range(streams)]
+
+    async def all_streams() -> None:
+        limits = httpx.Limits(max_connections=streams)
+        async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+            await asyncio.gather(*[stream_async(client, url, key, prompt(seed * 100 + i),
+                                                tokens, bias, run.times[i])
+                                   for i in range(streams)])
+
     start = time.perf_counter()
-    run.starts = [start] * streams
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    asyncio.run(all_streams())
     run.wall = time.perf_counter() - start
+    run.starts = [start] * streams
     run.tokens = streams * tokens  # usage is exact: EOG is forbidden, max_tokens is reached
     run.cpu = cpu_seconds(pid) - before
     return run
+
+
+async def stream_async(client: httpx.AsyncClient, url: str, key: str,
+                       messages: list[dict[str, str]], tokens: int, bias: dict[str, int],
+                       times: list[float]) -> None:
+    body = {"model": "smollm2", "messages": messages, "temperature": TEMPERATURE,
+            "top_p": TOP_P, "max_tokens": tokens, "stream": True, "logit_bias": bias}
+    async with client.stream("POST", url + "/v1/chat/completions", json=body,
+                             headers={"Authorization": f"Bearer {key}"}) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if line.startswith("data: {") and '"content":"' in line and '"content":""' not in line:
+                times.append(time.perf_counter())
 
 
 def conversation(tag: str, raw: Raw) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
