@@ -13,7 +13,10 @@ top-p 0.7, end-of-generation forbidden so every generation is exactly ``--tokens
   (raw and Ronghe runs alternate, which goes first alternates too), so load that drifts
   during the run moves both halves of a pair alike;
 - prompt-prefix reuse: time to first token of turn 2 of a ~1,500-token conversation, cold
-  (nothing cached) and warm (turn 1 just ran, its slot still holds the conversation).
+  (nothing cached) and warm (turn 1 just ran, its slot still holds the conversation);
+- CPU time per generated token: of the benchmark's process during raw runs, of the server's
+  process during Ronghe runs.  Unlike wall time it hardly depends on what else the machine
+  runs, so it shows what Ronghe itself costs on top of llama.cpp when the box is busy.
 
     python bench/chat.py --tokens 64 --rounds 3 --threads 1
 """
@@ -21,6 +24,7 @@ top-p 0.7, end-of-generation forbidden so every generation is exactly ``--tokens
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ctypes
 import itertools
 import json
@@ -61,6 +65,7 @@ class Run:
     times: list[list[float]] = field(default_factory=list)  # token arrival times per stream
     tokens: int = 0
     wall: float = 0.0
+    cpu: float = 0.0  # CPU seconds the generating process used
 
     @property
     def rate(self) -> float:
@@ -175,20 +180,55 @@ def stream_once(url: str, key: str, messages: list[dict[str, str]], tokens: int,
                 times.append(time.perf_counter())
 
 
-def ronghe_run(url: str, key: str, streams: int, tokens: int, bias: dict[str, int],
-               seed: int) -> Run:
-    run = Run(times=[[] for _ in range(streams)])
-    threads = [threading.Thread(target=stream_once, args=(
-        url, key, prompt(seed * 100 + i), tokens, bias, run.times[i])) for i in range(streams)]
-    start = time.perf_counter()
-    run.starts = [start] * streams
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    run.wall = time.perf_counter() - start
-    run.tokens = streams * tokens  # usage is exact: EOG is forbidden, max_tokens is reached
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def raw_run(raw: Raw, prompts: list[list[int]], n: int) -> Run:
+    before = time.process_time()  # only the raw loop runs in this process meanwhile
+    run = raw.run(prompts, n)
+    run.cpu = time.process_time() - before
     return run
+
+
+def ronghe_run(server: tuple[str, str, int], streams: int, tokens: int, bias: dict[str, int],
+               seed: int) -> Run:
+    """``streams`` concurrent streams from one asyncio client thread: on a 2-core box a thread
+    per stream would wake four client threads after every decode step to compete with the
+    server for the cores (what a load generator does, not what the server costs)."""
+    url, key, pid = server
+    before = cpu_seconds(pid)
+    run = Run(times=[[] for _ in range(streams)])
+
+    async def all_streams() -> None:
+        limits = httpx.Limits(max_connections=streams)
+        async with httpx.AsyncClient(timeout=600, limits=limits) as client:
+            await asyncio.gather(*[stream_async(client, url, key, prompt(seed * 100 + i),
+                                                tokens, bias, run.times[i])
+                                   for i in range(streams)])
+
+    start = time.perf_counter()
+    asyncio.run(all_streams())
+    run.wall = time.perf_counter() - start
+    run.starts = [start] * streams
+    run.tokens = streams * tokens  # usage is exact: EOG is forbidden, max_tokens is reached
+    run.cpu = cpu_seconds(pid) - before
+    return run
+
+
+async def stream_async(client: httpx.AsyncClient, url: str, key: str,
+                       messages: list[dict[str, str]], tokens: int, bias: dict[str, int],
+                       times: list[float]) -> None:
+    body = {"model": "smollm2", "messages": messages, "temperature": TEMPERATURE,
+            "top_p": TOP_P, "max_tokens": tokens, "stream": True, "logit_bias": bias}
+    async with client.stream("POST", url + "/v1/chat/completions", json=body,
+                             headers={"Authorization": f"Bearer {key}"}) as r:
+        r.raise_for_status()
+        async for line in r.aiter_lines():
+            if line.startswith("data: {") and '"content":"' in line and '"content":""' not in line:
+                times.append(time.perf_counter())
 
 
 def conversation(tag: str, raw: Raw) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
@@ -211,7 +251,7 @@ def ttft(url: str, key: str, messages: list[dict[str, str]]) -> float:
 
 
 @contextmanager
-def ronghe_server(threads: int) -> Iterator[tuple[str, str]]:
+def ronghe_server(threads: int) -> Iterator[tuple[str, str, int]]:
     """Ronghe on uvicorn in a subprocess, so its event loop has its own interpreter."""
     with tempfile.TemporaryDirectory() as tmp:
         info = Path(tmp) / "server.json"
@@ -224,7 +264,7 @@ def ronghe_server(threads: int) -> Iterator[tuple[str, str]]:
                     raise RuntimeError("the Ronghe server did not start")
                 time.sleep(0.1)
             started = json.loads(info.read_text())
-            yield started["url"], started["key"]
+            yield started["url"], started["key"], proc.pid
         finally:
             proc.terminate()
             proc.wait(30)
@@ -269,6 +309,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--prefix-rounds", type=int, default=None,
+                        help="rounds of the prefix-reuse measurement (default: --rounds)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--serve", metavar="DIR", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -283,23 +325,24 @@ def main() -> None:
     results: dict[str, list[Run]] = {k: [] for k in
                                      ("raw 1", "raw 4 batched", "ronghe 1", "ronghe 2",
                                       "ronghe 4", "ronghe 8")}
-    with ronghe_server(args.threads) as (url, key):
+    with ronghe_server(args.threads) as server:
+        url, key, _ = server
         raw.run([raw.tokens(prompt(-1))], 8)  # warm-up: first decode pays one-off costs
-        ronghe_run(url, key, 1, 8, bias, 999)
+        ronghe_run(server, 1, 8, bias, 999)
         for r in range(args.rounds):
-            pairs = [("raw 1", lambda r=r: raw.run([raw.tokens(prompt(r))], args.tokens)),
-                     ("ronghe 1", lambda r=r: ronghe_run(url, key, 1, args.tokens, bias, r)),
-                     ("raw 4 batched", lambda r=r: raw.run(
-                         [raw.tokens(prompt(r * 100 + i)) for i in range(4)], args.tokens)),
-                     ("ronghe 4", lambda r=r: ronghe_run(url, key, 4, args.tokens, bias, r))]
+            pairs = [("raw 1", lambda r=r: raw_run(raw, [raw.tokens(prompt(r))], args.tokens)),
+                     ("ronghe 1", lambda r=r: ronghe_run(server, 1, args.tokens, bias, r)),
+                     ("raw 4 batched", lambda r=r: raw_run(
+                         raw, [raw.tokens(prompt(r * 100 + i)) for i in range(4)], args.tokens)),
+                     ("ronghe 4", lambda r=r: ronghe_run(server, 4, args.tokens, bias, r))]
             order = [0, 1, 2, 3] if r % 2 == 0 else [1, 0, 3, 2]
             for i in order:
                 name, fn = pairs[i]
                 results[name].append(fn())
             for n in (2, 8):
-                results[f"ronghe {n}"].append(ronghe_run(url, key, n, args.tokens, bias, r))
+                results[f"ronghe {n}"].append(ronghe_run(server, n, args.tokens, bias, r))
         cold, warm = [], []
-        for r in range(args.rounds):
+        for r in range(args.rounds if args.prefix_rounds is None else args.prefix_rounds):
             _, turn2 = conversation(f"town{r}", raw)
             cold.append(ttft(url, key, turn2))  # nothing of this conversation is cached
             _, turn2b = conversation(f"city{r}", raw)
@@ -308,13 +351,14 @@ def main() -> None:
         load_end = os.getloadavg()[0]
 
     print(f"{'':16} {'agg tok/s':>9} {'TTFT p50':>9} {'TTFT max':>9} {'gap p50':>8} "
-          f"{'gap p99':>8}   (ms; medians over rounds, gaps pooled)")
+          f"{'gap p99':>8} {'CPU/tok':>8}   (ms; medians over rounds, gaps pooled)")
     for name, runs in results.items():
         rate = statistics.median(r.rate for r in runs)
         ttfts = [t for r in runs for t in r.ttfts()]
         gaps = [g for r in runs for g in r.gaps()]
+        cpu = statistics.median(r.cpu / r.tokens for r in runs)
         print(f"{name:16} {rate:9.1f} {pct(ttfts, 0.5) * 1000:9.1f} {max(ttfts) * 1000:9.1f} "
-              f"{pct(gaps, 0.5) * 1000:8.1f} {pct(gaps, 0.99) * 1000:8.1f}")
+              f"{pct(gaps, 0.5) * 1000:8.1f} {pct(gaps, 0.99) * 1000:8.1f} {cpu * 1000:8.1f}")
     one = [h.rate / r.rate for h, r in zip(results["ronghe 1"], results["raw 1"], strict=True)]
     four = [h.rate / r.rate for h, r in zip(results["ronghe 4"], results["raw 4 batched"],
                                             strict=True)]
@@ -328,6 +372,8 @@ def main() -> None:
                      for r in results["ronghe 4"])
     print(f"4 streams: max TTFT {max4 * 1000:.0f} ms = {max4 / ttft1:.2f} x single-stream "
           f"TTFT (target <= 3); every first token before any stream ended: {before_end}")
+    print("4 streams, max TTFT per round (ms): " + ", ".join(
+        f"{max(r.ttfts()) * 1000:.0f}" for r in results["ronghe 4"]))
     print(f"turn 2 of a ~1,500-token conversation, TTFT: cold {statistics.median(cold) * 1000:.0f}"
           f" ms, warm {statistics.median(warm) * 1000:.0f} ms "
           f"({statistics.median(cold) / statistics.median(warm):.1f}x)")

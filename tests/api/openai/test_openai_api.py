@@ -88,9 +88,9 @@ def test_errors_are_openai_shaped(chat: ChatServer, client: openai.OpenAI) -> No
     with pytest.raises(openai.BadRequestError, match="configured: smollm2") as unknown:
         client.chat.completions.create(model="gpt-4o", messages=HELLO)
     assert unknown.value.body["param"] == "model"  # type: ignore[index]
-    # n > 1 and tools are supported now (test_openai_structured); logprobs is not.
+    # n > 1 and tools (test_openai_structured) and logprobs (test_openai_logprobs) work.
     for kwargs, field in [({"temperature": 3}, "temperature"), ({"n": 9}, "n"),
-                          ({"logprobs": True}, "logprobs"),
+                          ({"top_logprobs": 2}, "top_logprobs"),
                           ({"tools": [{"type": "function", "function": {"name": "f g"}}]}, "tools"),
                           ({"stop": ["a", "b", "c", "d", "e"]}, "stop")]:
         with pytest.raises(openai.BadRequestError, match=field):

@@ -134,13 +134,19 @@ async def test_a_long_prompt_does_not_stall_the_others(engine: LlamaCppEngine) -
     counter = asyncio.create_task(count())
     long_prompt = [ChatMessage("user", "word " * 900 + "\nSummarise.")]
     started = time.monotonic()
-    await timeline(await engine.start(GenerationParams(long_prompt, max_new_tokens=1)),
-                   "long", events)
+    long = await engine.start(GenerationParams(long_prompt, max_new_tokens=2,
+                                               logit_bias=never_stop()))
+    # A short prompt arriving behind it is read first, so its first token is not held up
+    # by the long prompt's chunks.
+    short = await engine.start(GenerationParams(topic("owls"), max_new_tokens=2,
+                                                logit_bias=never_stop()))
+    await asyncio.gather(timeline(long, "long", events), timeline(short, "short", events))
     first_token_after = time.monotonic()
     await runner.aclose()
     counter.cancel()
     # The ~900-token prompt was read in chunks of PREFILL_CHUNK between the other's tokens.
     assert sum(started <= t <= first_token_after for t in got) >= 900 // PREFILL_CHUNK - 2
+    assert events.index(("first", "short")) < events.index(("first", "long"))
 
 
 async def test_a_conversation_longer_than_a_slot_is_a_400(engine: LlamaCppEngine) -> None:

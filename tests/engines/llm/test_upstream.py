@@ -80,9 +80,14 @@ async def test_options_reach_the_upstream_model(upstream: Upstream) -> None:
     try:
         bias = {t: -100.0 for t in eog_tokens()}
         result = await collect(await engine.start(GenerationParams(
-            STORY, temperature=0, max_new_tokens=9, logit_bias=bias, repetition_penalty=1.1)))
+            STORY, temperature=0, max_new_tokens=9, logit_bias=bias, repetition_penalty=1.1,
+            logprobs=True, top_logprobs=2)))
         assert result.finish_reason == "length"
         assert result.usage is not None and result.usage.completion_tokens == 9
+        # Logprobs went upstream and came back, one per token, spelling the text.
+        assert len(result.logprobs) == 9
+        assert b"".join(e.token for e in result.logprobs).decode() == result.text
+        assert all(e.logprob <= 0 and len(e.top) == 2 for e in result.logprobs)
     finally:
         await engine.aclose()
 

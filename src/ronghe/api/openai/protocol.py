@@ -2,9 +2,8 @@
 
 Defaults and ranges are OpenAI's (temperature 1 in [0, 2], top_p 1 in [0, 1], no token limit
 but the context); ``repetition_penalty`` is accepted as vLLM does.  ``tools``,
-``tool_choice``, ``response_format`` (JSON mode and JSON Schema) and ``n`` up to ``MAX_N`` are
-supported; ``logprobs`` is refused with a 400 naming it rather than silently ignored; unknown
-fields are ignored.
+``tool_choice``, ``response_format`` (JSON mode and JSON Schema), ``n`` up to ``MAX_N`` and
+``logprobs`` with ``top_logprobs`` up to 20 are supported; unknown fields are ignored.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ronghe.api.chat.params import MAX_CONTENT_CHARS, MAX_MESSAGES, ChatBody, Tokens, UsageInfo
 from ronghe.api.envelopes import Body, Sparse
@@ -23,11 +22,13 @@ from ronghe.engines.llm.base import (
     FinishReason,
     GenerationParams,
     ResponseFormat,
+    TokenLogprob,
     Tool,
     ToolCall,
     ToolCallDelta,
     Usage,
 )
+from ronghe.engines.llm.logprobs import MAX_TOP
 
 MAX_TOOLS = 128  # OpenAI's limit
 MAX_N = 8
@@ -160,6 +161,7 @@ class ChatCompletionRequest(ChatBody):
     logit_bias: dict[int, Annotated[float, Range(-100, 100)]] | None = None
     user: str | None = None
     logprobs: bool = False
+    top_logprobs: Annotated[int, Range(0, MAX_TOP)] | None = None
     tools: list[ToolDef] | None = Field(default=None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool = True
@@ -172,11 +174,11 @@ class ChatCompletionRequest(ChatBody):
             raise ValueError("at most 4 stop sequences")
         return v
 
-    @field_validator("logprobs")
+    @field_validator("top_logprobs")
     @classmethod
-    def _logprobs(cls, v: bool) -> bool:
-        if v:
-            raise ValueError("logprobs are not supported")
+    def _top_logprobs(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is not None and not info.data.get("logprobs"):
+            raise ValueError("needs logprobs: true")
         return v
 
     @field_validator("tools")
@@ -223,6 +225,8 @@ class ChatCompletionRequest(ChatBody):
                    for t in self.tools or []],
             tool_choice=self.choice(),
             parallel_tool_calls=self.parallel_tool_calls,
+            logprobs=self.logprobs,
+            top_logprobs=self.top_logprobs or 0,
         )
 
 
@@ -252,11 +256,42 @@ class AssistantMessage(Sparse):
     tool_calls: list[ToolCallOut] | None = None
 
 
+class TopLogprob(Body):
+    token: str = Field(description="the token's text; `bytes:\\x..` when its bytes are not "
+                                   "whole UTF-8 characters")
+    logprob: float = Field(description="natural log of its probability under the model, <= 0")
+    bytes: list[int] = Field(description="the token's UTF-8 bytes")
+
+
+class TokenLogprobOut(TopLogprob):
+    top_logprobs: list[TopLogprob] = Field(description="the likeliest tokens at this "
+                                                       "position, likeliest first")
+
+
+class ChoiceLogprobs(Body):
+    content: list[TokenLogprobOut] | None
+    refusal: None = None
+
+
+def logprobs_out(entries: tuple[TokenLogprob, ...]) -> ChoiceLogprobs:
+    return ChoiceLogprobs(content=[TokenLogprobOut(
+        **_token(e.token, e.logprob), top_logprobs=[TopLogprob(**_token(t, lp)) for t, lp in e.top])
+        for e in entries])
+
+
+def _token(data: bytes, logprob: float) -> dict[str, Any]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:  # a piece of a character: OpenAI's notation
+        text = "bytes:" + "".join(f"\\x{b:02x}" for b in data)
+    return {"token": text, "logprob": logprob, "bytes": list(data)}
+
+
 class OpenAIChoice(Body):
     index: int = 0
     message: AssistantMessage
     finish_reason: FinishReason
-    logprobs: None = None
+    logprobs: ChoiceLogprobs | None = None
 
 
 class ChatCompletion(Body):
@@ -268,22 +303,24 @@ class ChatCompletion(Body):
     usage: UsageInfo | None
 
 
-def _choice(index: int, result: ChatResult) -> OpenAIChoice:
+def _choice(index: int, result: ChatResult, logprobs: bool) -> OpenAIChoice:
+    lp = logprobs_out(result.logprobs) if logprobs else None
     if not result.tool_calls:
         return OpenAIChoice(index=index, message=AssistantMessage(content=result.text),
-                            finish_reason=result.finish_reason)
+                            finish_reason=result.finish_reason, logprobs=lp)
     calls = [ToolCallOut(id=c.id, function=ToolCallFunctionOut(name=c.name,
                                                                 arguments=c.arguments))
              for c in result.tool_calls]
     message = AssistantMessage(content=result.text or None, tool_calls=calls)
-    return OpenAIChoice(index=index, message=message, finish_reason=result.finish_reason)
+    return OpenAIChoice(index=index, message=message, finish_reason=result.finish_reason,
+                        logprobs=lp)
 
 
 def completion(rid: str, model: str, created: int, results: list[ChatResult],
-               usage: Usage | None) -> ChatCompletion:
+               usage: Usage | None, logprobs: bool = False) -> ChatCompletion:
     """The whole answer: one choice per result (n > 1 gives several)."""
     return ChatCompletion(id=rid, created=created, model=model,
-                          choices=[_choice(i, r) for i, r in enumerate(results)],
+                          choices=[_choice(i, r, logprobs) for i, r in enumerate(results)],
                           usage=usage_info(usage))
 
 
@@ -291,14 +328,15 @@ def completion(rid: str, model: str, created: int, results: list[ChatResult],
 
 
 def chunk_body(rid: str, model: str, created: int, delta: dict[str, Any],
-               finish_reason: str | None = None, index: int = 0) -> dict[str, Any]:
+               finish_reason: str | None = None, index: int = 0,
+               logprobs: tuple[TokenLogprob, ...] = ()) -> dict[str, Any]:
     return {
         "id": rid,
         "object": "chat.completion.chunk",
         "created": created,
         "model": model,
         "choices": [{"index": index, "delta": delta, "finish_reason": finish_reason,
-                     "logprobs": None}],
+                     "logprobs": logprobs_out(logprobs).model_dump() if logprobs else None}],
     }
 
 

@@ -67,7 +67,8 @@ async def complete(request: Request, body: ChatCompletionRequest,
     results = await collect_all_or_disconnect(request, streams)
     if results is None:
         return Response(status_code=CLIENT_GONE)
-    return completion(rid, engine.name, created, results, _total(r.usage for r in results))
+    return completion(rid, engine.name, created, results, _total(r.usage for r in results),
+                      logprobs=body.logprobs)
 
 
 def _total(usages: Iterable[Usage | None]) -> Usage | None:
@@ -133,11 +134,17 @@ async def _events(rid: str, model: str, created: int, stream: ChatStream,
     try:
         async for delta in stream:
             i = merged.index if merged else 0
-            if delta.text:
-                yield sse(chunk_body(rid, model, created, {"content": delta.text}, index=i))
+            # Logprobs go with the chunk of their tokens' text, or with the call pieces made
+            # of it, or alone in an empty delta (tokens of a character cut off at the end).
+            logprobs = delta.logprobs
+            if delta.text or (logprobs and not delta.tool_calls):
+                yield sse(chunk_body(rid, model, created, {"content": delta.text}, index=i,
+                                     logprobs=logprobs))
+                logprobs = ()
             if delta.tool_calls:
                 pieces = [tool_call_delta(p) for p in delta.tool_calls]
-                yield sse(chunk_body(rid, model, created, {"tool_calls": pieces}, index=i))
+                yield sse(chunk_body(rid, model, created, {"tool_calls": pieces}, index=i,
+                                     logprobs=logprobs))
             if delta.finish_reason is not None:
                 yield sse(chunk_body(rid, model, created, {}, delta.finish_reason, index=i))
                 usages.append(delta.usage)

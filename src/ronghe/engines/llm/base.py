@@ -82,6 +82,10 @@ class GenerationParams:
     # A GBNF grammar (llama.cpp's format) the output must match; engines that cannot
     # constrain output ignore it, so callers still check what comes back.
     grammar: str | None = None
+    # Log-probabilities of the generated tokens, and of the ``top_logprobs`` likeliest
+    # alternatives at each position (OpenAI's logprobs).
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,13 +117,25 @@ class ToolCallDelta:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """A generated token's bytes and natural-log probability under the model, with the
+    likeliest tokens at its position (``top``: bytes and log-probability, likeliest first)."""
+
+    token: bytes
+    logprob: float
+    top: tuple[tuple[bytes, float], ...] = ()
+
+
+@dataclass(frozen=True)
 class ChatDelta:
-    """New text; the final delta of a stream has ``finish_reason`` set (and usage if known)."""
+    """New text; the final delta of a stream has ``finish_reason`` set (and usage if known).
+    ``logprobs`` are those of the tokens this delta's text comes from (when asked for)."""
 
     text: str
     finish_reason: FinishReason | None = None
     usage: Usage | None = None
     tool_calls: tuple[ToolCallDelta, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -128,6 +144,7 @@ class ChatResult:
     finish_reason: FinishReason
     usage: Usage | None
     tool_calls: tuple[ToolCall, ...] = ()
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 class ChatStream(Protocol):
@@ -157,12 +174,14 @@ class ChatEngine(Protocol):
 async def collect(stream: ChatStream) -> ChatResult:
     """Drain a stream into one result; closes the stream if the caller is cancelled."""
     parts: list[str] = []
+    logprobs: list[TokenLogprob] = []
     calls: dict[int, list[str]] = {}  # index -> [id, name, arguments so far]
     finish: FinishReason = "stop"
     usage: Usage | None = None
     try:
         async for delta in stream:
             parts.append(delta.text)
+            logprobs.extend(delta.logprobs)
             for piece in delta.tool_calls:
                 call = calls.setdefault(piece.index, ["", "", ""])
                 call[0] = piece.id or call[0]
@@ -174,4 +193,4 @@ async def collect(stream: ChatStream) -> ChatResult:
     finally:
         await stream.aclose()
     tool_calls = tuple(ToolCall(*calls[i]) for i in sorted(calls))
-    return ChatResult("".join(parts), finish, usage, tool_calls)
+    return ChatResult("".join(parts), finish, usage, tool_calls, tuple(logprobs))

@@ -37,8 +37,9 @@ import numpy as np
 import structlog
 
 from ronghe.engines.cpu import CpuBudget
-from ronghe.engines.llm.base import ChatDelta, FinishReason, GenerationParams, Usage
+from ronghe.engines.llm.base import ChatDelta, FinishReason, GenerationParams, TokenLogprob, Usage
 from ronghe.engines.llm.llama_model import LoadedModel
+from ronghe.engines.llm.logprobs import TokenTrail, token_logprobs
 from ronghe.engines.llm.sampling import Sampler
 from ronghe.engines.llm.text import StopMatcher
 from ronghe.errors import Busy, RongheError, Timeout
@@ -120,6 +121,7 @@ class _Running:
     next_token: int | None = None  # sampled, to be evaluated in the next step
     produced: int = 0
     out: int = -1  # this step's batch index of its logits, -1 when it has none
+    trail: TokenTrail | None = None  # only when the request asked for logprobs
 
 
 class BatchRunner:
@@ -270,7 +272,8 @@ class BatchRunner:
             slot.busy = True
             with self._lock:
                 self._stats.reused_tokens += keep
-            run = _Running(job, slot, job.prompt[keep:], stopper=StopMatcher(job.params.stop))
+            run = _Running(job, slot, job.prompt[keep:], stopper=StopMatcher(job.params.stop),
+                           trail=TokenTrail() if job.params.logprobs else None)
             self._running.append(run)
 
     def _pick(self, free: list[_Slot], prompt: list[int]) -> tuple[_Slot, int]:
@@ -315,8 +318,10 @@ class BatchRunner:
         room = self._model.n_batch - batch.n_tokens
         if generating:
             room = min(room, PREFILL_CHUNK)
-        for run in self._running:
-            if run.pending and room > 0:
+        # Shortest prompt first: with several newcomers the ones nearly done get their first
+        # token this step instead of waiting behind a long prompt's chunks.
+        for run in sorted((r for r in self._running if r.pending), key=lambda r: len(r.pending)):
+            if room > 0:
                 chunk = run.pending[:room]
                 room -= len(chunk)
                 add(run, chunk, len(chunk) == len(run.pending))
@@ -339,9 +344,13 @@ class BatchRunner:
             self._final(run, "stop", stopped=False)
             return
         run.produced += 1
-        text, stopped = run.stopper.feed(run.decoder.decode(self._model.text_piece(token)))
+        piece = run.decoder.decode(self._model.text_piece(token))
+        if run.trail is not None:
+            run.trail.add(self._logprob(run, token), len(piece))
+        text, stopped = run.stopper.feed(piece)
         if text:
-            self._emit(job, ChatDelta(text))
+            self._emit(job, ChatDelta(text, logprobs=run.trail.release(len(text))
+                                      if run.trail is not None else ()))
         if stopped:
             self._final(run, "stop", stopped=True)
         elif run.produced >= job.max_new_tokens:
@@ -349,12 +358,20 @@ class BatchRunner:
         else:
             run.next_token = token
 
+    def _logprob(self, run: _Running, token: int) -> TokenLogprob:
+        chosen, top = token_logprobs(self._model.logits(run.out), token,
+                                     run.job.params.top_logprobs)
+        shown = self._model.shown_piece
+        return TokenLogprob(shown(token), chosen, tuple((shown(t), lp) for t, lp in top))
+
     def _final(self, run: _Running, finish: FinishReason, stopped: bool) -> None:
         # Bytes still in the decoder are a character cut off by the token limit: not text, so
-        # they are dropped rather than sent as U+FFFD.
+        # they are dropped rather than sent as U+FFFD (their tokens' logprobs still go).
         rest = "" if stopped else run.stopper.flush()
+        logprobs = () if stopped or run.trail is None else run.trail.rest()
         usage = Usage(prompt_tokens=len(run.job.prompt), completion_tokens=run.produced)
-        self._emit(run.job, ChatDelta(rest, finish_reason=finish, usage=usage))
+        self._emit(run.job, ChatDelta(rest, finish_reason=finish, usage=usage,
+                                      logprobs=logprobs))
         self._end(run, "completed")
 
     def _end(self, run: _Running, outcome: str, error: BaseException | None = None) -> None:

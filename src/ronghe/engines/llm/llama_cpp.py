@@ -65,15 +65,18 @@ class _Stream:
             return item
         # A consumer that fell behind (a slow client, a busy CPU) gets the backlog as one
         # delta: fewer events to encode and send, so it catches up instead of lagging more.
-        texts = [item.text]
+        merged = [item]
         while not queue.empty():
             following = queue.get_nowait()
             if isinstance(following, ChatDelta) and following.finish_reason is None:
-                texts.append(following.text)
+                merged.append(following)
             else:
                 self._held.append(following)
                 break
-        return item if len(texts) == 1 else ChatDelta("".join(texts))
+        if len(merged) == 1:
+            return item
+        return ChatDelta("".join(d.text for d in merged),
+                         logprobs=tuple(lp for d in merged for lp in d.logprobs))
 
     async def aclose(self) -> None:
         self._done = True

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import llama_cpp
 import llama_cpp._logger
+import numpy as np
 import structlog
 
 from ronghe.engines.llm.text import CHATML, ChatTemplate
@@ -65,6 +66,7 @@ class LoadedModel:
         # ctypes: each foreign call releases and retakes the GIL, which the event loop's
         # thread holds often while it streams.
         self._pieces: dict[int, bytes] = {}
+        self._shown: dict[int, bytes] = {}
         self._eog = frozenset(t for t in range(self.n_vocab)
                               if llama_cpp.llama_vocab_is_eog(self.vocab, t))
         source = self.metadata("tokenizer.chat_template")
@@ -98,6 +100,19 @@ class LoadedModel:
         if piece is None:
             piece = self._pieces[token] = self.piece(token)
         return piece
+
+    def shown_piece(self, token: int) -> bytes:
+        """A token's bytes as logprobs show it: special tokens by name (``<|im_end|>``)."""
+        piece = self._shown.get(token)
+        if piece is None:
+            piece = self._shown[token] = self.piece(token, special=True)
+        return piece
+
+    def logits(self, index: int) -> np.ndarray:
+        """The logits of batch index ``index`` of the last decode (a view, valid until the
+        next one)."""
+        return np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(self.ctx, index),
+                                     shape=(self.n_vocab,))
 
     def piece(self, token: int, special: bool = False) -> bytes:
         n = llama_cpp.llama_token_to_piece(self.vocab, token, self._piece_buf,

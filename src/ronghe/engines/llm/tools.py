@@ -27,6 +27,7 @@ from ronghe.engines.llm.base import (
     ChatMessage,
     ChatStream,
     GenerationParams,
+    TokenLogprob,
     Tool,
     ToolCallDelta,
 )
@@ -200,6 +201,7 @@ class ToolCallStream:
     def __init__(self, inner: ChatStream) -> None:
         self._inner = inner
         self._parser = ToolCallParser()
+        self._logprobs: list[TokenLogprob] = []  # of text held back, sent with what follows
 
     def __aiter__(self) -> ToolCallStream:
         return self
@@ -207,15 +209,21 @@ class ToolCallStream:
     async def __anext__(self) -> ChatDelta:
         while True:
             delta = await self._inner.__anext__()
+            self._logprobs.extend(delta.logprobs)
             text, pieces = self._parser.feed(delta.text)
             if delta.finish_reason is not None:
                 rest, more = self._parser.flush()
                 finish = delta.finish_reason
                 if self._parser.calls and finish == "stop":
                     finish = "tool_calls"
-                return ChatDelta(text + rest, finish, delta.usage, tuple(pieces + more))
+                return ChatDelta(text + rest, finish, delta.usage, tuple(pieces + more),
+                                 self._take())
             if text or pieces:
-                return ChatDelta(text, tool_calls=tuple(pieces))
+                return ChatDelta(text, tool_calls=tuple(pieces), logprobs=self._take())
+
+    def _take(self) -> tuple[TokenLogprob, ...]:
+        out, self._logprobs = tuple(self._logprobs), []
+        return out
 
     async def aclose(self) -> None:
         await self._inner.aclose()

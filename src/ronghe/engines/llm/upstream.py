@@ -8,6 +8,7 @@ server failed and what the server said; they never leak as 500s with a traceback
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -18,6 +19,7 @@ from ronghe.engines.llm.base import (
     ChatMessage,
     FinishReason,
     GenerationParams,
+    TokenLogprob,
     ToolCallDelta,
     Usage,
 )
@@ -102,6 +104,10 @@ class UpstreamEngine:
             payload["seed"] = p.seed
         if p.user:
             payload["user"] = p.user
+        if p.logprobs:
+            payload["logprobs"] = True
+            if p.top_logprobs:
+                payload["top_logprobs"] = p.top_logprobs
         if p.response_format is not None and p.response_format.type != "text":
             fmt: dict[str, Any] = {"type": p.response_format.type}
             if p.response_format.type == "json_schema":
@@ -219,7 +225,10 @@ class _UpstreamStream:
         text = delta.get("content") or ""
         pieces = tuple(_tool_piece(c) for c in delta.get("tool_calls") or []
                        if isinstance(c, dict))
-        return ChatDelta(text, tool_calls=pieces) if text or pieces else None
+        logprobs = _logprobs(choice.get("logprobs"))
+        if text or pieces or logprobs:
+            return ChatDelta(text, tool_calls=pieces, logprobs=logprobs)
+        return None
 
 
 def _message(m: ChatMessage) -> dict[str, Any]:
@@ -231,6 +240,33 @@ def _message(m: ChatMessage) -> dict[str, Any]:
     if m.tool_call_id is not None:
         out["tool_call_id"] = m.tool_call_id
     return out
+
+
+def _logprobs(found: Any) -> tuple[TokenLogprob, ...]:
+    """An upstream chunk's ``logprobs.content``, OpenAI's shape, as the engines speak it."""
+    content = found.get("content") if isinstance(found, dict) else None
+    if not isinstance(content, list):
+        return ()
+
+    def token(entry: dict[str, Any]) -> tuple[bytes, float]:
+        data = str(entry.get("token", "")).encode()
+        raw = entry.get("bytes")
+        if isinstance(raw, list):
+            # Not bytes after all (values over 255): the token's text stands.
+            with contextlib.suppress(TypeError, ValueError):
+                data = bytes(raw)
+        try:
+            logprob = float(entry.get("logprob") or 0.0)
+        except (TypeError, ValueError):
+            logprob = 0.0
+        return data, logprob
+
+    out = []
+    for entry in content:
+        if isinstance(entry, dict):
+            top = tuple(token(t) for t in entry.get("top_logprobs") or [] if isinstance(t, dict))
+            out.append(TokenLogprob(*token(entry), top))
+    return tuple(out)
 
 
 def _tool_piece(call: dict[str, Any]) -> ToolCallDelta:
