@@ -16,6 +16,9 @@ log = structlog.get_logger(__name__)
 
 FIELD = "init_img"
 KIND = "upload"
+# A training caption is a sentence or two; SD's text encoders read 77 tokens anyway.
+MAX_CAPTION = 1000
+CAPTION_SUFFIX = ".txt"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,47 @@ def check_count(count: int, settings: Settings) -> None:
     if count > settings.upload_max_files:
         raise BadRequest(f"{FIELD}: at most {settings.upload_max_files} files per request "
                          f"(upload_max_files); got {count}", field=FIELD)
+
+
+def _stem(filename: str) -> str:
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def caption_text(data: bytes, field: str) -> str:
+    """A caption file's text: UTF-8, one line or a few, at most MAX_CAPTION characters."""
+    try:
+        text = " ".join(data.decode("utf-8-sig").split())
+    except UnicodeDecodeError:
+        raise BadRequest(f"{field}: a caption file must be UTF-8 text", field=field) from None
+    if not text:
+        raise BadRequest(f"{field}: the caption file is empty", field=field)
+    if len(text) > MAX_CAPTION:
+        raise BadRequest(f"{field}: a caption is at most {MAX_CAPTION} characters "
+                         f"(got {len(text)})", field=field)
+    return text
+
+
+def split_captions(uploads: Sequence[Upload]) -> tuple[list[Upload], dict[int, str]]:
+    """Images, and the captions of ``.txt`` files sent beside them (kohya's layout: the
+    caption of ``cat1.png`` is ``cat1.txt``), keyed by the image's index among the images."""
+    is_text = [u.filename.lower().endswith(CAPTION_SUFFIX) for u in uploads]
+    images = [u for u, text in zip(uploads, is_text, strict=True) if not text]
+    by_stem: dict[str, int] = {}
+    for index, upload in enumerate(images):
+        if upload.filename:
+            by_stem.setdefault(_stem(upload.filename), index)
+    captions: dict[int, str] = {}
+    for index, upload in enumerate(uploads):
+        if not is_text[index]:
+            continue
+        field = f"{FIELD}[{index}]"
+        target = by_stem.get(_stem(upload.filename))
+        if target is None:
+            raise BadRequest(f"{field} ({upload.filename[:100]!r}): a caption file needs an "
+                             f"image of the same name in the same upload", field=field)
+        captions[target] = caption_text(upload.data, field)
+    return images, captions
 
 
 def store_uploads(files: FileService, settings: Settings, user_id: int,

@@ -1,0 +1,83 @@
+"""The demo captioner's parts, all stock transformers classes.
+
+A ``VisionEncoderDecoderModel``: a tiny ``ViTModel`` encoder (48 x 48 input, 6-pixel
+patches, so 64 patch tokens) and a tiny ``GPT2LMHeadModel`` decoder with cross-attention,
+a word-level ``PreTrainedTokenizerFast`` and a ``ViTImageProcessor``, bundled as a
+``TrOCRProcessor`` (the processor class of vision-encoder-decoder captioners).  Saved
+together they are a folder ``AutoProcessor`` and ``AutoModelForImageTextToText`` load, like
+BLIP, GIT or Florence-2 (``ronghe.engines.captioning``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ronghe.engines.captioning.demo import data
+
+IMAGE_SIZE = 48
+PATCH = 6
+HIDDEN = 64
+MAX_TOKENS = 12
+
+
+def build_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {word: i for i, word in enumerate(data.vocabulary())}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    # WordPiece's decoder joins tokens with spaces (no "##" pieces here to merge).
+    core.decoder = decoders.WordPiece()
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="<pad>", bos_token="<s>",
+                                   eos_token="</s>", unk_token="<unk>",
+                                   model_max_length=MAX_TOKENS)
+
+
+def build_processor():
+    from transformers import ViTImageProcessor
+
+    return ViTImageProcessor(do_resize=True, size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
+                             resample=2, do_rescale=True, do_normalize=True,
+                             image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5])
+
+
+def build_model(tokenizer):
+    from transformers import (
+        GenerationConfig,
+        GPT2Config,
+        GPT2LMHeadModel,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTModel,
+    )
+
+    # No dropout: nothing here overfits (every batch is new), and a forward pass without
+    # randomness keeps the build reproducible from its seed alone.
+    encoder = ViTModel(ViTConfig(
+        image_size=IMAGE_SIZE, patch_size=PATCH, hidden_size=HIDDEN, num_hidden_layers=3,
+        num_attention_heads=4, intermediate_size=HIDDEN * 2, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0))
+    decoder = GPT2LMHeadModel(GPT2Config(
+        vocab_size=len(tokenizer), n_positions=MAX_TOKENS + 4, n_embd=HIDDEN, n_layer=2,
+        n_head=4, n_inner=HIDDEN * 2, resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
+        add_cross_attention=True, is_decoder=True, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id))
+    model = VisionEncoderDecoderModel(encoder=encoder, decoder=decoder)
+    model.config.decoder_start_token_id = tokenizer.bos_token_id
+    model.config.pad_token_id = tokenizer.pad_token_id
+    model.config.eos_token_id = tokenizer.eos_token_id
+    model.config.vocab_size = len(tokenizer)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=tokenizer.bos_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        max_new_tokens=MAX_TOKENS, do_sample=False, num_beams=1)
+    return model
+
+
+def save(folder: Path, model, tokenizer, image_processor) -> None:
+    from transformers import TrOCRProcessor
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    TrOCRProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
