@@ -60,23 +60,24 @@ def caption_text(data: bytes, field: str) -> str:
 
 def split_captions(uploads: Sequence[Upload]) -> tuple[list[Upload], dict[int, str]]:
     """Images, and the captions of ``.txt`` files sent beside them (kohya's layout: the
-    caption of ``cat1.png`` is ``cat1.txt``), keyed by the image's index among the images."""
-    is_text = [u.filename.lower().endswith(CAPTION_SUFFIX) for u in uploads]
-    images = [u for u, text in zip(uploads, is_text, strict=True) if not text]
+    caption of ``cat1.png`` is ``cat1.txt``), keyed by the image's index among the images.
+    A ``.txt`` with no image of its name stays among the images, to be refused as one."""
+    stems: dict[str, None] = {}
+    for upload in uploads:
+        if upload.filename and not upload.filename.lower().endswith(CAPTION_SUFFIX):
+            stems.setdefault(_stem(upload.filename))
+    is_caption = [u.filename.lower().endswith(CAPTION_SUFFIX) and _stem(u.filename) in stems
+                  for u in uploads]
+    images = [u for u, caption in zip(uploads, is_caption, strict=True) if not caption]
     by_stem: dict[str, int] = {}
     for index, upload in enumerate(images):
         if upload.filename:
             by_stem.setdefault(_stem(upload.filename), index)
     captions: dict[int, str] = {}
     for index, upload in enumerate(uploads):
-        if not is_text[index]:
-            continue
-        field = f"{FIELD}[{index}]"
-        target = by_stem.get(_stem(upload.filename))
-        if target is None:
-            raise BadRequest(f"{field} ({upload.filename[:100]!r}): a caption file needs an "
-                             f"image of the same name in the same upload", field=field)
-        captions[target] = caption_text(upload.data, field)
+        if is_caption[index]:
+            captions[by_stem[_stem(upload.filename)]] = caption_text(upload.data,
+                                                                     f"{FIELD}[{index}]")
     return images, captions
 
 

@@ -30,7 +30,7 @@ class CaptionerConfig:
     seed: int = 0
     steps: int = 3000
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 1e-3
     warmup: int = 150
     checkpoint_minutes: float = 2.0
     threads: int = 1
@@ -61,7 +61,8 @@ class _Trainer:
         self.model = modules.build_model(self.tokenizer)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
                                            weight_decay=0.01)
-        self.pool = data.combos()
+        # The base model's three shapes twice over: they are what the demo world draws.
+        self.pool = data.combos() + data.combos(data.shapes.SHAPES)
         self.step = 0
         self.elapsed = 0.0
         self.stop_requested = False
