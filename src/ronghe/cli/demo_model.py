@@ -93,6 +93,7 @@ def _print(report) -> None:
         table.add_row(name, "n/a" if value is None else f"{value:.3f}", targets[name])
     Console().print(table)
     Console().print(f"settings: {report.settings}, {len(report.samples)} images")
+    Console().print(f"median fill ratio per shape: {report.median_fill}")
 
 
 @app.command("eval")

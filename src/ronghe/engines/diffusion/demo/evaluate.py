@@ -39,6 +39,9 @@ class Report:
     # two readings agree with each other.
     shape_by_fill: float = float("nan")
     shape_readings_agree: float = float("nan")
+    # Median fill ratio of the generated shapes, per prompted shape (ideal: square 1.0,
+    # circle 0.785, triangle 0.5): how far from crisp geometry they are.
+    median_fill: dict[str, float] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
     control_samples: list[Sample] = field(default_factory=list)
 
@@ -116,6 +119,9 @@ def evaluate(
         shape_by_fill=rate([s.reading.shape_by_fill == s.combo.shape for s in samples]),
         shape_readings_agree=rate([s.reading.shape_by_fill == s.reading.shape
                                    for s in samples]),
+        median_fill={shape: round(statistics.median(s.reading.fill for s in samples
+                                                    if s.combo.shape == shape), 3)
+                     for shape in sorted({s.combo.shape for s in samples})},
         controlnet_iou=(
             statistics.fmean(s.iou for s in control_samples if s.iou is not None)
             if control_samples
