@@ -82,8 +82,11 @@ class ImageCaptioner:
             if self.prompt:
                 kwargs["text"] = [self.prompt] * len(images)
             inputs = processor(**kwargs).to(self.device)
+            # A model's own limit wins (the demo captioner's positions end at 16 tokens).
+            limit = getattr(model.generation_config, "max_new_tokens", None) or MAX_NEW_TOKENS
             with torch.inference_mode():
-                out = model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS, do_sample=False)
+                out = model.generate(**inputs, max_new_tokens=min(limit, MAX_NEW_TOKENS),
+                                     do_sample=False)
             texts = processor.batch_decode(out, skip_special_tokens=True)
         return [" ".join(t.replace(self.prompt, "", 1).split()) if self.prompt
                 else " ".join(t.split()) for t in texts]

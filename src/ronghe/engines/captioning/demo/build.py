@@ -28,7 +28,7 @@ from ronghe.engines.captioning.demo import data, modules
 @dataclass
 class CaptionerConfig:
     seed: int = 0
-    steps: int = 3000
+    steps: int = 1264
     batch_size: int = 32
     lr: float = 1e-3
     warmup: int = 150

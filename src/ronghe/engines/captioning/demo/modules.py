@@ -1,8 +1,8 @@
 """The demo captioner's parts, all stock transformers classes.
 
 A ``VisionEncoderDecoderModel`` (the architecture of TrOCR and Donut): a tiny ``SwinModel``
-encoder (48 x 48 input, 4-pixel patches, three stages 12x12 -> 6x6 -> 3x3 with 3x3 attention
-windows) and a tiny ``GPT2LMHeadModel`` decoder with cross-attention,
+encoder (48 x 48 input, 2-pixel patches, four stages 24x24 -> 12x12 -> 6x6 -> 3x3 with 3x3
+attention windows) and a tiny ``GPT2LMHeadModel`` decoder with cross-attention,
 a word-level ``PreTrainedTokenizerFast`` and a ``ViTImageProcessor``, bundled as a
 ``TrOCRProcessor`` (the processor class of vision-encoder-decoder captioners).  Saved
 together they are a folder ``AutoProcessor`` and ``AutoModelForImageTextToText`` load, like
@@ -17,7 +17,7 @@ from ronghe.engines.captioning.demo import data
 
 IMAGE_SIZE = 48
 PATCH = 2
-# The decoder's width; the encoder's last stage is 32 * 2 * 2 = 128 wide (projected to it).
+# The decoder's width; the encoder's last stage is 16 * 2 ** 3 = 128 wide (projected to it).
 HIDDEN = 64
 MAX_TOKENS = 12
 
@@ -54,12 +54,15 @@ def build_model(tokenizer):
         VisionEncoderDecoderModel,
     )
 
-    # Swin rather than ViT: a ViT this small, trained from scratch, had learnt the colours
-    # by step 400 and was still at chance on the shape at step 1,030 (its patch tokens have
-    # no notion of neighbours); Swin's local windows and patch merging see edges and
-    # corners first, as a CNN would.  No dropout or drop-path: nothing here overfits (every
-    # batch is new), and a forward pass without randomness keeps the build reproducible
-    # from its seed alone.
+    # Swin with 2-pixel patches.  A ViT this small, trained from scratch, had learnt the
+    # colours by step 400 and was still at chance on the shape at step 1,030; Swin with
+    # 4-pixel patches was still at chance at step 1,620.  A linear patch embedding cannot
+    # tell which pixels of a two-coloured patch are the shape for every colour pair; with
+    # 2-pixel patches most tokens are one plain colour, and windowed attention (3x3 tokens,
+    # shifted every other layer) compares neighbours, which finds edges and corners
+    # whatever the colours.  No dropout or drop-path: nothing here overfits (every batch is
+    # new), and a forward pass without randomness keeps the build reproducible from its
+    # seed alone.
     encoder = SwinModel(SwinConfig(
         image_size=IMAGE_SIZE, patch_size=PATCH, embed_dim=16, depths=[2, 2, 2, 2],
         num_heads=[1, 2, 4, 8], window_size=3, mlp_ratio=2.0, drop_path_rate=0.0,
