@@ -59,7 +59,7 @@ class Preset:
 
 _DEMO = Preset(rank=4, learning_rate=5e-3, steps=300, batch_size=8, resolution=32, flip=True,
                warmup_steps=20, checkpoint_every=25, sample_every=100, sample_steps=20,
-               sample_guidance=5.0, keep_unconditional=0.25, caption_tag_dropout=0.0)
+               sample_guidance=5.0, keep_unconditional=0.25, caption_tag_dropout=0.3)
 _SD15 = Preset(rank=16, learning_rate=1e-4, steps=1500, batch_size=1, resolution=512, flip=True,
                warmup_steps=100, checkpoint_every=100, sample_every=250, sample_steps=25,
                sample_guidance=7.0, buckets=True, caption_tag_dropout=0.1)
