@@ -16,6 +16,8 @@ class Kind(StrEnum):
 
     IMAGE = "image"
     TRAIN = "train"
+    # img2txt: one caption of one uploaded image, on the short image queues.
+    CAPTION = "caption"
 
 
 class Queue(StrEnum):

@@ -77,10 +77,20 @@ class Services:
         return cls(settings=settings, db=db, auth=AuthService(db, settings), files=files,
                    tasks=tasks, loras=LoraCatalog(db), datasets=DatasetService(db, files),
                    image_models=ModelRegistry(settings),
-                   idempotency=IdempotencyService(db, settings.idempotency_ttl_seconds))
+                   idempotency=IdempotencyService(db, settings.idempotency_ttl_seconds),
+                   captioner=_captioner(settings))
 
     def close(self) -> None:
         for closer in reversed(self.closers):
             closer()
         self.closers.clear()
         self.db.dispose()
+
+
+def _captioner(settings: Settings) -> Captioner | None:
+    """The configured image-to-text model; it loads its weights on first use."""
+    if not settings.captioner_model:
+        return None
+    from ronghe.engines.captioning import ImageCaptioner
+
+    return ImageCaptioner(settings.captioner_model, settings.captioner_prompt, settings.device)

@@ -182,6 +182,11 @@ class Settings(BaseSettings):
     # A small JPEG of the denoising state in task_result's ``preview`` while a task runs.
     image_previews: bool = True
     image_preview_seconds: float = Field(default=1.0, ge=0.2, le=60)
+    # Image-to-text model for img2txt and training captions: a local transformers folder
+    # (BLIP, GIT, Florence-2, ...) or "bundled:demo-captioner"; "" turns captioning off.
+    captioner_model: str = Field(default="bundled:demo-captioner", max_length=4096)
+    # Text prompt for prompted captioners (Florence-2: "<CAPTION>"); "" for BLIP, GIT, demo.
+    captioner_prompt: str = Field(default="", max_length=512)
 
     # --- task API: webhooks, idempotent submits, event streams
     # CIDRs webhooks may reach besides public addresses (on-premises receivers, tests).

@@ -35,3 +35,22 @@ class DatasetImage(Base):
     # Order of addition; the first image is the dataset's cover (demo_picture).
     position: Mapped[int] = mapped_column(Integer)
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class FileCaption(Base):
+    """What a training image shows, in words: the user's own caption and the captioner's.
+
+    Per file rather than per dataset image: a caption describes the picture, whichever
+    datasets hold it, and the automatic one is computed once however often it is used.
+    """
+
+    __tablename__ = "file_captions"
+
+    file_id: Mapped[str] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    # From a .txt uploaded beside the image or a ``captions`` field; wins when set.
+    user_caption: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The captioner's description, and which captioner wrote it (a new one captions again).
+    auto_caption: Mapped[str | None] = mapped_column(Text, nullable=True)
+    auto_by: Mapped[str | None] = mapped_column(String(512), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from ronghe.datasets.models import Dataset, DatasetImage
+from ronghe.datasets.models import Dataset, DatasetImage, FileCaption
 from ronghe.db import Database, utcnow
 from ronghe.db.base import MAX_ID
 from ronghe.db.models import StoredFile
@@ -23,6 +23,20 @@ from ronghe.storage.files import FileInfo, FileService
 MAX_IMAGES = 1000
 MAX_NAME = 128
 MAX_DESCRIPTION = 2000
+MAX_CAPTION = 1000
+
+
+@dataclass(frozen=True)
+class Caption:
+    """An image's captions: the user's own wins over the captioner's (cached) one."""
+
+    user: str | None = None
+    auto: str | None = None
+    auto_by: str | None = None
+
+    @property
+    def text(self) -> str | None:
+        return self.user or self.auto
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,9 @@ class DatasetInfo:
     created_at: datetime
     updated_at: datetime
     images: tuple[FileInfo, ...]
+    # Per image: the description training uses after the trigger word (None: not yet
+    # captioned; the first training captions it).
+    captions: tuple[str | None, ...] = ()
 
 
 class DatasetService:
@@ -44,8 +61,9 @@ class DatasetService:
     # --- writes
 
     def create(self, user_id: int, name: str, description: str,
-               urls: Sequence[str]) -> DatasetInfo:
+               urls: Sequence[str], captions: Sequence[str] | None = None) -> DatasetInfo:
         images = self._resolve(user_id, urls, "images")
+        given = self._given_captions(user_id, urls, captions)
         if not images:
             raise BadRequest("images: a dataset needs at least one image URL from upload_imgs",
                              field="images")
@@ -56,11 +74,15 @@ class DatasetService:
             for position, info in enumerate(images):
                 s.add(DatasetImage(dataset_id=row.id, file_id=info.id, position=position))
             dataset_id = row.id
+            self._store_user_captions(s, given)
         return self.get(dataset_id, user_id)
 
-    def add_images(self, user_id: int, dataset_id: int, urls: Sequence[str]) -> DatasetInfo:
-        """Appends images; ones already in the dataset are left where they are."""
+    def add_images(self, user_id: int, dataset_id: int, urls: Sequence[str],
+                   captions: Sequence[str] | None = None) -> DatasetInfo:
+        """Appends images; ones already in the dataset are left where they are (a caption
+        sent with one still replaces its caption)."""
         images = self._resolve(user_id, urls, "images")
+        given = self._given_captions(user_id, urls, captions)
         with self.db.session() as s:
             row = self._own(s, dataset_id, user_id)
             present = set(s.scalars(select(DatasetImage.file_id)
@@ -74,6 +96,7 @@ class DatasetService:
                               .where(DatasetImage.dataset_id == row.id)) or 0) + 1
             for offset, info in enumerate(new):
                 s.add(DatasetImage(dataset_id=row.id, file_id=info.id, position=start + offset))
+            self._store_user_captions(s, given)
             row.updated_at = utcnow()
         return self.get(dataset_id, user_id)
 
@@ -97,6 +120,57 @@ class DatasetService:
                                                  DatasetImage.file_id.in_(doomed)))
             row.updated_at = utcnow()
         return self.get(dataset_id, user_id)
+
+    # --- captions
+
+    def set_user_captions(self, captions: dict[str, str]) -> None:
+        """file id -> the user's own caption (files the caller has checked are theirs)."""
+        with self.db.session() as s:
+            self._store_user_captions(s, captions)
+
+    def captions(self, file_ids: Sequence[str]) -> dict[str, Caption]:
+        with self.db.session() as s:
+            return self._captions(s, file_ids)
+
+    def cache_auto_caption(self, file_id: str, caption: str, by: str) -> None:
+        with self.db.session() as s:
+            row = s.get(FileCaption, file_id)
+            if row is None:
+                s.add(FileCaption(file_id=file_id, auto_caption=caption, auto_by=by))
+            else:
+                row.auto_caption, row.auto_by = caption, by
+
+    def _store_user_captions(self, s: Session, captions: dict[str, str]) -> None:
+        for file_id, text in captions.items():
+            row = s.get(FileCaption, file_id)
+            if row is None:
+                s.add(FileCaption(file_id=file_id, user_caption=text))
+            else:
+                row.user_caption = text
+
+    def _captions(self, s: Session, file_ids: Sequence[str]) -> dict[str, Caption]:
+        if not file_ids:
+            return {}
+        rows = s.scalars(select(FileCaption).where(FileCaption.file_id.in_(list(file_ids))))
+        return {r.file_id: Caption(r.user_caption, r.auto_caption, r.auto_by) for r in rows}
+
+    def _given_captions(self, user_id: int, urls: Sequence[str],
+                        captions: Sequence[str] | None) -> dict[str, str]:
+        """``captions`` parallel to ``urls``; an empty one leaves that image's caption be."""
+        if captions is None:
+            return {}
+        if len(captions) != len(urls):
+            raise BadRequest(f"captions: one per image, in the order of images ({len(urls)} "
+                             f"images, {len(captions)} captions); '' for none", field="captions")
+        given: dict[str, str] = {}
+        for index, (url, text) in enumerate(zip(urls, captions, strict=True)):
+            text = " ".join(text.split())
+            if len(text) > MAX_CAPTION:
+                raise BadRequest(f"captions[{index}]: at most {MAX_CAPTION} characters "
+                                 f"(got {len(text)})", field=f"captions[{index}]")
+            if text:
+                given[self.files.resolve_url(url, user_id, f"images[{index}]").id] = text
+        return given
 
     # --- reads
 
@@ -128,8 +202,11 @@ class DatasetService:
                                                   DatasetImage.file_id == StoredFile.id)
                           .where(DatasetImage.dataset_id == row.id)
                           .order_by(DatasetImage.position))
+        images = tuple(FileInfo.of(f) for f in files)
+        known = self._captions(s, [i.id for i in images])
         return DatasetInfo(row.id, row.user_id, row.name, row.description, row.created_at,
-                           row.updated_at, tuple(FileInfo.of(f) for f in files))
+                           row.updated_at, images,
+                           tuple(known[i.id].text if i.id in known else None for i in images))
 
     def _resolve(self, user_id: int, urls: Sequence[str], field: str) -> list[FileInfo]:
         if len(urls) > MAX_IMAGES:

@@ -1,4 +1,5 @@
-"""What workers run: the image task, the training task, and add_prompt's prompt enrichment.
+"""What workers run: the image, training and caption tasks, and add_prompt's prompt
+enrichment.
 
 ``handlers(services)`` binds each task kind to the few services its job needs, through a
 small typed context per kind (``context.py``); the in-process worker and ``ronghe worker``
@@ -16,8 +17,8 @@ from ronghe.engines.diffusion.engine import ImageEngineProtocol, build_engine
 from ronghe.jobs.runner import Handler, JobContext
 from ronghe.queues import Kind
 from ronghe.services import Services
-from ronghe.tasks import images, prompt, training
-from ronghe.tasks.context import ImageTaskContext, TrainTaskContext
+from ronghe.tasks import captions, images, prompt, training
+from ronghe.tasks.context import CaptionTaskContext, ImageTaskContext, TrainTaskContext
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +50,10 @@ def handlers(services: Services) -> dict[str, Handler]:
     def run_training(job: JobContext) -> dict[str, Any]:
         return training.run(TrainTaskContext(
             job, services.files, services.loras, services.image_models,
-            training.work_root(services.settings.data_dir), services.captioner))
+            training.work_root(services.settings.data_dir), services.captioner,
+            services.datasets))
 
-    return {Kind.IMAGE: run_image, Kind.TRAIN: run_training}
+    def run_caption(job: JobContext) -> dict[str, Any]:
+        return captions.run(CaptionTaskContext(job, services.files, services.captioner))
+
+    return {Kind.IMAGE: run_image, Kind.TRAIN: run_training, Kind.CAPTION: run_caption}

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ronghe.catalog.service import LoraCatalog
+from ronghe.datasets.service import DatasetService
 from ronghe.engines.diffusion.engine import ImageEngineProtocol
 from ronghe.engines.diffusion.registry import ModelRegistry
 from ronghe.engines.training.captions import Captioner
@@ -71,7 +72,16 @@ class TrainTaskContext(TaskContext):
     # <data_dir>/training: checkpoints of unfinished runs, one folder per task.
     work_root: Path
     captioner: Captioner | None
+    # Where captions live: users' own, and the captioner's cached per image.
+    datasets: DatasetService
 
     def yield_to_waiting(self) -> None:
         """Between training steps: let short waiting tasks (images) run first."""
         self.job.yield_to_waiting()
+
+
+@dataclass(frozen=True)
+class CaptionTaskContext(TaskContext):
+    files: FileService
+    # None where no captioner is configured (captioner_model ""): the task fails saying so.
+    captioner: Captioner | None

@@ -20,7 +20,7 @@ import io
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ import structlog
 from PIL import Image
 
 from ronghe.catalog.service import LoraState
-from ronghe.engines.training.captions import base_caption, captions_for
+from ronghe.engines.training.captions import training_caption
 from ronghe.engines.training.history import LossHistory
 from ronghe.engines.training.presets import TARGET_MODULES, Preset
 from ronghe.errors import RongheError
@@ -42,6 +42,8 @@ log = structlog.get_logger(__name__)
 SAMPLE_KIND = "sample"
 # At least this often a checkpoint is written, whatever checkpoint_every says.
 CHECKPOINT_SECONDS = 60.0
+# The task param the training's captions are remembered under (file id -> caption).
+CAPTIONS = "captions"
 # Image tasks get a turn at most this often (checking for them costs a query).
 YIELD_SECONDS = 1.0
 
@@ -59,13 +61,16 @@ class TrainJob:
     file_ids: list[str]
     preset: dict[str, Any]
     seed: int
+    # Prompts the previews render; none: the first image's training caption.
+    sample_prompts: list[str] = field(default_factory=list)
 
     def to_params(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainJob:
-        return cls(**{k: params[k] for k in cls.__dataclass_fields__})
+        # Fields added later have defaults, so tasks submitted before them still load.
+        return cls(**{k: params[k] for k in cls.__dataclass_fields__ if k in params})
 
 
 def work_root(data_dir: Path) -> Path:
@@ -80,9 +85,10 @@ def weights_prefix(user_id: int, lora_id: int) -> str:
     return f"u{user_id}/lora/{lora_id}"
 
 
-def sample_file_id(task_id: str, step: int) -> str:
+def sample_file_id(task_id: str, step: int, index: int = 0) -> str:
     # Deterministic, so a rerun that renders the same step again overwrites its own file.
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ronghe-train:{task_id}:{step}"))
+    name = f"ronghe-train:{task_id}:{step}" + (f":{index}" if index else "")
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, name))
 
 
 def run(ctx: TrainTaskContext) -> dict[str, Any]:
@@ -106,7 +112,8 @@ def run(ctx: TrainTaskContext) -> dict[str, Any]:
     return result
 
 
-def _load_images(files: FileService, user_id: int, file_ids: list[str]) -> list[Image.Image]:
+def _load_images(files: FileService, user_id: int,
+                 file_ids: list[str]) -> list[tuple[str, Image.Image]]:
     images = []
     for file_id in file_ids:
         try:
@@ -117,7 +124,7 @@ def _load_images(files: FileService, user_id: int, file_ids: list[str]) -> list[
             # Deleted since submit: train on what is left rather than fail the whole run.
             log.warning("training image missing", file_id=file_id)
             continue
-        images.append(image)
+        images.append((file_id, image))
     if not images:
         raise RongheError("every image of the selected datasets was deleted before training")
     return images
@@ -136,16 +143,45 @@ def _train(ctx: TrainTaskContext, job: TrainJob, folder: Path) -> dict[str, Any]
     ctx.progress(ctx.task.progress, before, force=True)
     entry = ctx.models.get(job.base_model, "base_model")
     ctx.models.check(entry, "base_model")
-    images = _load_images(ctx.files, ctx.task.user_id, job.file_ids)
-    captions = captions_for(images, job.trigger_word, job.main_body, ctx.captioner)
+    pairs = _load_images(ctx.files, ctx.task.user_id, job.file_ids)
+    images = [image for _, image in pairs]
     with budget.lease("torch") as threads:
         torch.set_num_threads(threads)
+        captions = _captions(ctx, job, pairs)
         trainer = LoraTrainer(entry.path, preset, job.seed)
         trainer.prepare(images, captions, lambda i, n: ctx.check())
         extra = trainer.load_checkpoint(folder) or {}
         run = _Run(ctx, job, trainer, folder, extra.get("samples", []), trainer.step)
+        run.prompts = captions[:1]
         run.loop()
         return run.finish(captions[0], len(images))
+
+
+def _captions(ctx: TrainTaskContext, job: TrainJob,
+              pairs: list[tuple[str, Image.Image]]) -> list[str]:
+    """Each image's caption: remembered by an earlier attempt, else built from the user's
+    caption or the captioner's (cached per file, so each image is captioned once)."""
+    remembered = ctx.params.get(CAPTIONS)
+    if isinstance(remembered, dict) and all(fid in remembered for fid, _ in pairs):
+        return [str(remembered[fid]) for fid, _ in pairs]
+    known = ctx.datasets.captions([fid for fid, _ in pairs])
+    captioner = ctx.captioner
+    by = str(getattr(captioner, "name", type(captioner).__name__)) if captioner else ""
+    used: dict[str, str] = {}
+    for number, (fid, image) in enumerate(pairs):
+        cached = known.get(fid)
+        if cached is not None and cached.user:
+            used[fid] = training_caption(job.trigger_word, job.main_body, cached.user, True)
+            continue
+        text = cached.auto if cached is not None and cached.auto_by == by else None
+        if text is None and captioner is not None:
+            ctx.progress(0.0, {"phase": "captioning", "step": 0, "captioned": number,
+                               "images": len(pairs)})
+            text = captioner(image)
+            ctx.datasets.cache_auto_caption(fid, text, by)
+        used[fid] = training_caption(job.trigger_word, job.main_body, text)
+    ctx.remember(CAPTIONS, used)
+    return [used[fid] for fid, _ in pairs]
 
 
 class _Run:
@@ -162,6 +198,7 @@ class _Run:
         self.resumed_from = resumed_from
         # A resumed run's checkpoint holds every loss so far: its curve starts where it was.
         self.history = LossHistory(trainer.losses)
+        self.prompts: list[str] = []
         self.started = time.monotonic()
         self.last_checkpoint = time.monotonic()
         self.last_yield = time.monotonic()
@@ -188,16 +225,18 @@ class _Run:
 
     def sample(self) -> None:
         step = self.trainer.step
-        # The training caption itself: previews show what a prompt with the trigger gives.
-        prompt = base_caption(self.job.trigger_word, self.job.main_body)
-        image = self.trainer.sample(prompt, seed=self.job.seed)
-        out = io.BytesIO()
-        image.save(out, format="PNG")
-        info = self.ctx.files.save(
-            self.ctx.task.user_id, out.getvalue(), "image/png", SAMPLE_KIND, image.width,
-            image.height, file_id=sample_file_id(self.ctx.task.id, step))
+        # The user's preview prompts, else the first training caption: previews show what
+        # a prompt with the trigger gives as training goes on.
+        prompts = self.job.sample_prompts or self.prompts
         self.samples = [s for s in self.samples if s["step"] != step]
-        self.samples.append({"step": step, "file_id": info.id})
+        for index, prompt in enumerate(prompts):
+            image = self.trainer.sample(prompt, seed=self.job.seed)
+            out = io.BytesIO()
+            image.save(out, format="PNG")
+            info = self.ctx.files.save(
+                self.ctx.task.user_id, out.getvalue(), "image/png", SAMPLE_KIND, image.width,
+                image.height, file_id=sample_file_id(self.ctx.task.id, step, index))
+            self.samples.append({"step": step, "file_id": info.id, "prompt": prompt})
 
     def loop(self) -> None:
         preset, trainer = self.preset, self.trainer
@@ -237,7 +276,7 @@ class _Run:
             "alpha": self.preset.alpha, "steps": trainer.step,
             "learning_rate": self.preset.learning_rate, "batch_size": self.preset.batch_size,
             "resolution": self.preset.resolution, "seed": job.seed, "images": image_count,
-            "target_modules": list(TARGET_MODULES),
+            "target_modules": list(TARGET_MODULES), "buckets": trainer.bucket_summary,
             "final_loss": round(sum(losses[-20:]) / max(1, len(losses[-20:])), 6),
             "train_seconds": round(trainer.elapsed, 1), "task_id": self.ctx.task.id,
         }

@@ -16,6 +16,9 @@ log = structlog.get_logger(__name__)
 
 FIELD = "init_img"
 KIND = "upload"
+# A training caption is a sentence or two; SD's text encoders read 77 tokens anyway.
+MAX_CAPTION = 1000
+CAPTION_SUFFIX = ".txt"
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,48 @@ def check_count(count: int, settings: Settings) -> None:
     if count > settings.upload_max_files:
         raise BadRequest(f"{FIELD}: at most {settings.upload_max_files} files per request "
                          f"(upload_max_files); got {count}", field=FIELD)
+
+
+def _stem(filename: str) -> str:
+    name = filename.replace("\\", "/").rsplit("/", 1)[-1]
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def caption_text(data: bytes, field: str) -> str:
+    """A caption file's text: UTF-8, one line or a few, at most MAX_CAPTION characters."""
+    try:
+        text = " ".join(data.decode("utf-8-sig").split())
+    except UnicodeDecodeError:
+        raise BadRequest(f"{field}: a caption file must be UTF-8 text", field=field) from None
+    if not text:
+        raise BadRequest(f"{field}: the caption file is empty", field=field)
+    if len(text) > MAX_CAPTION:
+        raise BadRequest(f"{field}: a caption is at most {MAX_CAPTION} characters "
+                         f"(got {len(text)})", field=field)
+    return text
+
+
+def split_captions(uploads: Sequence[Upload]) -> tuple[list[Upload], dict[int, str]]:
+    """Images, and the captions of ``.txt`` files sent beside them (kohya's layout: the
+    caption of ``cat1.png`` is ``cat1.txt``), keyed by the image's index among the images.
+    A ``.txt`` with no image of its name stays among the images, to be refused as one."""
+    stems: dict[str, None] = {}
+    for upload in uploads:
+        if upload.filename and not upload.filename.lower().endswith(CAPTION_SUFFIX):
+            stems.setdefault(_stem(upload.filename))
+    is_caption = [u.filename.lower().endswith(CAPTION_SUFFIX) and _stem(u.filename) in stems
+                  for u in uploads]
+    images = [u for u, caption in zip(uploads, is_caption, strict=True) if not caption]
+    by_stem: dict[str, int] = {}
+    for index, upload in enumerate(images):
+        if upload.filename:
+            by_stem.setdefault(_stem(upload.filename), index)
+    captions: dict[int, str] = {}
+    for index, upload in enumerate(uploads):
+        if is_caption[index]:
+            captions[by_stem[_stem(upload.filename)]] = caption_text(upload.data,
+                                                                     f"{FIELD}[{index}]")
+    return images, captions
 
 
 def store_uploads(files: FileService, settings: Settings, user_id: int,

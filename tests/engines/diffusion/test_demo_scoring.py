@@ -18,6 +18,7 @@ def test_read_image_recovers_the_drawn_combo(combo: shapes.Combo) -> None:
         assert reading.colour == combo.colour
         assert reading.background == combo.background
         assert reading.shape == combo.shape
+        assert reading.shape_by_fill == combo.shape
         assert scoring.iou(reading.mask, mask) > 0.8
 
 
@@ -39,6 +40,19 @@ def test_fill_ratio_separates_the_shapes() -> None:
     assert fills["square"] > 0.95
     assert 0.7 < fills["circle"] < 0.85
     assert 0.4 < fills["triangle"] < 0.65
+
+
+def test_fill_reading_is_independent_of_the_template_reading() -> None:
+    """The fill reading uses only area over box, the template reading where the pixels
+    lie: an upside-down triangle still fills half its box (a triangle by fill), but
+    overlaps the upright triangle template least (not a triangle by IoU).  Two readings
+    that can disagree, which is why the eval reports both."""
+    _, mask = shapes.draw("red", "triangle", "blue", np.random.default_rng(0),
+                          placement=shapes.Placement(16, 16, 24))
+    flipped = mask[::-1]
+    assert scoring.shape_by_fill(flipped) == "triangle"
+    assert scoring.classify_shape(flipped) != "triangle"
+    assert scoring.shape_by_fill(np.zeros((8, 8), bool)) is None
 
 
 def test_star_is_told_from_base_shapes_when_a_candidate() -> None:

@@ -21,7 +21,7 @@ from ronghe.api.training.protocol import (
 from ronghe.datasets.service import DatasetInfo, DatasetService
 from ronghe.errors import BadRequest
 from ronghe.services import Services
-from ronghe.uploads.service import FIELD, Upload, check_count, store_uploads
+from ronghe.uploads.service import FIELD, Upload, check_count, split_captions, store_uploads
 
 router = APIRouter(tags=["training"])
 DEFAULT_PER_PAGE = 20
@@ -50,7 +50,11 @@ def _upload(request: Request, user: TokenUser, services: Services, parts: list[U
     content = [[u.filename, hashlib.sha256(u.data).hexdigest()] for u in uploads]
 
     def work() -> dict[str, Any]:
-        stored = store_uploads(services.files, services.settings, user.id, uploads)
+        images, captions = split_captions(uploads)
+        stored = store_uploads(services.files, services.settings, user.id, images)
+        if captions:
+            services.datasets.set_user_captions({stored[i].id: text
+                                                 for i, text in captions.items()})
         base = str(request.base_url)
         return miaohua_ok([services.files.url(i, base) for i in stored]).model_dump(mode="json")
 
@@ -91,7 +95,7 @@ def describe(info: DatasetInfo, services: Services, base_url: str) -> DatasetRow
                       demo_picture=urls[0] if urls else "",
                       create_time=info.created_at.strftime(TIME_FORMAT),
                       update_time=info.updated_at.strftime(TIME_FORMAT),
-                      images=urls, images_num=len(urls))
+                      images=urls, captions=list(info.captions), images_num=len(urls))
 
 
 @router.post("/api/v1b/dataset", summary="Create a dataset from uploaded images",
@@ -100,7 +104,8 @@ def describe(info: DatasetInfo, services: Services, base_url: str) -> DatasetRow
 def create_dataset(body: DatasetCreate, user: TokenUser, services: ServicesDep,
                    response: Response, key: IdempotencyKeyHeader = None) -> Any:
     def work() -> dict[str, Any]:
-        info = _datasets(services).create(user.id, body.name, body.description, body.images)
+        info = _datasets(services).create(user.id, body.name, body.description, body.images,
+                                          body.captions)
         return miaohua_ok(DatasetCreated(dataset_id=info.id)).model_dump(mode="json")
 
     return idempotent(services, user, key, "dataset", body, response, work)
@@ -125,7 +130,7 @@ def dataset_all(request: Request, user: TokenUser, services: ServicesDep,
 @router.post("/api/v1b/dataset/add_images", summary="Add uploaded images to a dataset",
              responses=errors(Family.MIAOHUA, *SIGNED_IN, 404))
 def add_images(body: DatasetImages, user: TokenUser, services: ServicesDep) -> MiaohuaOk[str]:
-    _datasets(services).add_images(user.id, body.dataset, body.images)
+    _datasets(services).add_images(user.id, body.dataset, body.images, body.captions)
     return miaohua_ok("", msg="OK")
 
 

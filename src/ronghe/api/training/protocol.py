@@ -6,16 +6,26 @@ service runs.  ``token`` is declared for the docs only: the auth dependency read
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ronghe.api.envelopes import Body, MiaohuaFlat
 from ronghe.api.fields import Id
-from ronghe.datasets.service import MAX_DESCRIPTION, MAX_IMAGES, MAX_NAME
+from ronghe.datasets.service import MAX_CAPTION, MAX_DESCRIPTION, MAX_IMAGES, MAX_NAME
 from ronghe.engines.training.history import MAX_POINTS
 from ronghe.jobs.status import Status
 
 AUTO_BASE_MODEL = "自动选择"
 MAX_DATASETS_PER_TRAINING = 20
+# Preview prompts of one training: each is rendered at every preview step.
+MAX_SAMPLE_PROMPTS = 4
+MAX_SAMPLE_PROMPT = 500
+
+CaptionText = Annotated[str, Field(max_length=MAX_CAPTION)]
+CAPTIONS = Field(default=None, max_length=MAX_IMAGES,
+                 description="your own caption of each image, in the order of images ('' for "
+                 "none); wins over the automatic one")
 
 TokenField = Field(default=None, description="get_token token (or Authorization: Bearer)")
 
@@ -35,6 +45,7 @@ class DatasetCreate(_Body):
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
     images: list[str] = Field(min_length=1, max_length=MAX_IMAGES,
                               description="image URLs returned by upload_imgs")
+    captions: list[CaptionText] | None = CAPTIONS
 
     _empty = field_validator("description", mode="before")(_none_to_empty)
 
@@ -47,6 +58,7 @@ class DatasetPage(_Body):
 class DatasetImages(_Body):
     dataset: Id = Field(description="the dataset_id")
     images: list[str] = Field(min_length=1, max_length=MAX_IMAGES)
+    captions: list[CaptionText] | None = CAPTIONS
 
 
 class TrainSubmit(_Body):
@@ -68,6 +80,11 @@ class TrainSubmit(_Body):
     webhook: str = Field(default="", max_length=2048)
     callback_url: str = Field(default="", max_length=2048)
     webhook_events_filter: list[str] | None = Field(default=None, max_length=3)
+    # Issue 17: prompts the training previews render (default: the first training caption).
+    sample_prompts: list[Annotated[str, Field(min_length=1, max_length=MAX_SAMPLE_PROMPT)]] = (
+        Field(default_factory=list, max_length=MAX_SAMPLE_PROMPTS,
+              description=f"up to {MAX_SAMPLE_PROMPTS} prompts for the previews, each "
+              f"1-{MAX_SAMPLE_PROMPT} characters"))
 
     _empty = field_validator("description", "trigger_word", "webhook", "callback_url",
                              mode="before")(_none_to_empty)
@@ -114,6 +131,7 @@ class TrainSubmitted(Body):
 class Sample(Body):
     step: int
     url: str = Field(description="signed URL of an image rendered at that step")
+    prompt: str = Field(description="the prompt it was rendered from")
 
 
 class TrainProgress(MiaohuaFlat):
@@ -142,6 +160,8 @@ class TrainProgress(MiaohuaFlat):
     resumed_from_step: int = Field(description="the checkpoint step a restart resumed from")
     preview_images: list[str]
     samples: list[Sample]
+    captions: list[str] = Field(description="the caption of each training image, in order "
+                                "(empty until the training has captioned them)")
     select_seed: int | None = Field(description="the training's seed")
     wait_time: int = Field(ge=0, description="tasks that will run before this one in its "
                            "queue; 0 when running or finished")
@@ -164,6 +184,8 @@ class DatasetRow(Body):
     create_time: str
     update_time: str
     images: list[str] = Field(description="signed URLs of its images")
+    captions: list[str | None] = Field(description="per image: your caption, else the "
+                                       "automatic one, else null (not captioned yet)")
     images_num: int
 
 

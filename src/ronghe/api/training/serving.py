@@ -31,7 +31,7 @@ from ronghe.jobs.status import Status
 from ronghe.jobs.store import TaskView
 from ronghe.queues import Kind, Queue
 from ronghe.services import Services
-from ronghe.tasks.training import TrainJob, work_dir
+from ronghe.tasks.training import CAPTIONS, TrainJob, work_dir
 from ronghe.webhooks.request import PARAM as WEBHOOK
 from ronghe.webhooks.request import task_webhook
 
@@ -93,7 +93,8 @@ class TrainingService:
             task_id=task_id)
         job = TrainJob(lora_id=lora.id, name=name, base_model=entry.name, family=entry.family,
                        trigger_word=req.trigger_word, main_body=main_body, file_ids=file_ids,
-                       preset=preset.to_dict(), seed=seed)
+                       preset=preset.to_dict(), seed=seed,
+                       sample_prompts=[" ".join(p.split()) for p in req.sample_prompts])
         params = job.to_params()
         if hook is not None:
             params[WEBHOOK] = hook
@@ -189,6 +190,7 @@ class TrainingService:
             resumed_from_step=detail.get("resumed_from_step", 0),
             preview_images=[s.url for s in samples],
             samples=samples,
+            captions=_captions(task.params, job.file_ids),
             select_seed=job.seed,
             wait_time=self.services.tasks.wait_time(task),
         )
@@ -206,7 +208,8 @@ class TrainingService:
             info = self.services.files.get(str(sample["file_id"]), user_id)
         except NotFound:
             return None
-        return Sample(step=sample["step"], url=self.services.files.url(info, base_url))
+        return Sample(step=sample["step"], url=self.services.files.url(info, base_url),
+                      prompt=str(sample.get("prompt", "")))
 
     def _reconcile(self, lora: LoraInfo, task: TaskView | None = None) -> LoraInfo:
         """An entry still 'training' whose task ended without the handler saying so."""
@@ -223,6 +226,14 @@ class TrainingService:
                           ignore_errors=True)
             return self.services.loras.update(lora.id, state=task.state.value)
         return lora
+
+
+def _captions(params: dict[str, Any], file_ids: list[str]) -> list[str]:
+    """The captions the training used, in image order (set once it has captioned them)."""
+    used = params.get(CAPTIONS)
+    if not isinstance(used, dict):
+        return []
+    return [str(used[fid]) for fid in file_ids if fid in used]
 
 
 def _main_body(value: str) -> str:

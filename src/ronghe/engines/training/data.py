@@ -1,26 +1,59 @@
-"""Turning a dataset's images into the square tensors the trainer caches latents from."""
+"""Turning a dataset's images into the tensors the trainer caches latents from.
+
+Aspect-ratio buckets (kohya's and SimpleTuner's "bucketing"): a non-square image is not
+cropped to a square, it is scaled to the bucket of the nearest aspect ratio (a fixed set,
+each about ``resolution``² pixels) and trained at that size, so a portrait keeps its head and
+feet.  Every batch is drawn from one bucket, since a batch tensor has one size.
+"""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 from PIL import Image
 
+# width / height of the buckets: square, 4:3, 3:2 and 16:9, each way round.
+ASPECTS: tuple[float, ...] = (1.0, 4 / 3, 3 / 4, 3 / 2, 2 / 3, 16 / 9, 9 / 16)
 
-def to_square(image: Image.Image, size: int) -> Image.Image:
-    """RGB, shorter side scaled to ``size``, centre-cropped: the usual SD training framing."""
+
+def bucket_sizes(resolution: int) -> list[tuple[int, int]]:
+    """(width, height) of each bucket: about resolution² pixels, sides multiples of 64
+    (8 for tiny models), so SD's 8x VAE downsampling and the UNet's 3 halvings divide them."""
+    step = 64 if resolution >= 256 else 8
+    sizes: dict[tuple[int, int], None] = {}
+    for aspect in ASPECTS:
+        width = max(step, round(resolution * math.sqrt(aspect) / step) * step)
+        height = max(step, round(resolution / math.sqrt(aspect) / step) * step)
+        sizes[(width, height)] = None
+    return list(sizes)
+
+
+def nearest_bucket(width: int, height: int, buckets: list[tuple[int, int]]) -> tuple[int, int]:
+    ratio = math.log(width / height)
+    return min(buckets, key=lambda b: (abs(math.log(b[0] / b[1]) - ratio), b))
+
+
+def to_size(image: Image.Image, width: int, height: int) -> Image.Image:
+    """RGB, scaled to cover width x height, centre-cropped (transparency becomes white)."""
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         # Transparent areas become white rather than whatever colour they hide.
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(canvas, rgba)
     image = image.convert("RGB")
-    scale = size / min(image.size)
-    width = max(size, round(image.width * scale))
-    height = max(size, round(image.height * scale))
-    image = image.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    left, top = (width - size) // 2, (height - size) // 2
-    return image.crop((left, top, left + size, top + size))
+    scale = max(width / image.width, height / image.height)
+    cover_w = max(width, round(image.width * scale))
+    cover_h = max(height, round(image.height * scale))
+    image = image.resize((cover_w, cover_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    left, top = (cover_w - width) // 2, (cover_h - height) // 2
+    return image.crop((left, top, left + width, top + height))
+
+
+def to_square(image: Image.Image, size: int) -> Image.Image:
+    """Shorter side scaled to ``size``, centre-cropped: the usual square SD framing."""
+    return to_size(image, size, size)
 
 
 def to_tensor(images: list[Image.Image]) -> torch.Tensor:

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ronghe.engines.training.data import to_square, to_tensor
+from ronghe.engines.training.data import bucket_sizes, nearest_bucket, to_size, to_tensor
 from ronghe.engines.training.presets import TARGET_MODULES, Preset
 
 CHECKPOINT = "checkpoint.pt"
@@ -54,6 +54,18 @@ def load_pipeline(model_dir: Path) -> Any:
         requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+class _Bucket:
+    """The cached latents of one aspect-ratio bucket and its base-model anchors."""
+
+    def __init__(self, size: tuple[int, int], latents: torch.Tensor, flipped: torch.Tensor,
+                 caption_of: torch.Tensor) -> None:
+        self.size = size
+        self.latents = latents
+        self.flipped = flipped
+        self.caption_of = caption_of
+        self.anchors: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
 
 class LoraTrainer:
@@ -90,42 +102,57 @@ class LoraTrainer:
         self.step = 0
         self.losses: list[float] = []
         self.elapsed = 0.0
-        self.latents: torch.Tensor | None = None
-        self.flipped: torch.Tensor | None = None
+        # One per aspect-ratio bucket; a square dataset (or the demo preset) has one.
+        self.buckets: list[_Bucket] = []
         self.embeddings: torch.Tensor | None = None
-        self.caption_of = torch.zeros(0, dtype=torch.long)
+        # Per distinct caption: the row of its trigger-only form (kohya's keep_tokens=1),
+        # used instead of it at the rate caption_tag_dropout.
+        self.short_of = torch.zeros(0, dtype=torch.long)
         self.empty: torch.Tensor | None = None
-        self.anchors: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     # --- data
 
     @torch.no_grad()
     def prepare(self, images: list[Image.Image], captions: list[str],
                 on_item: Callable[[int, int], None] | None = None) -> None:
-        """Cache latents (and flipped latents) of every image and each caption's embedding."""
+        """Cache latents (and flipped latents) of every image, bucket by bucket, and each
+        caption's embedding."""
         if not images or len(images) != len(captions):
             raise ValueError("prepare needs one caption per image and at least one image")
         size = self.preset.resolution
-        latents, flipped = [], []
-        for index, image in enumerate(images):
-            pixels = to_tensor([to_square(image, size)])
-            latents.append(self._encode(pixels))
-            flipped.append(self._encode(torch.flip(pixels, dims=[3])) if self.preset.flip
-                           else latents[-1])
+        sizes = bucket_sizes(size) if self.preset.buckets else [(size, size)]
+        unique = list(dict.fromkeys(captions))
+        shorts = [c.split(",", 1)[0].strip() for c in unique]
+        every = list(dict.fromkeys(unique + shorts))
+        position = {caption: i for i, caption in enumerate(every)}
+        grouped: dict[tuple[int, int], list[tuple[torch.Tensor, torch.Tensor, int]]] = {}
+        for index, (image, caption) in enumerate(zip(images, captions, strict=True)):
+            width, height = nearest_bucket(image.width, image.height, sizes)
+            pixels = to_tensor([to_size(image, width, height)])
+            latent = self._encode(pixels)
+            flipped = (self._encode(torch.flip(pixels, dims=[3])) if self.preset.flip
+                       else latent)
+            grouped.setdefault((width, height), []).append((latent, flipped, position[caption]))
             if on_item is not None:
                 on_item(index + 1, len(images))
-        self.latents = torch.cat(latents)
-        self.flipped = torch.cat(flipped)
-        unique = list(dict.fromkeys(captions))
-        table = torch.cat([self._embed(unique[i:i + ENCODE_CHUNK])
-                           for i in range(0, len(unique), ENCODE_CHUNK)])
-        # One embedding per distinct caption; images point at theirs.
-        position = {caption: i for i, caption in enumerate(unique)}
-        self.embeddings = table
-        self.caption_of = torch.tensor([position[c] for c in captions])
+        self.buckets = [_Bucket(key, torch.cat([i[0] for i in items]),
+                                torch.cat([i[1] for i in items]),
+                                torch.tensor([i[2] for i in items]))
+                        for key, items in sorted(grouped.items())]
+        self.embeddings = torch.cat([self._embed(every[i:i + ENCODE_CHUNK])
+                                     for i in range(0, len(every), ENCODE_CHUNK)])
+        self.short_of = torch.arange(len(every))
+        for caption, short in zip(unique, shorts, strict=True):
+            self.short_of[position[caption]] = position[short]
         self.empty = self._embed([""])[0]
         if self.preset.keep_unconditional > 0:
-            self._prepare_anchors()
+            for number, bucket in enumerate(self.buckets):
+                bucket.anchors = self._prepare_anchors(bucket, number)
+
+    @property
+    def bucket_summary(self) -> list[dict[str, int]]:
+        return [{"width": b.size[0], "height": b.size[1], "images": len(b.latents)}
+                for b in self.buckets]
 
     def _encode(self, pixels: torch.Tensor) -> torch.Tensor:
         # The distribution's mean: a cached sample would freeze one draw of VAE noise anyway.
@@ -139,7 +166,8 @@ class LoraTrainer:
         return self.text_encoder(ids)[0]
 
     @torch.no_grad()
-    def _prepare_anchors(self) -> None:
+    def _prepare_anchors(self, bucket: _Bucket,
+                         number: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Base-model predictions for empty captions on a pool of noisy training latents.
 
         Classifier-free guidance extrapolates from the unconditional prediction towards the
@@ -150,13 +178,12 @@ class LoraTrainer:
         the frozen base model's own prediction as the target, which keeps that difference
         the LoRA's.  The targets do not depend on the LoRA, so they are computed once here
         (with the adapter switched off) instead of by an extra forward pass every step."""
-        assert self.latents is not None and self.flipped is not None
         assert self.empty is not None
         size = ANCHORS_PER_BATCH_ITEM * self.preset.batch_size
-        generator = torch.Generator().manual_seed(self.seed + 1)
-        index = torch.randint(0, len(self.latents), (size,), generator=generator)
+        generator = torch.Generator().manual_seed(self.seed + 1 + number)
+        index = torch.randint(0, len(bucket.latents), (size,), generator=generator)
         flip = (torch.rand(size, generator=generator) < 0.5).view(-1, 1, 1, 1)
-        clean = torch.where(flip, self.flipped[index], self.latents[index])
+        clean = torch.where(flip, bucket.flipped[index], bucket.latents[index])
         noise = torch.randn(clean.shape, generator=generator)
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps, (size,),
                                   generator=generator)
@@ -171,22 +198,26 @@ class LoraTrainer:
                                          encoder_hidden_states=empty).sample)
         finally:
             self.unet.enable_adapters()
-        self.anchors = (noisy, timesteps, torch.cat(targets))
+        return noisy, timesteps, torch.cat(targets)
 
     # --- training
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Noisy latents, timesteps, embeddings and targets of step ``step``, a pure function
         of it (and of the seed)."""
-        assert self.latents is not None and self.flipped is not None
-        assert self.embeddings is not None
+        assert self.buckets and self.embeddings is not None
         rng = np.random.default_rng([self.seed, step])
-        count = len(self.latents)
+        bucket = self.buckets[0]
+        if len(self.buckets) > 1:
+            # Buckets take turns in proportion to their images, as kohya's loader does.
+            counts = np.array([len(b.latents) for b in self.buckets], dtype=np.float64)
+            bucket = self.buckets[int(rng.choice(len(self.buckets), p=counts / counts.sum()))]
+        count = len(bucket.latents)
         size = self.preset.batch_size
         index = (rng.permutation(count)[:size] if size <= count
                  else rng.integers(0, count, size=size))
         flip = torch.from_numpy(rng.random(len(index)) < 0.5).view(-1, 1, 1, 1)
-        latents = torch.where(flip, self.flipped[index], self.latents[index])
+        latents = torch.where(flip, bucket.flipped[index], bucket.latents[index])
         generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
         noise = torch.randn(latents.shape, generator=generator)
         timesteps = torch.randint(0, self.noise_scheduler.config.num_train_timesteps,
@@ -196,11 +227,15 @@ class LoraTrainer:
             target = self.noise_scheduler.get_velocity(latents, noise, timesteps)
         else:
             target = noise
-        embeddings = self.embeddings[self.caption_of[index]]
+        rows_of = bucket.caption_of[index]
+        if self.preset.caption_tag_dropout > 0:
+            short = torch.from_numpy(rng.random(len(index)) < self.preset.caption_tag_dropout)
+            rows_of = torch.where(short, self.short_of[rows_of], rows_of)
+        embeddings = self.embeddings[rows_of]
         keep = np.flatnonzero(rng.random(len(index)) < self.preset.keep_unconditional)
-        if len(keep) and self.anchors is not None:
+        if len(keep) and bucket.anchors is not None:
             assert self.empty is not None
-            pool_noisy, pool_timesteps, pool_targets = self.anchors
+            pool_noisy, pool_timesteps, pool_targets = bucket.anchors
             pick = torch.from_numpy(rng.integers(0, len(pool_noisy), size=len(keep)))
             rows = torch.from_numpy(keep)
             noisy[rows] = pool_noisy[pick]

@@ -36,6 +36,13 @@ class Preset:
     # Share of samples trained as "empty caption -> the base model's own prediction", which
     # keeps classifier-free guidance working (see LoraTrainer._keep_unconditional).
     keep_unconditional: float = 0.0
+    # Aspect-ratio buckets for non-square datasets (engines/training/data.py); off: every
+    # image is centre-cropped to a square.
+    buckets: bool = False
+    # Share of samples trained on the caption's first comma-separated part alone (the
+    # trigger and class word), kohya's caption_tag_dropout_rate with keep_tokens=1: the
+    # trigger then carries the concept by itself, not only beside the description.
+    caption_tag_dropout: float = 0.0
 
     @property
     def alpha(self) -> float:
@@ -52,10 +59,10 @@ class Preset:
 
 _DEMO = Preset(rank=4, learning_rate=5e-3, steps=300, batch_size=8, resolution=32, flip=True,
                warmup_steps=20, checkpoint_every=25, sample_every=100, sample_steps=20,
-               sample_guidance=5.0, keep_unconditional=0.25)
+               sample_guidance=5.0, keep_unconditional=0.25, caption_tag_dropout=0.3)
 _SD15 = Preset(rank=16, learning_rate=1e-4, steps=1500, batch_size=1, resolution=512, flip=True,
                warmup_steps=100, checkpoint_every=100, sample_every=250, sample_steps=25,
-               sample_guidance=7.0)
+               sample_guidance=7.0, buckets=True, caption_tag_dropout=0.1)
 
 # How each main_body departs from its family's base preset.
 _BODY_CHANGES: dict[str, dict[str, dict[str, Any]]] = {

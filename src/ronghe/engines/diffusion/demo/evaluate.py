@@ -35,6 +35,13 @@ class Report:
     controlnet_colour: float | None
     seconds_per_image: float
     settings: dict
+    # The second reading of the shape (fill ratio of its bounding box), and how often the
+    # two readings agree with each other.
+    shape_by_fill: float = float("nan")
+    shape_readings_agree: float = float("nan")
+    # Median fill ratio of the generated shapes, per prompted shape (ideal: square 1.0,
+    # circle 0.785, triangle 0.5): how far from crisp geometry they are.
+    median_fill: dict[str, float] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
     control_samples: list[Sample] = field(default_factory=list)
 
@@ -43,6 +50,8 @@ class Report:
             "shape_colour_accuracy": round(self.colour, 3),
             "background_colour_accuracy": round(self.background, 3),
             "shape_accuracy": round(self.shape, 3),
+            "shape_accuracy_by_fill": round(self.shape_by_fill, 3),
+            "shape_readings_agree": round(self.shape_readings_agree, 3),
             "controlnet_iou": (
                 None if self.controlnet_iou is None else round(self.controlnet_iou, 3)
             ),
@@ -107,6 +116,12 @@ def evaluate(
         colour=rate([s.reading.colour == s.combo.colour for s in samples]),
         background=rate([s.reading.background == s.combo.background for s in samples]),
         shape=rate([s.reading.shape == s.combo.shape for s in samples]),
+        shape_by_fill=rate([s.reading.shape_by_fill == s.combo.shape for s in samples]),
+        shape_readings_agree=rate([s.reading.shape_by_fill == s.reading.shape
+                                   for s in samples]),
+        median_fill={shape: round(statistics.median(s.reading.fill for s in samples
+                                                    if s.combo.shape == shape), 3)
+                     for shape in sorted({s.combo.shape for s in samples})},
         controlnet_iou=(
             statistics.fmean(s.iou for s in control_samples if s.iou is not None)
             if control_samples

@@ -93,6 +93,22 @@ def fill_ratio(mask: np.ndarray) -> float:
     return float(mask.sum() / box)
 
 
+# Fill ratio of each base shape's bounding box: the second, independent shape reading.
+FILL_RATIOS: dict[str, float] = {"square": 1.0, "circle": float(np.pi / 4), "triangle": 0.5}
+
+
+def shape_by_fill(mask: np.ndarray) -> str | None:
+    """The base shape whose bounding-box fill ratio is nearest the mask's.
+
+    Independent of ``classify_shape``: it reads only the area over the box, never where
+    the pixels lie, so a four-lobed circle (fill ~0.85) or a square with pinched sides
+    (~0.9) reads differently here than by template IoU."""
+    if mask.sum() < 4:
+        return None
+    fill = fill_ratio(mask)
+    return min(FILL_RATIOS, key=lambda name: abs(FILL_RATIOS[name] - fill))
+
+
 def _template(shape: str, width: int, height: int) -> np.ndarray:
     size = 64
     mask = shapes._draw_mask(shape, shapes.Placement(size / 2, size / 2, size), size)
@@ -149,6 +165,8 @@ class Reading:
     background: str
     fill: float
     mask: np.ndarray
+    # The second reading of the shape, by fill ratio alone (None: no shape found).
+    shape_by_fill: str | None = None
 
 
 def read_image(image: Image.Image | np.ndarray, candidates: tuple[str, ...] = shapes.SHAPES,
@@ -160,4 +178,5 @@ def read_image(image: Image.Image | np.ndarray, candidates: tuple[str, ...] = sh
         background=background_colour(image, palette),
         fill=fill_ratio(mask),
         mask=mask,
+        shape_by_fill=shape_by_fill(mask),
     )

@@ -136,32 +136,36 @@ def _polygon(shape: str, p: Placement, scale: float) -> list[tuple[float, float]
 def _draw_mask(shape: str, p: Placement, resolution: int) -> Image.Image:
     scale = SUPERSAMPLE
     big = Image.new("L", (resolution * scale, resolution * scale), 0)
-    draw = ImageDraw.Draw(big)
+    draw_shape(ImageDraw.Draw(big), shape, p, scale)
+    return big.reduce(scale)
+
+
+def draw_shape(pen: ImageDraw.ImageDraw, shape: str, p: Placement, scale: float) -> None:
+    """Fill ``shape`` at placement ``p`` (in pixels of the final image, times ``scale``)."""
     cx, cy, h = p.cx * scale, p.cy * scale, p.size * scale / 2
     box = (cx - h, cy - h, cx + h, cy + h)
     polygon = _polygon(shape, p, scale)
     if shape == "circle":
-        draw.ellipse(box, fill=255)
+        pen.ellipse(box, fill=255)
     elif shape == "square":
-        draw.rectangle(box, fill=255)
+        pen.rectangle(box, fill=255)
     elif shape == "ring":
-        draw.ellipse(box, fill=255)
+        pen.ellipse(box, fill=255)
         inner = h * 0.5
-        draw.ellipse((cx - inner, cy - inner, cx + inner, cy + inner), fill=0)
+        pen.ellipse((cx - inner, cy - inner, cx + inner, cy + inner), fill=0)
     elif shape == "cross":
         arm = h / 3
-        draw.rectangle((cx - arm, cy - h, cx + arm, cy + h), fill=255)
-        draw.rectangle((cx - h, cy - arm, cx + h, cy + arm), fill=255)
+        pen.rectangle((cx - arm, cy - h, cx + arm, cy + h), fill=255)
+        pen.rectangle((cx - h, cy - arm, cx + h, cy + arm), fill=255)
     elif shape == "heart":
         r = h / 2
-        draw.ellipse((cx - h, cy - h, cx, cy), fill=255)
-        draw.ellipse((cx, cy - h, cx + h, cy), fill=255)
-        draw.polygon([(cx - h + 1, cy - r / 2), (cx + h - 1, cy - r / 2), (cx, cy + h)], fill=255)
+        pen.ellipse((cx - h, cy - h, cx, cy), fill=255)
+        pen.ellipse((cx, cy - h, cx + h, cy), fill=255)
+        pen.polygon([(cx - h + 1, cy - r / 2), (cx + h - 1, cy - r / 2), (cx, cy + h)], fill=255)
     elif polygon is not None:
-        draw.polygon(polygon, fill=255)
+        pen.polygon(polygon, fill=255)
     else:
         raise ValueError(f"unknown shape {shape!r}")
-    return big.reduce(scale)
 
 
 def colour_rgb(name: str) -> tuple[int, int, int]:

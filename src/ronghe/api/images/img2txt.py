@@ -1,0 +1,84 @@
+"""``POST /api/v1b/img2txt``: the caption of one of your uploaded images (later edition).
+
+The vendor answers synchronously, ``{code: 0, info: "<caption>", msg: ""}``.  Here the
+caption is a task of kind ``caption`` on the image queue: the image worker runs it under
+the CPU budget, it counts against the user's task limits (429 beyond them), and this async
+route only polls the task table while it waits, so the event loop never runs the model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+import anyio
+from fastapi import APIRouter
+
+from ronghe.api.deps import ServicesDep, TokenUser
+from ronghe.api.envelopes import Family, MiaohuaOk, errors, miaohua_ok
+from ronghe.api.images.protocol import Lenient, _text
+from ronghe.api.images.serving import image_file
+from ronghe.db.models import User
+from ronghe.errors import BadRequest, NotReady, Timeout, UpstreamError
+from ronghe.jobs import Status
+from ronghe.queues import Kind, image_queue
+from ronghe.services import Services
+
+router = APIRouter(prefix="/api/v1b", tags=["images"])
+POLL_SECONDS = 0.1
+WAIT_SECONDS = 300.0
+
+
+class Img2TxtRequest(Lenient):
+    init_img: Annotated[str, _text(4096)] = ""
+
+
+def _submit(services: Services, user: User, url: str) -> str:
+    if services.captioner is None:
+        raise NotReady("img2txt: no captioner is configured (captioner_model)")
+    if not url:
+        raise BadRequest("init_img: the URL of an image you uploaded (upload_img) is required",
+                         field="init_img")
+    info = image_file(services, user, url, "init_img")
+    registry = services.image_models
+    entry = registry.get(registry.default_name)
+    # The default model's queue: every image worker serves it, so the caption runs beside
+    # (between) image tasks on the same CPU budget.
+    task = services.tasks.create(user.id, Kind.CAPTION.value, image_queue(entry.family),
+                                 {"file_id": info.id})
+    assert services.dispatcher is not None  # the app sets it before serving
+    services.dispatcher.submit(task)
+    return task.id
+
+
+async def _wait(services: Services, user: User, task_id: str) -> str:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while True:
+        task = await services.db.run_read(services.tasks.get, task_id, user.id)
+        if task.state is Status.DONE:
+            return str((task.result or {}).get("caption", ""))
+        if task.state in (Status.FAILED, Status.CANCELLED):
+            reason = task.error_msg or "no reason given"
+            if reason.startswith("init_img"):
+                raise BadRequest(reason, field="init_img")
+            raise UpstreamError(f"img2txt: captioning failed (task {task.id}): {reason}")
+        if time.monotonic() > deadline:
+            raise Timeout(f"img2txt: no caption after {WAIT_SECONDS:g} s (task {task_id})")
+        await asyncio.sleep(POLL_SECONDS)
+
+
+@router.post("/img2txt", summary="Caption one of your uploaded images",
+             responses=errors(Family.MIAOHUA, 400, 401, 413, 429, 502, 503, 504))
+async def img2txt(body: Img2TxtRequest, user: TokenUser,
+                  services: ServicesDep) -> MiaohuaOk[str]:
+    """``init_img``: a URL upload_img/upload_imgs returned; answers its caption in ``info``."""
+    task_id = await anyio.to_thread.run_sync(_submit, services, user, body.init_img.strip())
+    caption = await _wait(services, user, task_id)
+    return miaohua_ok(caption)
+
+
+def answer(services: Any, task: Any, base_url: str) -> dict[str, Any]:
+    """What task_events and webhooks send for a caption task."""
+    return {"task_id": task.id, "state": task.state.value, "error_msg": task.error_msg,
+            "caption": (task.result or {}).get("caption", "")}

@@ -1,0 +1,82 @@
+"""The demo captioner: its data, a reproducible resumable build, loading through
+transformers' auto classes, and what the shipped weights read on held-out pictures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ronghe.engines.captioning import ImageCaptioner, resolve
+from ronghe.engines.captioning.demo import data, default_captioner_path
+from ronghe.engines.captioning.demo.build import CaptionerConfig, build
+from ronghe.engines.captioning.demo.evaluate import held_out, parse
+from ronghe.engines.diffusion.demo import shapes
+
+SMOKE = CaptionerConfig.smoke(seed=3)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def test_captions_name_colour_shape_and_background() -> None:
+    assert data.caption("orange", "star", "white") == "an orange star on a white background"
+    assert parse("a purple triangle on a white background") == ("purple", "triangle", "white")
+    assert parse("a red circle square on a blue background") == ("red", None, "blue")
+    assert parse("a circle") == (None, "circle", None)
+
+
+def test_held_out_pictures_are_drawn_differently_from_training_ones() -> None:
+    rng = np.random.default_rng(0)
+    train = [data.draw("red", "circle", "blue", rng, data.TRAIN) for _ in range(20)]
+    test, _ = held_out(20)
+    # Hard edges: every held-out pixel is exactly one of the palette's colours.
+    palette = {tuple(c) for c in data.PALETTE.values()}
+    assert all({tuple(p) for p in np.asarray(im).reshape(-1, 3)} <= palette for im in test)
+    # Training pictures are anti-aliased and colour-jittered: many in-between colours.
+    assert all(len(np.unique(np.asarray(im).reshape(-1, 3), axis=0)) > 2 for im in train)
+    assert max(max(im.size) for im in test) > data.TRAIN.max_side
+
+
+def test_resumed_build_equals_straight_build_and_loads_by_auto_classes(tmp_path: Path) -> None:
+    straight = tmp_path / "straight"
+    assert build(straight, SMOKE, tmp_path / "w1", resume=False) is not None
+    resumed = tmp_path / "resumed"
+    assert build(resumed, SMOKE, tmp_path / "w2", resume=False, stop_after=2) is None
+    assert build(resumed, SMOKE, tmp_path / "w2", resume=True) is not None
+    a = load_file(straight / "model.safetensors")
+    b = load_file(resumed / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    captioner = ImageCaptioner(str(straight))
+    image = data.draw("red", "circle", "blue", np.random.default_rng(1))
+    texts = captioner.caption_many([image, image.convert("RGBA")])
+    assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+
+
+def test_unknown_bundled_captioner_and_missing_folder_are_clear_errors(tmp_path: Path) -> None:
+    assert resolve("bundled:demo-captioner") == default_captioner_path()
+    with pytest.raises(ValueError, match="unknown bundled captioner"):
+        resolve("bundled:nope")
+    with pytest.raises(FileNotFoundError, match="captioner_model"):
+        ImageCaptioner(str(tmp_path / "missing"))(shapes.draw("red", "circle", "blue",
+                                                               np.random.default_rng(0))[0])
+
+
+def test_shipped_captioner_names_held_out_colours_and_backgrounds() -> None:
+    """40 held-out pictures (hard edges, 24-320 px, shapes 22-85 % of the side).  The
+    shipped weights name colour and background right on 98 % of the recorded 300-image
+    eval; their shape word is still near chance (0.40, docs/demo-model.md), so it is
+    not asserted here."""
+    images, truths = held_out(40, seed=1)
+    texts = ImageCaptioner("bundled:demo-captioner").caption_many(images)
+    readings = [parse(t) for t in texts]
+    colours = sum(r[0] == t[0] for r, t in zip(readings, truths, strict=True))
+    backgrounds = sum(r[2] == t[2] for r, t in zip(readings, truths, strict=True))
+    assert colours >= 36 and backgrounds >= 36, list(zip(truths, texts, strict=True))
+    assert all(r[1] is not None for r in readings)  # one shape word, always
