@@ -55,7 +55,7 @@ class ImageModelSpec(BaseModel):
     path: str
     family: Literal["demo", "sd15", "sdxl"] = "sd15"
     aliases: list[str] = Field(default_factory=list)
-    # ControlNet name -> a ControlNetModel folder; "bundled:demo-canny" for the demo model.
+    # ControlNet name -> a ControlNetModel folder; "bundled:demo-canny" for the demo's.
     controlnets: dict[str, str] = Field(default_factory=dict)
     default_steps: int | None = Field(default=None, ge=1, le=150)
     min_size: int | None = Field(default=None, ge=8, le=4096)
@@ -75,7 +75,8 @@ def _default_image_models() -> list[ImageModelSpec]:
             path="bundled:demo",
             family="demo",
             aliases=["Artist_V0.1.3"],
-            controlnets={"canny": "bundled:demo-canny"},
+            controlnets={"canny": "bundled:demo-canny", "brightness": "bundled:demo-brightness",
+                         "tile": "bundled:demo-tile"},
             description="Bundled demo model: one coloured shape on a plain background",
         )
     ]
@@ -178,6 +179,8 @@ class Settings(BaseSettings):
     # A small JPEG of the denoising state in task_result's ``preview`` while a task runs.
     image_previews: bool = True
     image_preview_seconds: float = Field(default=1.0, ge=0.2, le=60)
+    # Annotator weights (lllyasviel/Annotators layout) for openpose / lineart processors.
+    controlnet_annotators_path: str = ""
 
     # --- task API: webhooks, idempotent submits, event streams
     # CIDRs webhooks may reach besides public addresses (on-premises receivers, tests).
