@@ -149,14 +149,17 @@ class _Trainer:
         self.optimizer.step()
         return float(loss.detach())
 
-    def run(self) -> bool:
-        last_save, running = time.monotonic(), None
+    def run(self, stop_after: int | None = None) -> bool:
+        """Train to the end (True), or checkpoint and stop (False) on SIGTERM/SIGINT or
+        after ``stop_after`` steps."""
+        last_save, running, done_here = time.monotonic(), None, 0
         bar = tqdm(total=self.config.steps, initial=self.step, desc=self.config.kind,
                    unit="step", mininterval=0.1 if sys.stderr.isatty() else 30.0)
         while self.step < self.config.steps:
             started = time.monotonic()
             loss = self.train_step()
             self.step += 1
+            done_here += 1
             self.elapsed += time.monotonic() - started
             running = loss if running is None else 0.98 * running + 0.02 * loss
             bar.update(1)
@@ -164,7 +167,7 @@ class _Trainer:
             if time.monotonic() - last_save > self.config.checkpoint_minutes * 60:
                 self.save()
                 last_save = time.monotonic()
-            if self.stop_requested:
+            if self.stop_requested or (stop_after is not None and done_here >= stop_after):
                 bar.close()
                 self.save()
                 return False
