@@ -24,7 +24,7 @@ KINDS = ("brightness", "tile")
 
 def trained(kind: str) -> bool:
     meta = json.loads((default_controlnet_path(kind) / "ronghe.json").read_text())
-    return meta.get("controlnet_steps", 0) >= 500
+    return meta.get("controlnet_steps", 0) >= 100  # a smoke stand-in has 3
 
 
 @pytest.fixture
