@@ -55,7 +55,7 @@ class ImageModelSpec(BaseModel):
     path: str
     family: Literal["demo", "sd15", "sd2", "sdxl"] = "sd15"
     aliases: list[str] = Field(default_factory=list)
-    # ControlNet name -> a ControlNetModel folder; "bundled:demo-canny" for the demo model.
+    # ControlNet name -> a ControlNetModel folder; "bundled:demo-canny" for the demo's.
     controlnets: dict[str, str] = Field(default_factory=dict)
     default_steps: int | None = Field(default=None, ge=1, le=150)
     min_size: int | None = Field(default=None, ge=8, le=4096)
@@ -75,7 +75,8 @@ def _default_image_models() -> list[ImageModelSpec]:
             path="bundled:demo",
             family="demo",
             aliases=["Artist_V0.1.3"],
-            controlnets={"canny": "bundled:demo-canny"},
+            controlnets={"canny": "bundled:demo-canny", "brightness": "bundled:demo-brightness",
+                         "tile": "bundled:demo-tile"},
             description="Bundled demo model: one coloured shape on a plain background",
         )
     ]
@@ -187,6 +188,8 @@ class Settings(BaseSettings):
     captioner_model: str = Field(default="bundled:demo-captioner", max_length=4096)
     # Text prompt for prompted captioners (Florence-2: "<CAPTION>"); "" for BLIP, GIT, demo.
     captioner_prompt: str = Field(default="", max_length=512)
+    # Annotator weights (lllyasviel/Annotators layout) for openpose / lineart processors.
+    controlnet_annotators_path: str = ""
 
     # --- task API: webhooks, idempotent submits, event streams
     # CIDRs webhooks may reach besides public addresses (on-premises receivers, tests).

@@ -96,6 +96,63 @@ def _print(report) -> None:
     Console().print(f"median fill ratio per shape: {report.median_fill}")
 
 
+@app.command("build-controlnet")
+def build_controlnet(
+    kind: Annotated[str, typer.Option(help="brightness or tile")],
+    model: Annotated[Path | None, typer.Option(help="Base model folder (default: shipped)")] = None,
+    out: Annotated[Path | None, typer.Option(help="ControlNet folder (default: shipped)")] = None,
+    work: Annotated[Path, typer.Option(help="Checkpoint folder")] = Path("demo-build/work"),
+    steps: Annotated[int, typer.Option(help="ControlNet steps")] = 700,
+    seed: Annotated[int, typer.Option()] = 0,
+    threads: Annotated[int, typer.Option(help="torch threads")] = 2,
+    resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
+    smoke: Annotated[bool, typer.Option(help="A few steps only, to test the machinery")] = False,
+    evaluate: Annotated[bool, typer.Option("--eval/--no-eval", help="Eval and record")] = True,
+) -> None:
+    """Train a brightness or tile ControlNet on the frozen demo model (resumable)."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as for build, see there
+    from ronghe.engines.diffusion.demo import default_controlnet_path, default_model_path
+    from ronghe.engines.diffusion.demo.control_build import KINDS, ControlBuildConfig
+    from ronghe.engines.diffusion.demo.control_build import build as run_build
+
+    if kind not in KINDS:
+        raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="--kind")
+    model = model or default_model_path()
+    out = out or default_controlnet_path(kind)
+    config = (ControlBuildConfig.smoke(kind, seed) if smoke else
+              ControlBuildConfig(kind=kind, seed=seed, steps=steps, threads=threads))
+    if run_build(model, out, config, work, resume=resume) is None:
+        typer.echo("stopped before the end; run the same command again to resume")
+        raise typer.Exit(3)
+    typer.echo(f"wrote {out}")
+    if evaluate and not smoke:
+        from ronghe.engines.diffusion.demo.control_eval import evaluate_control, record
+
+        figures = evaluate_control(model, out, kind)
+        record(out, figures)
+        typer.echo(json.dumps(figures, indent=2))
+
+
+@app.command("eval-controlnet")
+def eval_controlnet(
+    kind: Annotated[str, typer.Option(help="brightness or tile")],
+    model: Annotated[Path | None, typer.Option(help="Base model folder")] = None,
+    controlnet: Annotated[Path | None, typer.Option(help="ControlNet folder")] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per held-out combination")] = 4,
+    record_figures: Annotated[bool, typer.Option("--record", help="Into its ronghe.json")] = False,
+) -> None:
+    """Score a brightness/tile ControlNet against the base model without it."""
+    from ronghe.engines.diffusion.demo import default_controlnet_path, default_model_path
+    from ronghe.engines.diffusion.demo.control_eval import evaluate_control, record
+
+    model = model or default_model_path()
+    controlnet = controlnet or default_controlnet_path(kind)
+    figures = evaluate_control(model, controlnet, kind, seeds=tuple(range(seeds)))
+    typer.echo(json.dumps(figures, indent=2))
+    if record_figures:
+        record(controlnet, figures)
+
+
 @app.command("eval")
 def eval_command(
     model: Annotated[Path | None, typer.Option(help="Model folder")] = None,

@@ -99,7 +99,8 @@ def build_request(ctx: ImageTaskContext, model: str, prompt: str) -> GenerationR
         init, mask, _ = outpaint.extend(source, (p["width"], p["height"]), o["align_position"])
     controls = [
         ControlUnit(c["cn"], open_image(ctx.files, c["file_id"], user_id, "control image"),
-                    c["weight"], c["start"], c["end"], c["processor"], c["low"], c["high"])
+                    c["weight"], c["start"], c["end"], c["processor"], c["low"], c["high"],
+                    c.get("rate", 1), c.get("annotators", ""))
         for c in p.get("controls", [])
     ]
     return GenerationRequest(
@@ -140,8 +141,9 @@ def save_images(ctx: ImageTaskContext, result: GenerationResult, request: Genera
         "model": request.model, "task_type": p["task_type"], "task_id": task.id,
         "strength": p["strength"] if request.init_image is not None else None,
         "loras": [{"name": x["name"], "weight": x["weight"]} for x in p.get("loras", [])],
-        "controlnets": [{k: c[k] for k in ("cn", "weight", "start", "end", "processor",
-                                            "low", "high")} for c in p.get("controls", [])],
+        "controlnets": [{k: c.get(k) for k in ("cn", "weight", "start", "end", "processor",
+                                                "low", "high", "rate")}
+                        for c in p.get("controls", [])],
         "render_size": _size(result) if result.resized else None,
     }
     if used_prompt != p["prompt"]:

@@ -55,7 +55,8 @@ CASES: list[tuple[dict[str, Any], str]] = [
      "guidance_start (0.8) must not exceed guidance_end (0.2)"),
     ({"cn_configs": [{"cn": "canny", "img": "UPLOAD",
                       "config": {"control_processor": "hed"}}]},
-     "cn_configs[0].config.control_processor must be one of canny, none (got 'hed')"),
+     "cn_configs[0].config.control_processor must be one of canny, invert, none for "
+     "ControlNet 'canny' (got 'hed')"),
     ({"cn_configs": [{"cn": "canny", "config": {"low_threshold": 0}}]},
      "cn_configs[0].config.low_threshold: must be an integer 1-255 (got 0)"),
     ({"cn_configs": [{"cn": "canny", "config": {"high_threshold": 256}}]},

@@ -14,6 +14,9 @@ from tests.conftest import DemoModel
 def test_bundled_paths_resolve_to_the_shipped_folders() -> None:
     assert resolve_path("bundled:demo") == default_model_path()
     assert resolve_path("bundled:demo-canny") == default_controlnet_path()
+    for kind in ("brightness", "tile"):
+        assert resolve_path(f"bundled:demo-{kind}") == default_controlnet_path(kind)
+        assert (default_controlnet_path(kind) / "config.json").is_file()
     with pytest.raises(ValueError, match="bundled:demo"):
         resolve_path("bundled:nope")
 
@@ -22,7 +25,8 @@ def test_default_settings_alias_the_spec_model_name(tmp_path: Path) -> None:
     registry = ModelRegistry(Settings(data_dir=tmp_path))
     entry = registry.get("Artist_V0.1.3")
     assert entry.name == "ronghe-demo" and entry.path == default_model_path()
-    assert entry.controlnets == {"canny": default_controlnet_path()}
+    assert entry.controlnets == {kind: default_controlnet_path(kind)
+                                 for kind in ("canny", "brightness", "tile")}
     assert registry.default_choice() == "Artist_V0.1.3"
     assert registry.find("") is entry  # empty model_name: the default model
     assert entry.queue.startswith("images")

@@ -33,6 +33,13 @@ RESOLUTIONS = {
 }
 CN_DESCRIPTIONS = {
     "canny": ("Canny 边缘", "Follows the outlines (canny edges) of the control image"),
+    "brightness": ("亮度控制", "Follows the light and dark areas (luminance) of the control "
+                   "image"),
+    "tile": ("分块重绘", "Redraws a low-resolution or blurred control image with detail, "
+             "keeping its layout and colours"),
+    "lineart": ("线稿", "Follows the line drawing of the control image"),
+    "lineart_anime": ("动漫线稿", "Follows the anime-style line drawing of the control image"),
+    "openpose": ("姿态", "Follows the body pose found in the control image"),
 }
 
 

@@ -76,7 +76,8 @@ def submitted_params(services: Services, task: TaskView, files: dict[str, FileIn
         "cn_configs": [{"cn": c["cn"], "weight": c["weight"], "guidance_start": c["start"],
                         "guidance_end": c["end"], "img": url(c.get("file_id")),
                         "config": {"control_processor": c["processor"],
-                                   "low_threshold": c["low"], "high_threshold": c["high"]}}
+                                   "low_threshold": c["low"], "high_threshold": c["high"],
+                                   "down_sample_rate": c.get("rate", 1)}}
                        for c in p.get("controls", [])],
         "outpaint_config": outpaint and {
             "src_img": url(outpaint["file_id"]), "outpaint_ratio": outpaint["outpaint_ratio"],

@@ -44,6 +44,7 @@ class ListedCnProcessor(Body):
     control_processor: str
     low_threshold: Any
     high_threshold: Any
+    down_sample_rate: int = 1
 
 
 class ListedCn(Body):

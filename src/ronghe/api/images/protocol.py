@@ -110,9 +110,12 @@ class Lenient(Loose):
 
 
 class CnProcessorConfig(Loose):
+    # Which processors a unit takes depends on its ControlNet: checked at submit (serving).
     control_processor: Annotated[str, _text(64)] = ""
     low_threshold: Annotated[int, _int_range(1, 255)] = 100
     high_threshold: Annotated[int, _int_range(1, 255)] = 200
+    # tile units: the control image is shrunk by this factor first.
+    down_sample_rate: Annotated[int, _int_range(1, 8)] = 1
 
     @model_validator(mode="after")
     def _ordered(self) -> CnProcessorConfig:

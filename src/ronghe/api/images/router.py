@@ -6,9 +6,9 @@ blocks the event loop, and pollers stay fast while a generation runs.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from ronghe.api.deps import (
     OptionalTokenUser,
@@ -19,7 +19,8 @@ from ronghe.api.deps import (
 )
 from ronghe.api.envelopes import Family, MiaohuaOk, errors
 from ronghe.api.idempotent import IdempotencyKeyHeader, idempotent
-from ronghe.api.images import forms, listing, serving
+from ronghe.api.images import controlnets, forms, listing, serving
+from ronghe.api.images.cn_protocol import CnListRequest, CnListRow
 from ronghe.api.images.listing_protocol import TaskPage
 from ronghe.api.images.protocol import (
     BaseModelRow,
@@ -144,3 +145,24 @@ def cn_artist(services: ServicesDep) -> MiaohuaOk[list[ControlNetRow]]:
              responses=errors(Family.MIAOHUA, 413))
 def cn_opensource(services: ServicesDep) -> MiaohuaOk[list[ControlNetRow]]:
     return forms.opensource_controlnets(services.image_models)
+
+
+# Documented as GET, called with a POST body: both.  GET takes token and versionid from the
+# query string (or the token from Authorization).
+@router.post("/cn/list", summary="ControlNets usable with a model (base or LoRA versionid)",
+             responses=errors(Family.MIAOHUA, *SIGNED_IN))
+def cn_list(body: CnListRequest, user: TokenUser,
+            services: ServicesDep) -> MiaohuaOk[list[CnListRow]]:
+    return controlnets.cn_list(services, user, body.versionid)
+
+
+@router.get("/cn/list", summary="ControlNets usable with a model (query string)",
+            responses=errors(Family.MIAOHUA, 400, 401))
+def cn_list_get(user: OptionalTokenUser, services: ServicesDep,
+                versionid: Annotated[str, Query(max_length=256)] = "",
+                token: Annotated[str, Query(max_length=512)] = ""
+                ) -> MiaohuaOk[list[CnListRow]]:
+    # ``token`` is read by OptionalTokenUser (header or query); declared for the docs.
+    if user is None:
+        user = token_user("", services)  # raises the usual 401
+    return controlnets.cn_list(services, user, versionid.strip())

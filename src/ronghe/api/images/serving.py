@@ -14,7 +14,13 @@ from typing import Any
 from ronghe.api.envelopes import MiaohuaOk, miaohua_ok
 from ronghe.api.images.outpaint import FIELD as OUTPAINT
 from ronghe.api.images.outpaint import outpaint_params
-from ronghe.api.images.protocol import MAX_CN_UNITS, CnConfig, LoraConfig, TaskSubmitRequest
+from ronghe.api.images.protocol import (
+    MAX_CN_UNITS,
+    CnConfig,
+    CnProcessorConfig,
+    LoraConfig,
+    TaskSubmitRequest,
+)
 from ronghe.api.images.result_protocol import (
     BatchTask,
     MissingTask,
@@ -27,7 +33,8 @@ from ronghe.api.images.result_protocol import (
 from ronghe.catalog.folder import is_folder_lora
 from ronghe.catalog.service import LoraInfo, LoraState, is_id
 from ronghe.db.models import User
-from ronghe.engines.diffusion.control import PROCESSORS
+from ronghe.engines.diffusion import control
+from ronghe.engines.diffusion.control import annotators
 from ronghe.engines.diffusion.registry import (
     DEFAULT_GUIDANCE,
     SIZE_STEP,
@@ -155,16 +162,36 @@ def control_params(services: Services, user: User, entry: ModelEntry, cn: str, u
                          "(an image URL returned by upload_imgs)", field=where)
     info = image_file(services, user, url, where)
     config = unit.config if unit is not None else None
-    processor = (config.control_processor if config else "") or "canny"
-    if processor not in PROCESSORS:
-        cfield = f"{field.rsplit('.', 1)[0]}.config.control_processor"
-        raise field_error(cfield, "one of " + ", ".join(PROCESSORS), processor)
+    processor, annotator_root = processor_params(services, cn, config, field)
     return {"cn": cn, "file_id": info.id, "processor": processor,
             "weight": unit.weight if unit else 1.0,
             "start": unit.guidance_start if unit else 0.0,
             "end": unit.guidance_end if unit else 1.0,
             "low": config.low_threshold if config else 100,
-            "high": config.high_threshold if config else 200}
+            "high": config.high_threshold if config else 200,
+            "rate": config.down_sample_rate if config else 1,
+            "annotators": annotator_root}
+
+
+def processor_params(services: Services, cn: str, config: CnProcessorConfig | None,
+                     field: str) -> tuple[str, str]:
+    """The unit's processor (its ControlNet type's default when unnamed), checked against
+    the choices of that type, and the annotator folder when it needs weights."""
+    cfield = (f"{field.rsplit('.', 1)[0]}.config.control_processor" if config is not None
+              else field)
+    named = control.normalise(config.control_processor) if config else ""
+    processor = named or control.default_processor(cn)
+    allowed = control.allowed_processors(cn)
+    if processor not in allowed:
+        raise field_error(cfield, f"one of {', '.join(allowed)} for ControlNet {cn!r}",
+                          processor)
+    if processor not in annotators.NEEDS:
+        return processor, ""
+    root = services.settings.controlnet_annotators_path
+    problem = annotators.missing(processor, root)
+    if problem:
+        raise BadRequest(f"{cfield}: {problem}", field=cfield)
+    return processor, root
 
 
 def image_file(services: Services, user: User, url: str, field: str) -> Any:

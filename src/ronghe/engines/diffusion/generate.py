@@ -47,6 +47,9 @@ class ControlUnit:
     processor: str = "canny"
     low: int = control.CANNY_LOW
     high: int = control.CANNY_HIGH
+    # tile processors: the down_sample_rate; weight-needing processors: their folder.
+    rate: int = 1
+    annotators: str = ""
 
 
 @dataclass(frozen=True)
@@ -142,8 +145,8 @@ class ImageEngine:
             loaded = self.cache.model(entry)
             self.cache.apply_loras(loaded, req.loras)
             size = render_size(entry, req.width, req.height, size_multiple(loaded.base))
-            maps = [control.control_image(u.source, size, u.processor, u.low, u.high)
-                    for u in req.controls]
+            maps = [control.control_image(u.source, size, u.processor, u.low, u.high,
+                                          u.rate, u.annotators) for u in req.controls]
             mode = req.mode
             # A UNet the inpainting pipeline refuses inpaints by LatentBlend on txt2img.
             blended = mode == INPAINT and not pipeline_handles(loaded.base.unet)
@@ -157,6 +160,8 @@ class ImageEngine:
                          if on_preview is not None and req.preview_seconds > 0 else None)
             images, steps_run = self._run(entry, pipe, req, size, init, maps, on_step,
                                           previewer, mask, blended)
+        for unit, control_map in zip(req.controls, maps, strict=True):
+            images = [control.finish(im, unit.processor, control_map) for im in images]
         resized = size != (req.width, req.height)
         if resized:
             images = [im.resize((req.width, req.height), Image.Resampling.BICUBIC)

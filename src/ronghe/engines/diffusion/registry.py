@@ -28,18 +28,22 @@ SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
 SIZE_MIN, SIZE_MAX, SIZE_STEP = 64, 2048, 8
 DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 7.0
+DEMO_CONTROLNETS = ("canny", "brightness", "tile")
 
 
 def bundled_path(path: str) -> Path:
-    """``bundled:demo`` -> the shipped demo model; ``bundled:demo-canny`` -> its ControlNet."""
+    """``bundled:demo`` -> the shipped demo model; ``bundled:demo-canny`` (``-brightness``,
+    ``-tile``) -> its ControlNets."""
     from ronghe.engines.diffusion.demo import default_controlnet_path, default_model_path
 
-    known = {"demo": default_model_path, "demo-canny": default_controlnet_path}
+    known = ["demo", *(f"demo-{kind}" for kind in DEMO_CONTROLNETS)]
     name = path.removeprefix(BUNDLED)
     if name not in known:
         raise ValueError(f"unknown bundled model {path!r}; known: "
                          + ", ".join(BUNDLED + k for k in known))
-    return known[name]()
+    if name == "demo":
+        return default_model_path()
+    return default_controlnet_path(name.removeprefix("demo-"))
 
 
 def resolve_path(path: str) -> Path:

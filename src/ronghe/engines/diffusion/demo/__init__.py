@@ -12,6 +12,6 @@ def default_model_path() -> Path:
     return _MODELS / "demo"
 
 
-def default_controlnet_path() -> Path:
-    """The shipped canny ControlNet for the demo model."""
-    return _MODELS / "demo-controlnet-canny"
+def default_controlnet_path(kind: str = "canny") -> Path:
+    """A shipped ControlNet for the demo model: ``canny``, ``brightness`` or ``tile``."""
+    return _MODELS / f"demo-controlnet-{kind}"
