@@ -56,6 +56,10 @@ def _share(readings: list[Any], test: Any) -> float:
     return sum(bool(test(r)) for r in readings) / len(readings)
 
 
+# Issue 17 is open on this: measured 2026-12-02, the LoRA draws the concept 16/16 and the
+# base 0/16, but other backgrounds are followed 0/80 (docs/training.md).  Strict, so the
+# day it passes the marker has to go.
+@pytest.mark.xfail(strict=True, reason="LoRA prompts do not yet follow other backgrounds")
 def test_natural_prompts_with_the_trigger_draw_the_concept_and_keep_their_background(
         client: TestClient, account: Account, demo_model: DemoModel) -> None:
     if demo_model.path != default_model_path():
