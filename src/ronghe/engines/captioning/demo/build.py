@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ronghe.engines import resumable
 from ronghe.engines.captioning.demo import data, modules
 
 
@@ -74,19 +74,12 @@ class _Trainer:
     def save(self) -> None:
         state = {"config": asdict(self.config), "step": self.step, "elapsed": self.elapsed,
                  "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        resumable.save(self.checkpoint_path, state)
 
     def load(self) -> bool:
-        if not self.checkpoint_path.exists():
+        state = resumable.load(self.checkpoint_path, asdict(self.config), _FREE_ON_RESUME)
+        if state is None:
             return False
-        state = torch.load(self.checkpoint_path, weights_only=False)
-        saved = {k: v for k, v in state["config"].items() if k not in _FREE_ON_RESUME}
-        wanted = {k: v for k, v in asdict(self.config).items() if k not in _FREE_ON_RESUME}
-        if saved != wanted:
-            raise RuntimeError(f"{self.checkpoint_path} was made with a different config; "
-                               "use --no-resume or another --work folder")
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -26,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ronghe.engines import resumable
 from ronghe.engines.diffusion.demo import modules, shapes
 from ronghe.engines.diffusion.demo.tokenizer import build_tokenizer
 
@@ -135,21 +135,12 @@ class _Trainer:
         if self.controlnet is not None and self.cn_optimizer is not None:
             state["controlnet"] = self.controlnet.state_dict()
             state["cn_optimizer"] = self.cn_optimizer.state_dict()
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        resumable.save(self.checkpoint_path, state)
 
     def load(self) -> bool:
-        if not self.checkpoint_path.exists():
+        state = resumable.load(self.checkpoint_path, asdict(self.config), _FREE_ON_RESUME)
+        if state is None:
             return False
-        state = torch.load(self.checkpoint_path, weights_only=False)
-        saved = {k: v for k, v in state["config"].items() if k not in _FREE_ON_RESUME}
-        wanted = {k: v for k, v in asdict(self.config).items() if k not in _FREE_ON_RESUME}
-        if saved != wanted:
-            raise RuntimeError(
-                f"{self.checkpoint_path} was made with a different config; "
-                "use --no-resume or another --work folder"
-            )
         self.phase, self.step, self.elapsed = state["phase"], state["step"], state["elapsed"]
         self.unet_steps_done = state["unet_steps_done"]
         self.unet.load_state_dict(state["unet"])

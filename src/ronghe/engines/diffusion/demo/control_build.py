@@ -11,7 +11,6 @@ an RNG seeded with (seed, kind, n), so a resumed run equals an uninterrupted one
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -23,6 +22,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from ronghe.engines import resumable
 from ronghe.engines.diffusion import control
 from ronghe.engines.diffusion.demo import modules, shapes
 from ronghe.engines.diffusion.demo.build import _lr_factor, _to_tensor
@@ -93,19 +93,12 @@ class _Trainer:
         state = {"config": asdict(self.config), "step": self.step, "elapsed": self.elapsed,
                  "controlnet": self.controlnet.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        resumable.save(self.checkpoint_path, state)
 
     def load(self) -> bool:
-        if not self.checkpoint_path.exists():
+        state = resumable.load(self.checkpoint_path, asdict(self.config), _FREE_ON_RESUME)
+        if state is None:
             return False
-        state = torch.load(self.checkpoint_path, weights_only=False)
-        saved = {k: v for k, v in state["config"].items() if k not in _FREE_ON_RESUME}
-        wanted = {k: v for k, v in asdict(self.config).items() if k not in _FREE_ON_RESUME}
-        if saved != wanted:
-            raise RuntimeError(f"{self.checkpoint_path} was made with a different config; "
-                               "use --no-resume or another --work folder")
         self.step, self.elapsed = state["step"], state["elapsed"]
         self.controlnet.load_state_dict(state["controlnet"])
         self.optimizer.load_state_dict(state["optimizer"])
