@@ -5,7 +5,9 @@ config, because a resumed build must equal a fresh one with the same settings.""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import signal
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -33,3 +35,18 @@ def load(path: Path, config: dict[str, Any], free: Iterable[str]) -> dict[str, A
         raise RuntimeError(f"{path} was made with a different config; "
                            "use --no-resume or another --work folder")
     return state
+
+
+@contextmanager
+def stop_on_signals(request_stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM and Ctrl-C ask the build to checkpoint and stop at the next step (instead of
+    killing it mid-write); the previous handlers come back afterwards."""
+    def handler(signum: int, frame: object) -> None:
+        request_stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

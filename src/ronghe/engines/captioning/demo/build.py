@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -147,17 +146,13 @@ def build(out: Path, config: CaptionerConfig, work: Path, resume: bool = True,
     if resume and trainer.load():
         print(f"resumed from {trainer.checkpoint_path} at step {trainer.step}")
 
-    def request_stop(signum: int, frame: object) -> None:
+    def request_stop() -> None:
         trainer.stop_requested = True
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with resumable.stop_on_signals(request_stop):
         if not trainer.run(stop_after):
             print(f"stopped at step {trainer.step}; checkpoint saved")
             return None
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return export(trainer, out)
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -310,17 +309,13 @@ def build(
     if resume and trainer.load():
         print(f"resumed from {trainer.checkpoint_path}: phase {trainer.phase}, step {trainer.step}")
 
-    def request_stop(signum: int, frame: object) -> None:
+    def request_stop() -> None:
         trainer.stop_requested = True
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with resumable.stop_on_signals(request_stop):
         if trainer.phase != "done" and not trainer.run():
             print(f"stopped at phase {trainer.phase}, step {trainer.step}; checkpoint saved")
             return None
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return export(trainer, out, controlnet_out)
 
 

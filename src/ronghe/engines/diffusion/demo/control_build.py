@@ -11,7 +11,6 @@ an RNG seeded with (seed, kind, n), so a resumed run equals an uninterrupted one
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -178,17 +177,13 @@ def build(model: Path, out: Path, config: ControlBuildConfig, work: Path,
     if resume and trainer.load():
         print(f"resumed from {trainer.checkpoint_path}: step {trainer.step}")
 
-    def request_stop(signum: int, frame: object) -> None:
+    def request_stop() -> None:
         trainer.stop_requested = True
 
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+    with resumable.stop_on_signals(request_stop):
         if not trainer.run():
             print(f"stopped at step {trainer.step}; checkpoint saved")
             return None
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     meta = {"family": "demo", "control": config.kind, "base": model.name, "seed": config.seed,
             "controlnet_steps": trainer.step, "batch_size": config.batch_size,
             "controlnet_train_seconds": round(trainer.elapsed)}
