@@ -10,7 +10,6 @@ that every client ignores and every proxy sees as traffic.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -33,6 +32,7 @@ from ronghe.api.fusion.protocol import (
     usage_body,
 )
 from ronghe.api.images import serving as images
+from ronghe.api.waiting import until_ended
 from ronghe.db.models import User
 from ronghe.engines.llm.base import ChatEngine, ChatStream, Usage
 from ronghe.engines.llm.intent import Decision, decide
@@ -140,10 +140,6 @@ async def _prompt_tokens(engine: ChatEngine | None, messages: list[Any]) -> int:
         return 0
 
 
-async def _poll(services: Services, user: User, task_id: str) -> TaskView:
-    return await services.db.run_read(services.tasks.get, task_id, user.id)
-
-
 def _url(services: Services, task: TaskView, base: str) -> str:
     if task.state is not Status.DONE:
         raise UpstreamError(f"the drawing failed (task {task.id}, {task.state.value}): "
@@ -156,17 +152,12 @@ def _url(services: Services, task: TaskView, base: str) -> str:
 
 async def _wait(services: Services, user: User, task_id: str, base: str,
                 progress: list[float] | None) -> str:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        task = await _poll(services, user, task_id)
-        if task.state in (Status.DONE, Status.FAILED, Status.CANCELLED):
-            return _url(services, task, base)
-        if progress is not None:
-            progress.append(task.progress)
-        if time.monotonic() > deadline:
-            raise Timeout(f"the drawing is still running after {WAIT_SECONDS:g} s; poll "
-                          f"task_result with task_id {task_id}")
-        await asyncio.sleep(POLL_SECONDS)
+    task = await until_ended(services, user, task_id, WAIT_SECONDS, POLL_SECONDS,
+                             None if progress is None else lambda t: progress.append(t.progress))
+    if task is None:
+        raise Timeout(f"the drawing is still running after {WAIT_SECONDS:g} s; poll "
+                      f"task_result with task_id {task_id}")
+    return _url(services, task, base)
 
 
 def _events_response(events: AsyncIterator[str]) -> EventStream:

@@ -8,8 +8,6 @@ route only polls the task table while it waits, so the event loop never runs the
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Annotated, Any
 
 import anyio
@@ -19,6 +17,7 @@ from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.api.envelopes import Family, MiaohuaOk, errors, miaohua_ok
 from ronghe.api.images.protocol import Lenient, _text
 from ronghe.api.images.serving import image_file
+from ronghe.api.waiting import until_ended
 from ronghe.db.models import User
 from ronghe.errors import BadRequest, NotReady, Timeout, UpstreamError
 from ronghe.jobs import Status
@@ -53,19 +52,15 @@ def _submit(services: Services, user: User, url: str) -> str:
 
 
 async def _wait(services: Services, user: User, task_id: str) -> str:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        task = await services.db.run_read(services.tasks.get, task_id, user.id)
-        if task.state is Status.DONE:
-            return str((task.result or {}).get("caption", ""))
-        if task.state in (Status.FAILED, Status.CANCELLED):
-            reason = task.error_msg or "no reason given"
-            if reason.startswith("init_img"):
-                raise BadRequest(reason, field="init_img")
-            raise UpstreamError(f"img2txt: captioning failed (task {task.id}): {reason}")
-        if time.monotonic() > deadline:
-            raise Timeout(f"img2txt: no caption after {WAIT_SECONDS:g} s (task {task_id})")
-        await asyncio.sleep(POLL_SECONDS)
+    task = await until_ended(services, user, task_id, WAIT_SECONDS, POLL_SECONDS)
+    if task is None:
+        raise Timeout(f"img2txt: no caption after {WAIT_SECONDS:g} s (task {task_id})")
+    if task.state is Status.DONE:
+        return str((task.result or {}).get("caption", ""))
+    reason = task.error_msg or "no reason given"
+    if reason.startswith("init_img"):
+        raise BadRequest(reason, field="init_img")
+    raise UpstreamError(f"img2txt: captioning failed (task {task.id}): {reason}")
 
 
 @router.post("/img2txt", summary="Caption one of your uploaded images",
