@@ -120,6 +120,34 @@ async def test_next_turn_reuses_the_cached_conversation(engine: LlamaCppEngine) 
     assert warm.text == cold.text  # reuse changes the cost, not the answer
 
 
+async def test_a_newcomer_copies_the_prefix_a_busy_slot_holds(engine: LlamaCppEngine) -> None:
+    # A system prompt no other test uses, so no free slot holds it: only the busy one does.
+    system = ChatMessage("system", "You answer in one short sentence, politely. " * 12)
+    first = [system, ChatMessage("user", "Tell me about owls.")]
+    holder = await engine.start(GenerationParams(first, max_new_tokens=400,
+                                                 logit_bias=never_stop()))
+    await holder.__anext__()  # its prompt's cells exist now
+    newcomer = [system, ChatMessage("user", "Tell me about rivers.")]
+    before = engine.stats()
+    warm = await collect(await engine.start(GenerationParams(newcomer, temperature=0,
+                                                             max_new_tokens=16)))
+    after = engine.stats()
+    await holder.aclose()
+    a, b = await engine.prompt_tokens(first), await engine.prompt_tokens(newcomer)
+    shared = next(i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y)
+    assert shared > 100
+    assert after.copied_prefixes == before.copied_prefixes + 1
+    assert after.reused_tokens - before.reused_tokens == shared
+    cold_engine = LlamaCppEngine("smollm2", "bundled:smollm2", n_ctx=2048, cpu=CpuBudget(1),
+                                 parallel=1)
+    try:
+        cold = await collect(await cold_engine.start(GenerationParams(
+            newcomer, temperature=0, max_new_tokens=16)))
+    finally:
+        await cold_engine.aclose()
+    assert warm.text == cold.text  # the copied cells are the cells evaluation would make
+
+
 async def test_a_long_prompt_does_not_stall_the_others(engine: LlamaCppEngine) -> None:
     events: list[tuple[str, str]] = []
     runner = await engine.start(GenerationParams(STORY, max_new_tokens=400,

@@ -48,6 +48,13 @@ class LoadedModel:
         cparams.n_ubatch = n_batch
         cparams.n_seq_max = parallel
         cparams.kv_unified = False
+        # Without flash attention the logits of a token do not depend on how its prompt was
+        # split into batches, so a prompt read partly from a slot's cache (a reused or
+        # copied prefix) gives exactly the text the whole prompt evaluated at once does.
+        # With it (llama.cpp's default, "auto") they moved by up to 0.9 here, enough to flip
+        # a near-tie and change a seeded or greedy answer with what ran before it.  Cost on
+        # this CPU: prompt evaluation ~13 % slower, decoding unchanged (docs/benchmarks.md).
+        cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
         ctx = llama_cpp.llama_init_from_model(model, cparams)
@@ -133,6 +140,12 @@ class LoadedModel:
         if threads != self._threads:
             llama_cpp.llama_set_n_threads(self.ctx, threads, threads)
             self._threads = threads
+
+    def copy(self, src: int, dst: int) -> None:
+        """Gives sequence ``dst`` a copy of every cell of ``src`` (what ``dst`` held is
+        dropped).  Across non-unified streams llama.cpp copies only whole streams, and it
+        does so at the start of the next decode, before that decode writes anything."""
+        llama_cpp.llama_memory_seq_cp(self.memory, src, dst, -1, -1)
 
     def forget(self, seq: int, keep: int) -> int:
         """Drops sequence ``seq``'s cells from position ``keep`` on; returns what is kept."""
