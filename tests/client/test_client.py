@@ -118,6 +118,14 @@ def test_submit_result_results_wait_and_tasks(alice: Client) -> None:
     done = alice.tasks(state="done", per_page=100).items
     assert all(t.state == "done" for t in done) and task_id in [t.task_id for t in done]
     assert task_id not in [t.task_id for t in alice.tasks(state="failed").items]
+    newer = alice.submit(PROMPT, n_images=1, **SMALL)
+    newest = alice.tasks(per_page=1)
+    assert [t.task_id for t in newest.items] == [newer] and newest.next_cursor
+    after = alice.tasks(per_page=1, cursor=newest.next_cursor)
+    assert [t.task_id for t in after.items] == [task_id]
+    with pytest.raises(ValidationError, match="cursor"):
+        alice.tasks(cursor="not-a-cursor")
+    assert alice.wait(newer, timeout=120).state == "done"
 
 
 def test_cancel_and_a_cancelled_generate_raises(alice: Client) -> None:

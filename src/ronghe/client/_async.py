@@ -207,10 +207,12 @@ class AsyncClient:
         return await self._run(self._core.cancel(task_id))
 
     async def tasks(self, page: int = 1, per_page: int = 20, state: str | None = None,
-                kind: str = "image") -> TaskPage:
+                    kind: str = "image", cursor: str = "") -> TaskPage:
         """``task_list``: your tasks, newest first; ``state`` (pending, running, done,
-        failed, cancelled) and ``kind`` (image, train, all) filter."""
-        return await self._run(self._core.tasks(page, per_page, state, kind))
+        failed, cancelled) and ``kind`` (image, train, all) filter.  ``cursor`` (a previous
+        page's ``next_cursor``) pages by position instead of number: while you page, tasks
+        submitted meanwhile neither repeat nor hide one."""
+        return await self._run(self._core.tasks(page, per_page, state, kind, cursor))
 
     async def download(self, url: str) -> bytes:
         return await self._send(self._core.fetch(url))

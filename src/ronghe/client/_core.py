@@ -173,9 +173,11 @@ class Core(Wire):
                                                                  "state": "unknown"})
 
     def tasks(self, page: int, per_page: int, state: str | None,
-              kind: str) -> Op[TaskPage]:
+              kind: str, cursor: str = "") -> Op[TaskPage]:
         yield from self.ensure_token()
-        query: dict[str, Any] = {"page": page, "per_page": per_page, "kind": kind}
+        query: dict[str, Any] = {"per_page": per_page, "kind": kind}
+        # The server takes a page number or a cursor, not both.
+        query.update({"cursor": cursor} if cursor else {"page": page})
         if state:
             query["state"] = state
         body = yield Call("POST", f"{API}/task_list", json=query)

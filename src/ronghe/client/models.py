@@ -86,6 +86,8 @@ class TaskPage(Answer):
     per_page: int = 20
     total: int = 0
     has_next: bool = False
+    # Send as ``cursor`` for the page after this one ("" on the last page).
+    next_cursor: str = ""
 
 
 class CancelResult(Answer):
