@@ -73,6 +73,18 @@ def test_users_and_keys(tmp_path: Path) -> None:
             "--data-dir", d)
     assert r.exit_code == 0
     assert auth.login("ann@example.com", "new-pass-word").secret.startswith("rht_")
+
+    from ronghe.errors import Unauthorized
+    from ronghe.jobs.store import TaskStore
+
+    tasks = TaskStore(db, lease_seconds=60, max_attempts=2)
+    ann = auth.user_for_secret(auth.login("ann@example.com", "new-pass-word").secret)
+    queued = tasks.create(ann.id, "image", "images.demo", {})
+    r = run("user", "disable", "--email", "ann@example.com", "--data-dir", d)
+    assert r.exit_code == 0 and "1 unfinished task(s) cancelled" in r.stderr, r.output
+    assert tasks.get(queued.id).state == "cancelled"
+    with pytest.raises(Unauthorized):
+        auth.login("ann@example.com", "new-pass-word")
     db.dispose()
 
 

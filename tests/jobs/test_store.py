@@ -73,6 +73,24 @@ def test_cancel_pending_and_running(store: TaskStore) -> None:
     assert store.get(b.id).state is Status.CANCELLED
 
 
+def test_cancel_all_of_one_user(store: TaskStore) -> None:
+    pending = [store.create(1, "image", "images.demo", {}) for _ in range(3)]
+    running = store.create(1, "train", "training", {})
+    store.claim(running.id, "w1")
+    done = store.create(1, "image", "images.demo", {})
+    store.claim(done.id, "w1")
+    store.finish(done.id, "w1", {})
+    other = store.create(2, "image", "images.demo", {})
+    assert store.cancel_all_of(1) == 4
+    assert [store.get(t.id).state for t in pending] == [Status.CANCELLED] * 3
+    assert store.get(pending[0].id).error_msg == "cancelled: the account was disabled"
+    assert store.heartbeat(running.id, "w1") is True  # its worker is told to stop
+    assert store.get(done.id).state is Status.DONE
+    assert (store.get(other.id).state, store.get(other.id).cancel_requested) == (
+        Status.PENDING, False)
+    assert store.cancel_all_of(1) == 1  # only the running one, still flagged, is left
+
+
 def test_lost_workers_are_recovered_then_given_up(store: TaskStore) -> None:
     t = store.create(1, "train", "training", {})
     store.claim(t.id, "w1")

@@ -115,9 +115,12 @@ class AuthService:
         # A new password ends every session opened with the old one (but the caller's own).
         return self._revoke_user_tokens(s, user.id, keep_token)
 
-    def set_active(self, email: str, active: bool) -> None:
+    def set_active(self, email: str, active: bool) -> int:
+        """Returns the user's id."""
         with self.db.session() as s:
-            self.apply_active(s, self.get_user_by_email(s, email), active)
+            user = self.get_user_by_email(s, email)
+            self.apply_active(s, user, active)
+            return user.id
 
     def apply_active(self, s: Session, user: User, active: bool) -> None:
         user.is_active = active

@@ -65,10 +65,13 @@ def passwd(email: Email, password: Password, data_dir: DataDir = None,
 
 @app.command("disable")
 def disable(email: Email, data_dir: DataDir = None, config: ConfigFile = None) -> None:
-    """Disable a user: tokens revoked, API keys and logins refused."""
+    """Disable a user: tokens revoked, API keys and logins refused, unfinished tasks
+    cancelled."""
     with services(data_dir, config) as svc:
-        run_service(svc.auth.set_active, email, False)
-        err.print(f"disabled {email}", highlight=False)
+        user_id = run_service(svc.auth.set_active, email, False)
+        cancelled = svc.tasks.cancel_all_of(user_id)
+        err.print(f"disabled {email}; {cancelled} unfinished task(s) cancelled",
+                  highlight=False)
 
 
 @app.command("enable")

@@ -132,3 +132,25 @@ def test_queue_shows_every_users_waiting_and_running_tasks(idle: TestClient) -> 
     assert waiting["model_name"] == "stars" and waiting["email"] == root.email
     assert [i["task_id"] for i in call(idle, root.token, "queue", kind="train")["items"]] == [
         train.id]
+
+
+def test_disabling_an_account_cancels_its_unfinished_tasks(idle: TestClient) -> None:
+    root = make_admin(idle)
+    alice, bob = make_account(idle.app), make_account(idle.app, "bob@example.com")
+    tasks = idle.app.state.services.tasks  # type: ignore[attr-defined]
+    queued = [tasks.create(alice.user_id, "image", "images.demo", {}) for _ in range(2)]
+    running = tasks.create(alice.user_id, "image", "images.demo", {})
+    assert tasks.claim(running.id, "w1") is not None
+    others = tasks.create(bob.user_id, "image", "images.demo", {})
+
+    call(idle, root.token, "user_disable", user_id=alice.user_id)
+    for task in queued:
+        ended = tasks.get(task.id, alice.user_id)
+        assert ended.state == "cancelled" and ended.error_msg == (
+            "cancelled: the account was disabled")
+    # A running task is stopped by its worker at the next step, as a user's cancel is.
+    assert tasks.get(running.id, alice.user_id).cancel_requested
+    untouched = tasks.get(others.id, bob.user_id)
+    assert untouched.state == "pending" and not untouched.cancel_requested
+    assert [i["task_id"] for i in call(idle, root.token, "queue")["items"]] == [
+        running.id, others.id]

@@ -56,10 +56,13 @@ def user_add(body: UserAdd, admin: Admin, services: ServicesDep) -> MiaohuaOk[Us
     return miaohua_ok(user_body(services.auth.add_user(body.email, body.password, body.is_admin)))
 
 
-@router.post("/user_disable", summary="Disable an account: its tokens and API keys stop working",
+@router.post("/user_disable", summary="Disable an account: its tokens and API keys stop "
+             "working, its unfinished tasks are cancelled",
              responses=errors(Family.MIAOHUA, *ON_USER))
 def user_disable(body: UserRef, admin: Admin, services: ServicesDep) -> MiaohuaOk[UserInfo]:
-    return miaohua_ok(user_body(services.auth.accounts.set_active(admin, body.user_id, False)))
+    user = services.auth.accounts.set_active(admin, body.user_id, False)
+    services.tasks.cancel_all_of(user.id)
+    return miaohua_ok(user_body(user))
 
 
 @router.post("/user_enable", summary="Enable a disabled account",
