@@ -196,7 +196,7 @@ def eval_command(
 def build_captioner(
     out: Annotated[Path | None, typer.Option(help="Captioner folder (default: shipped)")] = None,
     work: Annotated[Path, typer.Option(help="Checkpoint folder")] = Path("demo-build/captioner"),
-    steps: Annotated[int, typer.Option(help="Training steps")] = 1264,
+    steps: Annotated[int, typer.Option(help="Training steps")] = 6000,
     seed: Annotated[int, typer.Option()] = 0,
     threads: Annotated[int, typer.Option(help="Torch threads")] = 1,
     resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,

@@ -60,8 +60,9 @@ def test_user_captions_win_and_the_rest_are_captioned_once(client: TestClient,
         head, description = caption.split(", ", 1)
         assert head == "plumzq style"
         colour, shape, background = parse(description)
-        # Colour and background: the demo captioner's reliable words (its shape word is
-        # near chance, docs/demo-model.md).
+        # Colour and background are what issue 17's LoRAs need; the shape is not asserted,
+        # as the demo captioner reads one of these purple stars as a cross (it names the
+        # shape on 93 % of held-out pictures of all nine shapes, docs/demo-model.md).
         assert (colour, background) == ("purple", "white") and shape is not None, caption
     assert {s["prompt"] for s in final["samples"]} == {"a plumzq star on a red background",
                                                        "plumzq style"}

@@ -68,15 +68,14 @@ def test_unknown_bundled_captioner_and_missing_folder_are_clear_errors(tmp_path:
                                                                np.random.default_rng(0))[0])
 
 
-def test_shipped_captioner_names_held_out_colours_and_backgrounds() -> None:
-    """40 held-out pictures (hard edges, 24-320 px, shapes 22-85 % of the side).  The
-    shipped weights name colour and background right on 98 % of the recorded 300-image
-    eval; their shape word is still near chance (0.40, docs/demo-model.md), so it is
-    not asserted here."""
+def test_shipped_captioner_names_held_out_colour_shape_and_background() -> None:
+    """40 held-out pictures (hard edges, 24-320 px, shapes 22-85 % of the side).  On the
+    recorded 300-image eval the shipped weights name the colour on 97 %, the shape on 97 %
+    and the background on 99 % (docs/demo-model.md); on these 40 they read 40, 35 and 40."""
     images, truths = held_out(40, seed=1)
     texts = ImageCaptioner("bundled:demo-captioner").caption_many(images)
     readings = [parse(t) for t in texts]
-    colours = sum(r[0] == t[0] for r, t in zip(readings, truths, strict=True))
-    backgrounds = sum(r[2] == t[2] for r, t in zip(readings, truths, strict=True))
-    assert colours >= 36 and backgrounds >= 36, list(zip(truths, texts, strict=True))
+    hits = [sum(r[i] == t[i] for r, t in zip(readings, truths, strict=True)) for i in range(3)]
+    assert hits[0] >= 36 and hits[1] >= 32 and hits[2] >= 36, list(zip(truths, texts,
+                                                                        strict=True))
     assert all(r[1] is not None for r in readings)  # one shape word, always
