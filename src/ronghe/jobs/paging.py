@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import case, func, select, tuple_
 
 from ronghe.db import Database
+from ronghe.db.models import User
 from ronghe.jobs.models import Task
 from ronghe.jobs.status import Status
 from ronghe.jobs.view import TaskView
@@ -81,3 +82,18 @@ def user_page(db: Database, user_id: int, kinds: Sequence[str] | None = None,
         rows = c.execute(select(Task.__table__).where(*cond, key < mark)
                          .order_by(*NEWEST_FIRST).limit(limit))
         return Page([TaskView.of(r) for r in rows], total, before)
+
+
+def active_page(db: Database, kinds: Sequence[str] | None, offset: int,
+                limit: int) -> tuple[list[tuple[TaskView, str]], int]:
+    """Every user's pending and running tasks with their owner's email, oldest first, and
+    how many there are in all (the admin's queue view)."""
+    cond = [Task.state.in_([Status.PENDING.value, Status.RUNNING.value])]
+    if kinds:
+        cond.append(Task.kind.in_(list(kinds)))
+    with db.reading() as c:
+        total = c.scalar(select(func.count()).select_from(Task).where(*cond)) or 0
+        rows = c.execute(select(Task.__table__, User.email.label("owner_email"))
+                         .join(User, User.id == Task.user_id).where(*cond)
+                         .order_by(Task.created_at, Task.id).offset(offset).limit(limit))
+        return [(TaskView.of(r), r.owner_email) for r in rows], int(total)

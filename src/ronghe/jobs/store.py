@@ -26,7 +26,6 @@ from sqlalchemy.orm import Session
 
 from ronghe.db import Database, utcnow
 from ronghe.db.base import UTCDateTime
-from ronghe.db.models import User
 from ronghe.errors import NotFound, RateLimited
 from ronghe.jobs import events, paging
 from ronghe.jobs.models import Task
@@ -173,15 +172,7 @@ class TaskStore:
                limit: int = 20) -> tuple[list[tuple[TaskView, str]], int]:
         """Every user's pending and running tasks with their owner's email, oldest first
         (the order the queue serves them in), and how many there are in all."""
-        cond = [Task.state.in_([Status.PENDING.value, Status.RUNNING.value])]
-        if kinds:
-            cond.append(Task.kind.in_(list(kinds)))
-        with self.db.reading() as c:
-            total = c.scalar(select(func.count()).select_from(Task).where(*cond)) or 0
-            rows = c.execute(select(Task.__table__, User.email.label("owner_email"))
-                             .join(User, User.id == Task.user_id).where(*cond)
-                             .order_by(Task.created_at, Task.id).offset(offset).limit(limit))
-            return [(TaskView.of(r), r.owner_email) for r in rows], int(total)
+        return paging.active_page(self.db, kinds, offset, limit)
 
     def request_cancel(self, task_id: str, user_id: int) -> TaskView:
         """A pending task is cancelled at once; a running one is flagged and its worker stops

@@ -12,14 +12,9 @@ After the step each generating sequence samples from its own logits with its own
 chain, stop strings and UTF-8 decoder.  A sequence that ends, is cancelled or times out frees
 its slot in the same step, and a waiting request takes it before the next.
 
-A free slot keeps the KV cells of what it last held.  A new request goes to the free slot
-whose cells share the longest prefix with its prompt (the conversation so far, a shared system
-prompt) and evaluates only the rest; without a match it takes the slot idle longest.  Cells
-are per sequence (llama.cpp's non-unified KV cache), so a slot's cache never crowds another.
-When a busy slot shares a longer prefix than any free one (four users arrive at once and only
-one slot holds the template's system preamble yet), the newcomer's slot gets a copy of that
-slot's cells instead: llama.cpp copies across non-unified streams only as a whole stream,
-which costs about what evaluating a few prompt tokens does (``COPY_MIN_TOKENS``).
+A new request takes the slot whose cache already holds the longest part of its prompt, or
+a copy of a busy slot's cache (``slots``), and evaluates only the rest.  Cells are per
+sequence (llama.cpp's non-unified KV cache), so a slot's cache never crowds another.
 
 Logits of a sequence do not depend on what else is in the batch or how its prompt was split
 (measured bit-exact with this llama.cpp build, flash attention off: ``llama_model``), so a
@@ -37,7 +32,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import llama_cpp
-import numpy as np
 import structlog
 
 from ronghe.engines.cpu import CpuBudget
@@ -45,6 +39,7 @@ from ronghe.engines.llm.base import ChatDelta, FinishReason, GenerationParams, T
 from ronghe.engines.llm.llama_model import LoadedModel
 from ronghe.engines.llm.logprobs import TokenTrail, token_logprobs
 from ronghe.engines.llm.sampling import Sampler
+from ronghe.engines.llm.slots import Slot, place
 from ronghe.engines.llm.text import StopMatcher
 from ronghe.errors import Busy, RongheError, Timeout
 
@@ -53,11 +48,6 @@ log = structlog.get_logger(__name__)
 # Prompt tokens per step while other sequences generate: one 128-token chunk costs about as
 # much as a few generated tokens on a CPU, so a newcomer's prompt barely stalls the others.
 PREFILL_CHUNK = 128
-# A copy of a slot's cells (its whole stream: n_ctx cells, ~23 KB each for the bundled model)
-# pays off once it saves this many prompt tokens: measured here, copying an 8,192-cell stream
-# took 15 ms against 6.3 ms per prompt token evaluated (one thread, 4,096 cells: 9.5 ms);
-# 8 leaves room for models whose cells weigh more against their compute.
-COPY_MIN_TOKENS = 8
 
 
 class End:
@@ -115,17 +105,9 @@ def deliver(loop: asyncio.AbstractEventLoop, items: list[tuple[Job, Item]]) -> N
 
 
 @dataclass(eq=False)
-class _Slot:
-    seq: int
-    cached: list[int] = field(default_factory=list)  # tokens whose cells this sequence holds
-    idle_since: float = 0.0
-    busy: bool = False
-
-
-@dataclass(eq=False)
 class _Running:
     job: Job
-    slot: _Slot
+    slot: Slot
     pending: list[int]  # prompt tokens not evaluated yet
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
     stopper: StopMatcher = field(default_factory=lambda: StopMatcher([]))
@@ -144,7 +126,7 @@ class BatchRunner:
         self._lease = f"llama:{name}"
         self._queue_size = queue_size
         self._timeout = timeout_seconds
-        self._slots = [_Slot(i) for i in range(model.parallel)]
+        self._slots = [Slot(i) for i in range(model.parallel)]
         self._running: list[_Running] = []
         self._waiting: deque[Job] = deque()
         self._lock = threading.Lock()
@@ -261,8 +243,7 @@ class BatchRunner:
 
     def _admit(self, now: float) -> None:
         while True:
-            free = [s for s in self._slots if not s.busy]
-            if not free:
+            if all(s.busy for s in self._slots):
                 return
             with self._lock:
                 if not self._waiting:
@@ -276,42 +257,21 @@ class BatchRunner:
                     f"the request waited longer than {self._timeout:g} s for chat model "
                     f"{self._name!r}"))
                 continue
-            slot, shared = self._pick(free, job.prompt)
-            copied = False
-            busy = [s for s in self._slots if s.busy]
-            donor, donated = self._pick(busy, job.prompt) if busy else (slot, 0)
-            if donated - shared >= COPY_MIN_TOKENS:
-                copied = True
-                # The copy replaces the slot's cells, so it goes to the slot idle longest,
-                # keeping the most recent conversations' caches.
-                slot = min(free, key=lambda s: s.idle_since)
-                self._model.copy(donor.seq, slot.seq)
-                slot.cached, shared = list(donor.cached[:donated]), donated
+            where = place(self._slots, job.prompt)
+            slot, shared = where.slot, where.shared
+            if where.copy_from is not None:
+                self._model.copy(where.copy_from.seq, slot.seq)
+                slot.cached = list(where.copy_from.cached[:shared])
             # At least one prompt token is evaluated, so there are fresh logits to sample.
             keep = self._model.forget(slot.seq, min(shared, len(job.prompt) - 1))
             slot.cached = slot.cached[:keep]
             slot.busy = True
             with self._lock:
                 self._stats.reused_tokens += keep
-                self._stats.copied_prefixes += copied
+                self._stats.copied_prefixes += where.copy_from is not None
             run = _Running(job, slot, job.prompt[keep:], stopper=StopMatcher(job.params.stop),
                            trail=TokenTrail() if job.params.logprobs else None)
             self._running.append(run)
-
-    def _pick(self, free: list[_Slot], prompt: list[int]) -> tuple[_Slot, int]:
-        """The slot sharing the longest cached prefix with ``prompt``; among equals (every
-        prompt shares the template's system preamble) the one idle longest, so the most
-        recent conversations keep their caches longest."""
-        want = np.asarray(prompt, dtype=np.int64)
-
-        def shared(slot: _Slot) -> int:
-            n = min(len(slot.cached), len(prompt))
-            diff = np.nonzero(np.asarray(slot.cached[:n], dtype=np.int64) != want[:n])[0]
-            return int(diff[0]) if len(diff) else n
-
-        scored = [(shared(s), -s.idle_since, s) for s in free]
-        best = max(scored, key=lambda x: (x[0], x[1]))
-        return best[2], best[0]
 
     def _decode_step(self) -> None:
         batch = self._batch
