@@ -52,8 +52,9 @@ class LoadedModel:
         # split into batches, so a prompt read partly from a slot's cache (a reused or
         # copied prefix) gives exactly the text the whole prompt evaluated at once does.
         # With it (llama.cpp's default, "auto") they moved by up to 0.9 here, enough to flip
-        # a near-tie and change a seeded or greedy answer with what ran before it.  Cost on
-        # this CPU: prompt evaluation ~13 % slower, decoding unchanged (docs/benchmarks.md).
+        # a near-tie and change a seeded or greedy answer with what ran before it.  It costs
+        # nothing measurable on this CPU, and reading a short prompt over a long cached one
+        # is faster without it (docs/benchmarks.md).
         cparams.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cparams.n_threads = threads
         cparams.n_threads_batch = threads
