@@ -1,7 +1,8 @@
 """Chat speed: raw llama.cpp against the same model behind Ronghe's HTTP streaming API.
 
 One run measures, on the same model, prompts, token counts and sampling (temperature 0.8,
-top-p 0.7, end-of-generation forbidden so every generation is exactly ``--tokens`` long):
+top-p 0.7, end-of-generation forbidden so every generation is exactly ``--tokens`` long) and
+the same context settings (4,096 cells per sequence, flash attention off, as Ronghe runs):
 
 - raw llama.cpp, one sequence: ``llama_decode`` of one token per step in this process;
 - raw llama.cpp, 4 sequences batched in one context (one ``llama_decode`` per step with the
