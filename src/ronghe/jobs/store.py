@@ -178,32 +178,28 @@ class TaskStore:
         """A pending task is cancelled at once; a running one is flagged and its worker stops
         at the next step.  Cancelling a finished task changes nothing."""
         self.get(task_id, user_id)
-        now = utcnow()
-        with self.db.session() as s:
-            ended = s.execute(
-                update(Task).where(Task.id == task_id, Task.state == Status.PENDING.value)
-                .values(state=Status.CANCELLED.value, cancel_requested=True,
-                        finished_at=now, error_msg="cancelled by the user"))
-            if ended.rowcount:
-                self._changed(s, task_id, events.COMPLETED)
-            s.execute(update(Task).where(Task.id == task_id, Task.state == Status.RUNNING.value)
-                      .values(cancel_requested=True))
+        self._cancel(Task.id == task_id, "cancelled by the user")
         return self.get(task_id, user_id)
 
     def cancel_all_of(self, user_id: int,
                       reason: str = "cancelled: the account was disabled") -> int:
         """Every unfinished task of one user, as ``request_cancel`` does each (a disabled
         account's queued work must not run on).  Returns how many tasks it touched."""
+        return self._cancel(Task.user_id == user_id, reason)
+
+    def _cancel(self, which: Any, reason: str) -> int:
+        """Pending tasks matching ``which`` end cancelled (with their event); running ones
+        are flagged for their workers.  Returns how many tasks it touched."""
         with self.db.session() as s:
             ended = list(s.scalars(
-                update(Task).where(Task.user_id == user_id, Task.state == Status.PENDING.value)
+                update(Task).where(which, Task.state == Status.PENDING.value)
                 .values(state=Status.CANCELLED.value, cancel_requested=True,
                         finished_at=utcnow(), error_msg=reason)
                 .returning(Task.id).execution_options(synchronize_session=False)))
             for task_id in ended:
                 self._changed(s, task_id, events.COMPLETED)
             flagged = s.execute(
-                update(Task).where(Task.user_id == user_id, Task.state == Status.RUNNING.value)
+                update(Task).where(which, Task.state == Status.RUNNING.value)
                 .values(cancel_requested=True).execution_options(synchronize_session=False))
             return len(ended) + int(flagged.rowcount or 0)
 
