@@ -170,7 +170,8 @@ def demo_model(tmp_path_factory: pytest.TempPathFactory) -> DemoModel:
     from ronghe.engines.diffusion.demo.build import BuildConfig, build
 
     root = tmp_path_factory.mktemp("demo-stand-in")
-    config = BuildConfig(steps=1, controlnet_steps=1, batch_size=2, warmup=1, threads=1)
+    config = BuildConfig(steps=1, refine_steps=1, controlnet_steps=1, batch_size=2, warmup=1,
+                         refine_warmup=1, threads=1)
     build(root / "model", root / "controlnet", config, root / "work", resume=False)
     return DemoModel(root / "model", root / "controlnet", real=False)
 

@@ -28,6 +28,10 @@ def build(
     ] = None,
     work: Annotated[Path, typer.Option(help="Checkpoint folder")] = Path("demo-build/work"),
     steps: Annotated[int, typer.Option(help="UNet + text encoder steps")] = 5000,
+    refine_steps: Annotated[int, typer.Option(help="Phase 1b steps (varied captions)")] = 2400,
+    init_from: Annotated[Path | None, typer.Option(
+        help="Take phase 1 from this diffusers folder (the shipped 5000-step weights)")] = None,
+    threads: Annotated[int, typer.Option(help="torch threads")] = 2,
     controlnet_steps: Annotated[int, typer.Option(help="ControlNet steps")] = 700,
     seed: Annotated[int, typer.Option()] = 0,
     resume: Annotated[bool, typer.Option("--resume/--no-resume")] = True,
@@ -50,10 +54,20 @@ def build(
         controlnet_out = (
             default_cn if out == default_out else out.parent / f"{out.name}-controlnet-canny"
         )
-    config = BuildConfig(seed=seed, steps=steps, controlnet_steps=controlnet_steps)
+    config = BuildConfig(seed=seed, steps=steps, refine_steps=refine_steps,
+                         controlnet_steps=controlnet_steps, threads=threads,
+                         init_from=str(init_from) if init_from else "")
     if smoke:
         config = BuildConfig.smoke(seed=seed)
-    if run_build(out, controlnet_out, config, work, resume=resume) is None:
+        config.init_from = str(init_from) if init_from else ""
+    if init_from and not (init_from / "ronghe.json").is_file():
+        raise typer.BadParameter(f"{init_from} is not a demo model folder (no ronghe.json)",
+                                 param_hint="--init-from")
+    try:
+        finished = run_build(out, controlnet_out, config, work, resume=resume)
+    except ValueError as error:  # start_from refuses a model that had phase 1b
+        raise typer.BadParameter(str(error), param_hint="--init-from") from None
+    if finished is None:
         typer.echo("stopped before the end; run the same command again to resume")
         raise typer.Exit(3)
     typer.echo(f"wrote {out} and {controlnet_out}")
@@ -66,9 +80,14 @@ def _record(model: Path, controlnet: Path) -> None:
 
     report = run_eval(model, controlnet)
     _print(report)
-    meta_path = model / "ronghe.json"
-    meta = json.loads(meta_path.read_text())
-    meta["eval"] = {**report.figures(), **report.settings, "seeds": len(report.samples)}
+    _write_eval(model / "ronghe.json", report)
+
+
+def _write_eval(meta_path: Path, report) -> None:
+    """Record an eval's figures under ``eval`` in the model's ronghe.json."""
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta["eval"] = {**report.figures(), **report.settings, "images": len(report.samples),
+                    "median_fill": report.median_fill}
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
 
 
@@ -90,7 +109,7 @@ def _print(report) -> None:
         "seconds_per_image": "< 1",
     }
     for name, value in report.figures().items():
-        table.add_row(name, "n/a" if value is None else f"{value:.3f}", targets[name])
+        table.add_row(name, "n/a" if value is None else f"{value:.3f}", targets.get(name, "-"))
     Console().print(table)
     Console().print(f"settings: {report.settings}, {len(report.samples)} images")
     Console().print(f"median fill ratio per shape: {report.median_fill}")
@@ -188,8 +207,7 @@ def eval_command(
         contact_sheet(report).save(out)
         typer.echo(f"contact sheet: {out}")
     if record:
-        meta["eval"] = {**report.figures(), **report.settings, "images": len(report.samples)}
-        meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+        _write_eval(meta_path, report)
 
 
 @app.command("build-captioner")

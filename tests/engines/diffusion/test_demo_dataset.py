@@ -47,3 +47,31 @@ def test_identity_vae_round_trip_is_below_one_8bit_step() -> None:
         latents = vae.encode(x).latent_dist.sample(torch.Generator().manual_seed(1))
         decoded = vae.decode(latents).sample
     assert (decoded - x).abs().max() * 127.5 < 0.05
+
+
+def test_varied_captions_keep_their_words_and_fit_the_text_encoder() -> None:
+    tokenizer = build_tokenizer()
+    known = set(shapes.vocabulary())
+    rng = np.random.default_rng(4)
+    forms = set()
+    for _ in range(400):
+        combo = shapes.train_combos()[int(rng.integers(0, len(shapes.train_combos())))]
+        text = shapes.varied_caption(combo, rng)
+        words = text.replace(",", " ").split()
+        # The shape is always named; colours only as themselves, never inside a filler.
+        assert combo.shape in words, text
+        assert {w for w in words if w in known} <= {*combo.caption.split(), *shapes.FILLER_WORDS}
+        assert len(tokenizer(text).input_ids) <= tokenizer.model_max_length, text
+        forms.add((combo.colour in words, f"{combo.background} background" in text,
+                   len(words) - len(combo.caption.split())))
+    # Every form turns up: no shape colour, no background, one or two extra words.
+    assert (False, True, 0) in forms and (True, False, -3) in forms and (True, True, 2) in forms
+
+
+def test_made_up_words_never_hide_a_vocabulary_word() -> None:
+    rng = np.random.default_rng(0)
+    long_words = [w for w in shapes.vocabulary() if len(w) > 2]
+    for _ in range(2000):
+        word = shapes.random_word(rng)
+        assert 3 <= len(word) <= 8 and word.isalpha()
+        assert not any(known in word for known in long_words), word

@@ -1,8 +1,10 @@
 """Build (train) the demo model and its canny ControlNet. Resumable.
 
-Two phases, both on procedurally drawn 32x32 images:
+Three phases, all on procedurally drawn 32x32 images:
 1. UNet + text encoder, trained jointly (text-to-image, v-prediction, zero-SNR).
-2. ControlNet (canny edges -> image) on top of the frozen phase-1 model.
+1b. "refine": from phase 1's EMA weights, captions of varied length and word order and
+   more weight on the low-noise steps that draw edges.
+2. ControlNet (canny edges -> image) on top of the frozen phase-1b model.
 
 Training state is checkpointed to ``<work>/checkpoint.pt`` every few minutes and
 on SIGTERM/SIGINT; batches are drawn from an RNG seeded with (seed, phase, step),
@@ -47,6 +49,18 @@ class BuildConfig:
     # zero-SNR terminal step (v-prediction's min(SNR, g)/(SNR+1) would be 0 there).
     snr_gamma: float = 5.0
     ema_decay: float = 0.999
+    # Phase 1b (issue 17). A fresh optimizer on phase 1's EMA weights; its own warm-up and
+    # the same total-independent decay. A share of captions is varied (shapes.varied_caption)
+    # so prompts with extra words keep their meaning, and gamma 20 gives the low-noise steps
+    # that draw crisp edges about four times phase 1's weight.
+    refine_steps: int = 2400
+    refine_lr: float = 5e-4
+    refine_warmup: int = 100
+    refine_snr_gamma: float = 20.0
+    varied_caption_p: float = 0.6
+    # A diffusers folder whose UNet and text encoder stand in for phase 1 (skipping it):
+    # the shipped 5000-step weights, which phase 1 with these settings reproduces.
+    init_from: str = ""
     checkpoint_minutes: float = 3.0
     threads: int = 2
     # Recorded in ronghe.json; sampling defaults the eval (and the API) should use.
@@ -57,12 +71,15 @@ class BuildConfig:
     @classmethod
     def smoke(cls, seed: int = 0) -> BuildConfig:
         """Same architecture, a handful of tiny batches: exercises the machinery only."""
-        return cls(seed=seed, steps=6, controlnet_steps=4, batch_size=4, warmup=2)
+        return cls(seed=seed, steps=6, refine_steps=4, controlnet_steps=4, batch_size=4,
+                   warmup=2, refine_warmup=2)
 
 
 # Config fields that may differ on resume: none of them changes what a given
 # step computes (the LR schedule does not depend on the total step count).
-_FREE_ON_RESUME = {"checkpoint_minutes", "steps", "controlnet_steps", "threads"}
+_FREE_ON_RESUME = {"checkpoint_minutes", "steps", "refine_steps", "controlnet_steps",
+                   "threads"}
+PHASES = ("unet", "refine", "controlnet", "done")
 
 
 def _lr_factor(step: int, warmup: int) -> float:
@@ -99,6 +116,7 @@ class _Trainer:
         self.sqrt_sigma = (1 - alphas).sqrt()
         snr = alphas / (1 - alphas)
         self.loss_weight = torch.clamp(config.snr_gamma / (snr + 1), max=1.0)
+        self.refine_loss_weight = torch.clamp(config.refine_snr_gamma / (snr + 1), max=1.0)
         self.optimizer = torch.optim.AdamW(
             [*self.unet.parameters(), *self.text_encoder.parameters()],
             lr=config.lr,
@@ -109,7 +127,8 @@ class _Trainer:
         self.phase = "unet"
         self.step = 0
         self.unet_steps_done = 0
-        self.elapsed = {"unet": 0.0, "controlnet": 0.0}
+        self.refine_steps_done = 0
+        self.elapsed = {"unet": 0.0, "refine": 0.0, "controlnet": 0.0}
         self.stop_requested = False
 
     # -- state -------------------------------------------------------------
@@ -123,6 +142,7 @@ class _Trainer:
             "phase": self.phase,
             "step": self.step,
             "unet_steps_done": self.unet_steps_done,
+            "refine_steps_done": self.refine_steps_done,
             "elapsed": self.elapsed,
             "unet": self.unet.state_dict(),
             "text_encoder": self.text_encoder.state_dict(),
@@ -142,6 +162,7 @@ class _Trainer:
             return False
         self.phase, self.step, self.elapsed = state["phase"], state["step"], state["elapsed"]
         self.unet_steps_done = state["unet_steps_done"]
+        self.refine_steps_done = state["refine_steps_done"]
         self.unet.load_state_dict(state["unet"])
         self.text_encoder.load_state_dict(state["text_encoder"])
         self.ema_unet.load_state_dict(state["ema_unet"])
@@ -159,10 +180,55 @@ class _Trainer:
         return True
 
     # -- training ----------------------------------------------------------
+    def start_from(self, folder: Path) -> None:
+        """Take a diffusers folder's UNet and text encoder as phase 1's result."""
+        from diffusers import UNet2DConditionModel
+        from transformers import CLIPTextModel
+
+        meta = json.loads((folder / "ronghe.json").read_text())
+        if meta["build"].get("refine_steps"):
+            raise ValueError(f"{folder} has had phase 1b already "
+                             f"({meta['build']['refine_steps']} steps); --init-from takes a "
+                             "phase-1 model, as phase 1b would otherwise run twice")
+        unet = UNet2DConditionModel.from_pretrained(folder / "unet").state_dict()
+        text = CLIPTextModel.from_pretrained(folder / "text_encoder").state_dict()
+        for model, weights in ((self.unet, unet), (self.ema_unet, unet),
+                               (self.text_encoder, text), (self.ema_text, text)):
+            model.load_state_dict(weights)
+        self.step = meta["build"]["steps"]
+        self.elapsed["unet"] = meta["build"]["train_seconds"]
+        self._enter("refine")
+
+    def _enter(self, phase: str) -> None:
+        """Leave the current phase for ``phase`` (whose step count starts at 0)."""
+        if phase == "refine":
+            self.unet_steps_done = self.step
+            # Its noise starts from the seed, not from where phase 1 left torch's RNG, so a
+            # build --init-from a saved phase 1 equals one that trained phase 1 itself.
+            torch.manual_seed(self.config.seed + 2)
+            # Live weights restart from the smoothed ones; Adam's moments start afresh.
+            self.unet.load_state_dict(self.ema_unet.state_dict())
+            self.text_encoder.load_state_dict(self.ema_text.state_dict())
+            self.optimizer = torch.optim.AdamW(
+                [*self.unet.parameters(), *self.text_encoder.parameters()],
+                lr=self.config.refine_lr, weight_decay=0.01)
+        else:
+            self.refine_steps_done = self.step
+            self._start_controlnet()
+        self.phase, self.step = phase, 0
+
     def _batch(self, phase: str, step: int, empty_p: float):
-        rng = np.random.default_rng([self.config.seed, 0 if phase == "unet" else 1, step])
+        # Streams 0 and 1 are phase 1's and the ControlNet's since the first build.
+        stream = {"unet": 0, "controlnet": 1, "refine": 2}[phase]
+        rng = np.random.default_rng([self.config.seed, stream, step])
         images, _, combos = shapes.sample_batch(rng, self.config.batch_size)
-        captions = ["" if rng.random() < empty_p else combo.caption for combo in combos]
+        varied = self.config.varied_caption_p if phase == "refine" else 0.0
+        captions = [
+            "" if rng.random() < empty_p
+            else shapes.varied_caption(combo, rng) if rng.random() < varied
+            else combo.caption
+            for combo in combos
+        ]
         ids = self.tokenizer(
             captions, padding="max_length", truncation=True, return_tensors="pt"
         ).input_ids
@@ -177,7 +243,8 @@ class _Trainer:
 
     def _loss(self, pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         per_sample = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
-        return (per_sample * self.loss_weight[t]).mean()
+        weight = self.refine_loss_weight if self.phase == "refine" else self.loss_weight
+        return (per_sample * weight[t]).mean()
 
     def _ema(self, decay: float) -> None:
         with torch.no_grad():
@@ -186,12 +253,15 @@ class _Trainer:
                     e.lerp_(p, 1 - decay)
 
     def train_unet_step(self) -> float:
+        """One step of phase 1 or 1b (``self.phase`` says which)."""
         cfg = self.config
-        images, ids = self._batch("unet", self.step, cfg.empty_caption_p)
+        images, ids = self._batch(self.phase, self.step, cfg.empty_caption_p)
         x0 = _to_tensor(images)
         xt, t, target = self._noisy(x0)
+        lr, warmup = (cfg.refine_lr, cfg.refine_warmup) if self.phase == "refine" else (
+            cfg.lr, cfg.warmup)
         for group in self.optimizer.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(self.step, cfg.warmup)
+            group["lr"] = lr * _lr_factor(self.step, warmup)
         hidden = self.text_encoder(ids)[0]
         pred = self.unet(xt, t, encoder_hidden_states=hidden).sample
         loss = self._loss(pred, target, t)
@@ -248,15 +318,15 @@ class _Trainer:
         cfg = self.config
         last_save = time.monotonic()
         done_here = 0
-        for phase, total in (("unet", cfg.steps), ("controlnet", cfg.controlnet_steps)):
-            if phase == "unet" and self.phase != "unet":
+        totals = {"unet": cfg.steps, "refine": cfg.refine_steps,
+                  "controlnet": cfg.controlnet_steps}
+        for phase, total in totals.items():
+            if PHASES.index(phase) < PHASES.index(self.phase):
                 continue
-            if phase == "controlnet" and self.phase == "unet":
-                self.unet_steps_done = self.step
-                self.phase, self.step = "controlnet", 0
-                self._start_controlnet()
+            if phase != self.phase:
+                self._enter(phase)
                 self.save()
-            train = self.train_unet_step if phase == "unet" else self.train_controlnet_step
+            train = self.train_controlnet_step if phase == "controlnet" else self.train_unet_step
             bar = tqdm(
                 total=total,
                 initial=min(self.step, total),
@@ -308,6 +378,9 @@ def build(
     trainer = _Trainer(config, work)
     if resume and trainer.load():
         print(f"resumed from {trainer.checkpoint_path}: phase {trainer.phase}, step {trainer.step}")
+    elif config.init_from:
+        trainer.start_from(Path(config.init_from))
+        print(f"phase 1 taken from {config.init_from} ({trainer.unet_steps_done} steps)")
 
     def request_stop() -> None:
         trainer.stop_requested = True
@@ -316,62 +389,6 @@ def build(
         if trainer.phase != "done" and not trainer.run():
             print(f"stopped at phase {trainer.phase}, step {trainer.step}; checkpoint saved")
             return None
+    from ronghe.engines.diffusion.demo.export import export
+
     return export(trainer, out, controlnet_out)
-
-
-def export(trainer: _Trainer, out: Path, controlnet_out: Path) -> dict:
-    from diffusers import StableDiffusionPipeline
-
-    cfg = trainer.config
-    pipe = StableDiffusionPipeline(
-        vae=modules.make_identity_vae(),
-        text_encoder=trainer.ema_text,
-        tokenizer=trainer.tokenizer,
-        unet=trainer.ema_unet,
-        scheduler=modules.make_sample_scheduler(),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    out.mkdir(parents=True, exist_ok=True)
-    pipe.save_pretrained(out, safe_serialization=True)
-    _write_slow_tokenizer_files(trainer.tokenizer, out / "tokenizer")
-    unet_steps = trainer.step if trainer.phase == "unet" else trainer.unet_steps_done
-    controlnet_steps = 0 if trainer.phase == "unet" else trainer.step
-    metadata = {
-        "family": "demo",
-        "native_resolution": shapes.RESOLUTION,
-        "note": "renders at 32x32 pixels; callers resize up to the requested size",
-        "prediction_type": "v_prediction",
-        "recommended": dict(cfg.sample),
-        "build": {
-            "seed": cfg.seed,
-            "steps": unet_steps,
-            "controlnet_steps": controlnet_steps,
-            "batch_size": cfg.batch_size,
-            "train_seconds": round(trainer.elapsed["unet"]),
-            "controlnet_train_seconds": round(trainer.elapsed["controlnet"]),
-        },
-        "held_out": [list(combo) for combo in shapes.HELD_OUT],
-        "controlnet": {"canny": controlnet_out.name},
-    }
-    (out / "ronghe.json").write_text(json.dumps(metadata, indent=2) + "\n")
-    if trainer.controlnet is not None:
-        controlnet_out.mkdir(parents=True, exist_ok=True)
-        trainer.controlnet.save_pretrained(controlnet_out, safe_serialization=True)
-        (controlnet_out / "ronghe.json").write_text(
-            json.dumps(
-                {"family": "demo", "control": "canny", "base": out.name, **metadata["build"]},
-                indent=2,
-            )
-            + "\n"
-        )
-    return metadata
-
-
-def _write_slow_tokenizer_files(tokenizer, folder: Path) -> None:
-    """vocab.json + merges.txt, so transformers 4.x's slow CLIPTokenizer loads it too."""
-    model = json.loads(tokenizer.backend_tokenizer.to_str())["model"]
-    (folder / "vocab.json").write_text(json.dumps(model["vocab"], indent=1) + "\n")
-    merges = [" ".join(m) if isinstance(m, list) else m for m in model["merges"]]
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")

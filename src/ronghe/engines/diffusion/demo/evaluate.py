@@ -42,6 +42,11 @@ class Report:
     # Median fill ratio of the generated shapes, per prompted shape (ideal: square 1.0,
     # circle 0.785, triangle 0.5): how far from crisp geometry they are.
     median_fill: dict[str, float] = field(default_factory=dict)
+    # The same prompts with other words in them (issue 17): "shifted" puts a made-up word
+    # somewhere in the caption; "trigger_form" is a LoRA prompt, ``a <word> <shape> on a
+    # <background> background`` (no shape colour). Share of images right per reading.
+    shifted: dict[str, float] = field(default_factory=dict)
+    trigger_form: dict[str, float] = field(default_factory=dict)
     samples: list[Sample] = field(default_factory=list)
     control_samples: list[Sample] = field(default_factory=list)
 
@@ -56,6 +61,8 @@ class Report:
                 None if self.controlnet_iou is None else round(self.controlnet_iou, 3)
             ),
             "seconds_per_image": round(self.seconds_per_image, 3),
+            **{f"shifted_{name}": value for name, value in self.shifted.items()},
+            **{f"trigger_form_{name}": value for name, value in self.trigger_form.items()},
         }
 
 
@@ -76,6 +83,16 @@ def control_image(combo: shapes.Combo, seed: int) -> Image.Image:
     rng = np.random.default_rng([seed, *map(ord, combo.caption)])
     image, _ = shapes.draw(combo.colour, combo.shape, combo.background, rng)
     return shapes.canny(image)
+
+
+def shifted_prompts(combo: shapes.Combo, seed: int) -> tuple[str, str]:
+    """The held-out caption with a made-up word put in at a seeded place, and the trigger
+    form of the prompt (the made-up word in place of the shape colour)."""
+    rng = np.random.default_rng([seed, 7, *map(ord, combo.caption)])
+    words = combo.caption.split()
+    words.insert(int(rng.integers(0, len(words) + 1)), shapes.random_word(rng))
+    trigger = f"a {shapes.random_word(rng)} {combo.shape} on a {combo.background} background"
+    return " ".join(words), trigger
 
 
 def evaluate(
@@ -108,6 +125,12 @@ def evaluate(
             if run:  # the first call warms up kernels and caches
                 timings.append(time.perf_counter() - started)
         control_samples = _controlnet(pipe, controlnet, jobs, settings) if controlnet else []
+        prompts = [shifted_prompts(combo, seed) for combo, seed in jobs]
+        moved = pipe([p for pair in prompts for p in pair],
+                     generator=_generators([seed for _, seed in jobs for _ in range(2)]),
+                     **settings).images
+        shifted = [scoring.read_image(image) for image in moved[0::2]]
+        trigger = [scoring.read_image(image) for image in moved[1::2]]
 
     def rate(hits: list[bool]) -> float:
         return sum(hits) / len(hits)
@@ -132,11 +155,20 @@ def evaluate(
             if control_samples
             else None
         ),
+        shifted=_shares(shifted, jobs, ("colour", "shape", "background")),
+        trigger_form=_shares(trigger, jobs, ("shape", "background")),
         seconds_per_image=statistics.median(timings) if timings else float("nan"),
         settings=settings,
         samples=samples,
         control_samples=control_samples,
     )
+
+
+def _shares(readings: list[scoring.Reading], jobs, fields: tuple[str, ...]) -> dict[str, float]:
+    """Share of readings whose ``field`` is the combo's (its ``colour``, ``shape``, ...)."""
+    return {name: round(sum(getattr(r, name) == getattr(combo, name)
+                            for r, (combo, _) in zip(readings, jobs, strict=True))
+                        / len(readings), 3) for name in fields}
 
 
 def _controlnet(pipe, controlnet: Path, jobs, settings) -> list[Sample]:

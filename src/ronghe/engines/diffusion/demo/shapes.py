@@ -98,6 +98,44 @@ def vocabulary() -> list[str]:
     return list(dict.fromkeys(words))
 
 
+# Words the base model learns to read past (issue 17): a user's prompt puts other words
+# (a LoRA's trigger, "style", a comma) between the ones it knows.
+FILLER_WORDS: tuple[str, ...] = ("style", "photo", "picture", "drawing", "plain", ",")
+
+
+def random_word(rng: np.random.Generator) -> str:
+    """A made-up word of 3-8 letters, like a LoRA trigger (``plumzq``).
+
+    The tokenizer spells it in letters; it never contains a vocabulary word, so it
+    cannot carry a colour or a shape by accident.
+    """
+    known = [word for word in vocabulary() if len(word) > 2]
+    while True:
+        word = "".join(chr(97 + int(i)) for i in rng.integers(0, 26, int(rng.integers(3, 9))))
+        if not any(k in word for k in known):
+            return word
+
+
+def varied_caption(combo: Combo, rng: np.random.Generator) -> str:
+    """The caption with its words moved: a shorter form, then 1-2 filler words put anywhere.
+
+    Trained only on the nine-word template, the model read each word by its position, so a
+    prompt with one more word (``a plumzq triangle on a red background``) lost its background
+    colour. Captions of varied length and layout make it read words by what they are.
+    """
+    form = rng.random()
+    if form < 0.15:  # no shape colour: the shape may be any colour
+        words = ["a", combo.shape, "on", "a", combo.background, "background"]
+    elif form < 0.25:  # no background: any background
+        words = ["a", combo.colour, combo.shape]
+    else:
+        words = combo.caption.split()
+    for _ in range(int(rng.integers(1, 3))):
+        filler = random_word(rng) if rng.random() < 0.7 else str(rng.choice(FILLER_WORDS))
+        words.insert(int(rng.integers(0, len(words) + 1)), filler)
+    return " ".join(words).replace(" ,", ",")
+
+
 @dataclass(frozen=True)
 class Placement:
     cx: float
