@@ -10,6 +10,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,18 @@ def _running(server: Server, token: str, proc: subprocess.Popen[str], kind: str,
             time.sleep(0.2)
 
 
+@pytest.fixture
+def ctrl_c_reaches_children() -> Iterator[None]:
+    """Child processes start with Ctrl-C at its default, as in a terminal. A shell ignores
+    SIGINT for what it starts in the background, and an ignored signal stays ignored across
+    exec: pytest run that way would hand the CLI a Ctrl-C it cannot see. A caught one is
+    reset to the default on exec, so catching it here for the test's length is enough."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+@pytest.mark.usefixtures("ctrl_c_reaches_children")
 def test_ctrl_c_in_generate_cancels_the_task(server: Server, tmp_path: Path) -> None:
     with Client(server.url, email="bob@example.com", password=PASSWORD) as c:
         token = c.login("bob@example.com", PASSWORD).token
@@ -202,6 +215,7 @@ def test_ctrl_c_in_generate_cancels_the_task(server: Server, tmp_path: Path) -> 
            "XDG_CONFIG_HOME": str(tmp_path / "config")}
     proc = subprocess.Popen([sys.executable, "-m", "ronghe.cli", "generate", "interrupted",
                              "-n", "8", "--size", "64x64", "--steps", "150"], env=env,
+                            cwd=tmp_path,  # where its images would land, were it not cancelled
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     task_id = _running(server, token, proc, "image", "interrupted")
     proc.send_signal(signal.SIGINT)
@@ -228,6 +242,7 @@ def _interrupt_training(server: Server, token: str, tmp_path: Path, name: str,
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr), task_id
 
 
+@pytest.mark.usefixtures("ctrl_c_reaches_children")
 def test_ctrl_c_in_train_asks_whether_to_cancel(server: Server, tmp_path: Path) -> None:
     with Client(server.url, email="bob@example.com", password=PASSWORD) as c:
         token = c.login("bob@example.com", PASSWORD).token

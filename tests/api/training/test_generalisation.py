@@ -1,4 +1,4 @@
-"""Acceptance for issue 17, through HTTP only (slow: pytest -m slow).
+"""Acceptance for issue 17, through HTTP only (about two minutes on two cores).
 
 Eight pictures of a concept the demo model never saw (purple triangles on white), trigger
 word ``plumzq``, preset Style, automatic captions.  Then natural prompts that contain the
@@ -21,8 +21,6 @@ from ronghe.engines.diffusion.demo import default_model_path, scoring, shapes
 from tests.conftest import Account, DemoModel
 from tests.image_support import wait_done
 from tests.training_support import make_dataset, submit, upload, wait_training
-
-pytestmark = pytest.mark.slow
 
 TRIGGER = "plumzq"
 SEEDS = (11, 12)
@@ -56,10 +54,9 @@ def _share(readings: list[Any], test: Any) -> float:
     return sum(bool(test(r)) for r in readings) / len(readings)
 
 
-# Issue 17 is open on this: measured 2026-12-02, the LoRA draws the concept 16/16 and the
-# base 0/16, but other backgrounds are followed 0/80 (docs/training.md).  Strict, so the
-# day it passes the marker has to go.
-@pytest.mark.xfail(strict=True, reason="LoRA prompts do not yet follow other backgrounds")
+# Measured 2026-12-02 on the demo model with phase 1b (varied captions): concept 16/16,
+# base 0/16, other backgrounds followed 80/80 (docs/training.md); before phase 1b the
+# backgrounds were 0/80, all white.
 def test_natural_prompts_with_the_trigger_draw_the_concept_and_keep_their_background(
         client: TestClient, account: Account, demo_model: DemoModel) -> None:
     if demo_model.path != default_model_path():
