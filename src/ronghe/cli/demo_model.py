@@ -30,7 +30,7 @@ def build(
     steps: Annotated[int, typer.Option(help="UNet + text encoder steps")] = 5000,
     refine_steps: Annotated[int, typer.Option(help="Phase 1b steps (varied captions)")] = 2400,
     init_from: Annotated[Path | None, typer.Option(
-        help="Take phase 1 from this diffusers folder (the shipped 5000-step weights)")] = None,
+        help="Skip phase 1: take it from this phase-1 model folder")] = None,
     threads: Annotated[int, typer.Option(help="torch threads")] = 2,
     controlnet_steps: Annotated[int, typer.Option(help="ControlNet steps")] = 700,
     seed: Annotated[int, typer.Option()] = 0,
@@ -54,12 +54,10 @@ def build(
         controlnet_out = (
             default_cn if out == default_out else out.parent / f"{out.name}-controlnet-canny"
         )
-    config = BuildConfig(seed=seed, steps=steps, refine_steps=refine_steps,
-                         controlnet_steps=controlnet_steps, threads=threads,
-                         init_from=str(init_from) if init_from else "")
-    if smoke:
-        config = BuildConfig.smoke(seed=seed)
-        config.init_from = str(init_from) if init_from else ""
+    config = (BuildConfig.smoke(seed=seed) if smoke else
+              BuildConfig(seed=seed, steps=steps, refine_steps=refine_steps,
+                          controlnet_steps=controlnet_steps, threads=threads))
+    config.init_from = str(init_from) if init_from else ""
     if init_from and not (init_from / "ronghe.json").is_file():
         raise typer.BadParameter(f"{init_from} is not a demo model folder (no ronghe.json)",
                                  param_hint="--init-from")

@@ -58,8 +58,8 @@ class BuildConfig:
     refine_warmup: int = 100
     refine_snr_gamma: float = 20.0
     varied_caption_p: float = 0.6
-    # A diffusers folder whose UNet and text encoder stand in for phase 1 (skipping it):
-    # the shipped 5000-step weights, which phase 1 with these settings reproduces.
+    # A phase-1 model folder whose UNet and text encoder stand in for phase 1 (skipping
+    # it): the 5000-step weights shipped before phase 1b, which phase 1 here reproduces.
     init_from: str = ""
     checkpoint_minutes: float = 3.0
     threads: int = 2

@@ -30,12 +30,6 @@ def export(trainer: _Trainer, out: Path, controlnet_out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     pipe.save_pretrained(out, safe_serialization=True)
     _write_slow_tokenizer_files(trainer.tokenizer, out / "tokenizer")
-    done = {phase: PHASES.index(trainer.phase) > i for i, phase in enumerate(PHASES)}
-    steps = {phase: trainer.step if phase == trainer.phase or (phase, trainer.phase) == (
-        "controlnet", "done") else 0 for phase in PHASES[:3]}
-    unet_steps = trainer.unet_steps_done if done["unet"] else steps["unet"]
-    refine_steps = trainer.refine_steps_done if done["refine"] else steps["refine"]
-    controlnet_steps = steps["controlnet"]
     metadata = {
         "family": "demo",
         "native_resolution": shapes.RESOLUTION,
@@ -44,11 +38,11 @@ def export(trainer: _Trainer, out: Path, controlnet_out: Path) -> dict:
         "recommended": dict(cfg.sample),
         "build": {
             "seed": cfg.seed,
-            "steps": unet_steps,
-            "controlnet_steps": controlnet_steps,
+            "steps": _steps_done(trainer, "unet"),
+            "controlnet_steps": _steps_done(trainer, "controlnet"),
             "batch_size": cfg.batch_size,
             "train_seconds": round(trainer.elapsed["unet"]),
-            "refine_steps": refine_steps,
+            "refine_steps": _steps_done(trainer, "refine"),
             "refine_train_seconds": round(trainer.elapsed["refine"]),
             "init_from": cfg.init_from or None,
             "controlnet_train_seconds": round(trainer.elapsed["controlnet"]),
@@ -69,6 +63,16 @@ def export(trainer: _Trainer, out: Path, controlnet_out: Path) -> dict:
             + "\n"
         )
     return metadata
+
+
+def _steps_done(trainer: _Trainer, phase: str) -> int:
+    """Steps trained in ``phase``: the live count in the current phase (the ControlNet's
+    once done), what was recorded on leaving an earlier one, none in a later one."""
+    if phase == trainer.phase or (phase, trainer.phase) == ("controlnet", "done"):
+        return trainer.step
+    if PHASES.index(phase) > PHASES.index(trainer.phase):
+        return 0
+    return trainer.unet_steps_done if phase == "unet" else trainer.refine_steps_done
 
 
 def _write_slow_tokenizer_files(tokenizer, folder: Path) -> None:

@@ -6,6 +6,7 @@ can be reproduced (and resumed) from a seed.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from dataclasses import dataclass
 
@@ -103,16 +104,21 @@ def vocabulary() -> list[str]:
 FILLER_WORDS: tuple[str, ...] = ("style", "photo", "picture", "drawing", "plain", ",")
 
 
+@functools.cache
+def _words_a_made_up_word_avoids() -> tuple[str, ...]:
+    # Drawn for most captions of phase 1b: built once, not per word.
+    return tuple(word for word in vocabulary() if len(word) > 2)
+
+
 def random_word(rng: np.random.Generator) -> str:
     """A made-up word of 3-8 letters, like a LoRA trigger (``plumzq``).
 
     The tokenizer spells it in letters; it never contains a vocabulary word, so it
     cannot carry a colour or a shape by accident.
     """
-    known = [word for word in vocabulary() if len(word) > 2]
     while True:
         word = "".join(chr(97 + int(i)) for i in rng.integers(0, 26, int(rng.integers(3, 9))))
-        if not any(k in word for k in known):
+        if not any(k in word for k in _words_a_made_up_word_avoids()):
             return word
 
 
