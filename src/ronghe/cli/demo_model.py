@@ -177,12 +177,15 @@ def eval_command(
     seeds: Annotated[int, typer.Option("--seeds", "--n", help="Seeds per combination")] = 4,
     steps: Annotated[int, typer.Option(help="Inference steps")] = 20,
     guidance: Annotated[float | None, typer.Option(help="Default: the model's recommended")] = None,
+    every_step: Annotated[bool, typer.Option(
+        help="Guide every step at full scale, not by the model's guidance schedule")] = False,
     out: Annotated[Path | None, typer.Option(help="Contact sheet PNG")] = None,
     record: Annotated[bool, typer.Option(help="Write the figures into ronghe.json")] = False,
 ) -> None:
     """Generate the held-out combinations with fixed seeds and score them."""
     from ronghe.engines.diffusion.demo.evaluate import contact_sheet
     from ronghe.engines.diffusion.demo.evaluate import evaluate as run_eval
+    from ronghe.engines.diffusion.guidance import GuidanceSchedule
 
     default_model, default_cn = _defaults()
     model = model or default_model
@@ -198,6 +201,7 @@ def eval_command(
         seeds=tuple(range(seeds)),
         num_inference_steps=steps,
         guidance_scale=guidance,
+        schedule=GuidanceSchedule() if every_step else None,
     )
     _print(report)
     if out:

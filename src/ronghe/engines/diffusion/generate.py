@@ -18,6 +18,7 @@ from PIL import Image
 
 from ronghe.engines.cpu import budget
 from ronghe.engines.diffusion import control, outpaint
+from ronghe.engines.diffusion.guidance import GuidanceSchedule
 from ronghe.engines.diffusion.inpaint import LatentBlend, pipeline_handles
 from ronghe.engines.diffusion.pipelines import (
     CONTROLNET,
@@ -186,6 +187,13 @@ class ImageEngine:
                 return [init.copy() for _ in req.seeds], 0
         total = per_image * len(req.seeds)
         batch = BATCH.get(entry.family, 1)
+        # A LoRA's concept is a weaker signal than the words the base model knows, and
+        # guidance in the late steps is what carries it (a trained colour: 16/16 guided every
+        # step, 11/16 with the demo's schedule; docs/demo-model.md), so a request with LoRAs
+        # is guided every step. img2img (not LatentBlend) runs the last per_image steps only.
+        schedule = GuidanceSchedule() if req.loras else entry.guidance_schedule
+        guidance, guidance_hook = schedule.start(
+            req.guidance, req.steps, skipped=0 if blended else req.steps - per_image)
         images: list[Image.Image] = []
         tap = CleanSampleTap(pipe.scheduler)
         for first in range(0, len(req.seeds), batch):
@@ -197,6 +205,7 @@ class ImageEngine:
             def callback(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any],
                          done_before: int = done_before, n: int = len(seeds),
                          blend: LatentBlend | None = blend) -> dict[str, Any]:
+                guidance_hook(pipe, step)
                 if blend is not None:
                     kwargs["latents"] = blend(kwargs["latents"], step)
                 if previewer is not None:
@@ -211,7 +220,7 @@ class ImageEngine:
                 out = pipe(prompt=req.prompt, negative_prompt=req.negative_prompt or None,
                            num_images_per_prompt=len(seeds),
                            generator=[torch.Generator().manual_seed(s) for s in seeds],
-                           num_inference_steps=req.steps, guidance_scale=req.guidance,
+                           num_inference_steps=req.steps, guidance_scale=guidance,
                            callback_on_step_end=callback, output_type="pil", **args)
             images.extend(out.images)
         return images, per_image

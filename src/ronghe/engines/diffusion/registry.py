@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ronghe.engines.diffusion.guidance import GuidanceSchedule
 from ronghe.engines.diffusion.library import FAMILIES, Found, ModelsFolder
 from ronghe.errors import BadRequest, NotReady
 from ronghe.queues import image_queue
@@ -63,6 +64,8 @@ class ModelEntry:
     # The model's own recommendation; the API's ``scale`` default stays the spec's 7.
     recommended_guidance: float | None
     meta: dict[str, Any] = field(default_factory=dict)
+    # Full guidance for the noisiest share of the steps only (the demo model's recipe).
+    guidance_schedule: GuidanceSchedule = field(default_factory=GuidanceSchedule)
 
     @property
     def name(self) -> str:
@@ -103,7 +106,7 @@ class ModelEntry:
         return None
 
 
-def _folder_meta(path: Path) -> dict[str, Any]:
+def folder_meta(path: Path) -> dict[str, Any]:
     meta_file = path / "ronghe.json" if path.is_dir() else None
     if meta_file is None or not meta_file.is_file():
         return {}
@@ -119,7 +122,7 @@ def _file_meta(path: Path, family: str) -> dict[str, Any]:
     then its ``<stem>.ronghe.json``."""
     meta: dict[str, Any] = {}
     if family == "demo":
-        demo = _folder_meta(bundled_path(BUNDLED + "demo"))
+        demo = folder_meta(bundled_path(BUNDLED + "demo"))
         meta.update({k: demo[k] for k in ("native_resolution", "recommended") if k in demo})
     sidecar = path.with_name(path.stem + ".ronghe.json")
     try:
@@ -136,7 +139,7 @@ def make_entry(spec: ImageModelSpec) -> ModelEntry:
     if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
         meta = _file_meta(path, spec.family)
     else:
-        meta = _folder_meta(path)
+        meta = folder_meta(path)
     recommended = meta.get("recommended") or {}
     native = meta.get("native_resolution")
     steps = spec.default_steps or recommended.get("num_inference_steps") or DEFAULT_STEPS
@@ -148,6 +151,7 @@ def make_entry(spec: ImageModelSpec) -> ModelEntry:
         default_steps=int(steps),
         recommended_guidance=float(guidance) if isinstance(guidance, int | float) else None,
         meta=meta,
+        guidance_schedule=GuidanceSchedule.from_recommended(recommended),
     )
 
 

@@ -63,9 +63,11 @@ class BuildConfig:
     init_from: str = ""
     checkpoint_minutes: float = 3.0
     threads: int = 2
-    # Recorded in ronghe.json; sampling defaults the eval (and the API) should use.
+    # Recorded in ronghe.json; sampling defaults the eval (and the API) should use. Full
+    # guidance for the first 30 % of the steps, then 1.5 (engines/diffusion/guidance.py).
     sample: dict[str, float] = field(
-        default_factory=lambda: {"num_inference_steps": 20, "guidance_scale": 5.0}
+        default_factory=lambda: {"num_inference_steps": 20, "guidance_scale": 5.0,
+                                 "guidance_end": 0.3, "late_guidance_scale": 1.5}
     )
 
     @classmethod
@@ -78,7 +80,7 @@ class BuildConfig:
 # Config fields that may differ on resume: none of them changes what a given
 # step computes (the LR schedule does not depend on the total step count).
 _FREE_ON_RESUME = {"checkpoint_minutes", "steps", "refine_steps", "controlnet_steps",
-                   "threads"}
+                   "threads", "sample"}
 PHASES = ("unet", "refine", "controlnet", "done")
 
 

@@ -27,7 +27,8 @@ from PIL import Image
 
 from ronghe.engines.diffusion import control
 from ronghe.engines.diffusion.demo import scoring, shapes
-from ronghe.engines.diffusion.demo.evaluate import DEFAULT_SEEDS, load_pipeline
+from ronghe.engines.diffusion.demo.evaluate import DEFAULT_SEEDS, load_pipeline, schedule_of
+from ronghe.engines.diffusion.guidance import pipeline_arguments
 
 TILE_RATES = (4, 8)
 
@@ -58,9 +59,9 @@ def lowres_error(image: Image.Image, source: Image.Image, rate: int) -> float:
 
 
 def _render(pipe: Any, prompts: list[str], seeds: list[int], maps: list[Image.Image] | None,
-            steps: int, guidance: float) -> list[Image.Image]:
+            call: dict[str, Any]) -> list[Image.Image]:
     generators = [torch.Generator().manual_seed(s) for s in seeds]
-    args: dict[str, Any] = {"num_inference_steps": steps, "guidance_scale": guidance}
+    args: dict[str, Any] = dict(call)
     if maps is not None:
         args["image"] = maps
     with torch.inference_mode():
@@ -81,12 +82,17 @@ def evaluate_control(model: Path, controlnet: Path, kind: str,
     seed_list = [seed for _, seed in jobs]
     figures: dict[str, Any] = {"kind": kind, "images_per_figure": len(jobs),
                                "num_inference_steps": steps, "guidance_scale": guidance}
+    # Guided as the API guides this model (evaluate.evaluate does the same).
+    schedule = schedule_of(model)
+    if schedule.active:
+        figures.update(guidance_end=schedule.end, late_guidance_scale=schedule.late_scale)
+    call = pipeline_arguments(schedule, guidance, steps)
     for prompt_kind in ("caption", "empty"):
         prompts = [combo.caption if prompt_kind == "caption" else "" for combo, _ in jobs]
-        plain = _render(base, prompts, seed_list, None, steps, guidance)
+        plain = _render(base, prompts, seed_list, None, call)
         if kind == "brightness":
             maps = [control.control_image(im, im.size, "brightness") for im, _ in refs]
-            ours = _render(cn_pipe, prompts, seed_list, maps, steps, guidance)
+            ours = _render(cn_pipe, prompts, seed_list, maps, call)
             figures[f"luma_correlation_{prompt_kind}"] = _mean(
                 luma_correlation(o, m) for o, m in zip(ours, maps, strict=True))
             figures[f"luma_correlation_{prompt_kind}_base"] = _mean(
@@ -95,7 +101,7 @@ def evaluate_control(model: Path, controlnet: Path, kind: str,
         for rate in TILE_RATES:
             maps = [control.control_image(im, im.size, "tile_resample", rate=rate)
                     for im, _ in refs]
-            ours = _render(cn_pipe, prompts, seed_list, maps, steps, guidance)
+            ours = _render(cn_pipe, prompts, seed_list, maps, call)
             for name, images in (("", ours), ("_base", plain)):
                 key = f"rate{rate}_{prompt_kind}{name}"
                 figures[f"lowres_mae_{key}"] = _mean(

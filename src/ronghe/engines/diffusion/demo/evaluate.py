@@ -12,6 +12,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from ronghe.engines.diffusion.demo import scoring, shapes
+from ronghe.engines.diffusion.guidance import GuidanceSchedule, pipeline_arguments
+from ronghe.engines.diffusion.registry import folder_meta
 
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2, 3)
 
@@ -66,6 +68,11 @@ class Report:
         }
 
 
+def schedule_of(model: Path) -> GuidanceSchedule:
+    """The guidance schedule the model's ``ronghe.json`` recommends."""
+    return GuidanceSchedule.from_recommended(folder_meta(model).get("recommended") or {})
+
+
 def load_pipeline(model: Path):
     from diffusers import StableDiffusionPipeline
 
@@ -103,16 +110,24 @@ def evaluate(
     num_inference_steps: int = 20,
     guidance_scale: float = 5.0,
     timing_runs: int = 3,
+    schedule: GuidanceSchedule | None = None,
 ) -> Report:
+    """``schedule``: how guidance falls off over the steps; None: as the model's
+    ``ronghe.json`` recommends, which is what the API serves."""
     combos = combos or shapes.held_out_combos()
     pipe = load_pipeline(model)
-    settings = {"num_inference_steps": num_inference_steps, "guidance_scale": guidance_scale}
+    schedule = schedule_of(model) if schedule is None else schedule
+    settings: dict[str, float] = {"num_inference_steps": num_inference_steps,
+                                  "guidance_scale": guidance_scale}
+    if schedule.active:
+        settings.update(guidance_end=schedule.end, late_guidance_scale=schedule.late_scale)
+    call = pipeline_arguments(schedule, guidance_scale, num_inference_steps)
     jobs = [(combo, seed) for combo in combos for seed in seeds]
     with torch.inference_mode():
         images = pipe(
             [combo.caption for combo, _ in jobs],
             generator=_generators([seed for _, seed in jobs]),
-            **settings,
+            **call,
         ).images
         samples = [
             Sample(combo, seed, image, scoring.read_image(image))
@@ -121,14 +136,14 @@ def evaluate(
         timings = []
         for run in range(timing_runs + 1):
             started = time.perf_counter()
-            pipe(combos[0].caption, generator=_generators([run])[0], **settings)
+            pipe(combos[0].caption, generator=_generators([run])[0], **call)
             if run:  # the first call warms up kernels and caches
                 timings.append(time.perf_counter() - started)
-        control_samples = _controlnet(pipe, controlnet, jobs, settings) if controlnet else []
+        control_samples = _controlnet(pipe, controlnet, jobs, call) if controlnet else []
         prompts = [shifted_prompts(combo, seed) for combo, seed in jobs]
         moved = pipe([p for pair in prompts for p in pair],
                      generator=_generators([seed for _, seed in jobs for _ in range(2)]),
-                     **settings).images
+                     **call).images
         shifted = [scoring.read_image(image) for image in moved[0::2]]
         trigger = [scoring.read_image(image) for image in moved[1::2]]
 
@@ -171,7 +186,7 @@ def _shares(readings: list[scoring.Reading], jobs, fields: tuple[str, ...]) -> d
                         / len(readings), 3) for name in fields}
 
 
-def _controlnet(pipe, controlnet: Path, jobs, settings) -> list[Sample]:
+def _controlnet(pipe, controlnet: Path, jobs, call) -> list[Sample]:
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 
     net = ControlNetModel.from_pretrained(controlnet)
@@ -182,7 +197,7 @@ def _controlnet(pipe, controlnet: Path, jobs, settings) -> list[Sample]:
         [combo.caption for combo, _ in jobs],
         image=controls,
         generator=_generators([seed for _, seed in jobs]),
-        **settings,
+        **call,
     ).images
     out = []
     for (combo, seed), image, control in zip(jobs, images, controls, strict=True):
