@@ -137,11 +137,19 @@ def test_a_request_with_loras_is_guided_every_step(engine: ImageEngine,
     entry = engine.registry.get("ronghe-demo")
     request = GenerationRequest(prompt="a green square on a white background", seeds=[3],
                                 width=32, height=32, steps=20, guidance=5.0)
-    # At weight 0 the LoRA adds nothing: what differs is how the run is guided.
-    idle = [LoraSource("idle", "idle", 0.0, lambda: load(data))]
-    with_lora = engine.generate(on(entry, dataclasses.replace(request, loras=idle))).images[0]
+    # At weight 1e-4 the LoRA is applied but changes next to nothing: what differs is how
+    # the run is guided. At weight 0 it is not applied at all, and the schedule holds.
+    def with_lora(weight: float) -> Image.Image:
+        loras = [LoraSource(f"w{weight}", f"w{weight}", weight, lambda: load(data))]
+        return engine.generate(on(entry, dataclasses.replace(request, loras=loras))).images[0]
+
     pipe = load_pipeline(entry.path)
     with torch.inference_mode():
-        every_step = pipe(request.prompt, generator=torch.Generator().manual_seed(3),
-                          **pipeline_arguments(GuidanceSchedule(), 5.0, 20)).images[0]
-    assert _pixels(with_lora, every_step) <= 2
+        drawn = {name: pipe(request.prompt, generator=torch.Generator().manual_seed(3),
+                            **pipeline_arguments(schedule, 5.0, 20)).images[0]
+                 for name, schedule in (("every step", GuidanceSchedule()),
+                                        ("scheduled", entry.guidance_schedule))}
+    faint = with_lora(1e-4)
+    assert _pixels(faint, drawn["every step"]) <= 2
+    assert _pixels(faint, drawn["scheduled"]) > 30
+    assert _pixels(with_lora(0.0), drawn["scheduled"]) <= 2

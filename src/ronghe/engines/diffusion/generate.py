@@ -189,9 +189,11 @@ class ImageEngine:
         batch = BATCH.get(entry.family, 1)
         # A LoRA's concept is a weaker signal than the words the base model knows, and
         # guidance in the late steps is what carries it (a trained colour: 16/16 guided every
-        # step, 11/16 with the demo's schedule; docs/demo-model.md), so a request with LoRAs
-        # is guided every step. img2img (not LatentBlend) runs the last per_image steps only.
-        schedule = GuidanceSchedule() if req.loras else entry.guidance_schedule
+        # step, 11/16 with the demo's schedule; docs/demo-model.md), so a request that applies
+        # LoRAs is guided every step (at weight 0 one changes nothing, so it does not count).
+        # img2img (not LatentBlend) runs the last per_image steps only.
+        applies_loras = any(lora.weight != 0 for lora in req.loras)
+        schedule = GuidanceSchedule() if applies_loras else entry.guidance_schedule
         guidance, guidance_hook = schedule.start(
             req.guidance, req.steps, skipped=0 if blended else req.steps - per_image)
         images: list[Image.Image] = []

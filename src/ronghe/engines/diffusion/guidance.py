@@ -4,8 +4,8 @@ Guidance pushes a sample away from the unconditional prediction. While the noise
 that is what makes the prompt's colours and layout win; once the layout is set, the same
 push exaggerates edges: on the demo model, guidance 5 over all 20 steps draws squares with
 ears and pinched sides and circles with four lobes, and guidance 5 for the first 30 % of
-the schedule, then 1.5, draws them round and straight (docs/demo-model.md has the
-figures). This is "guidance in a limited interval" (Kynkaanniemi et al., 2024), with a
+the schedule, then 1.5, draws round circles and straighter squares (docs/demo-model.md has
+the figures). This is "guidance in a limited interval" (Kynkaanniemi et al., 2024), with a
 lower scale instead of none after it: a scale above 1 keeps the pipelines' doubled
 (unconditional + conditional) batch, so it works unchanged in every diffusers pipeline,
 ControlNet and inpainting included (their control and mask inputs are doubled up front).
@@ -20,6 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+# Run after each denoising step with the pipeline and the index of the step just done.
+StepHook = Callable[[Any, int], None]
 
 
 @dataclass(frozen=True)
@@ -61,9 +64,6 @@ class GuidanceSchedule:
                 pipe._guidance_scale = late  # what diffusers' own dynamic-CFG recipe sets
 
         return (late if skipped >= full else scale), hook
-
-
-StepHook = Callable[[Any, int], None]
 
 
 def pipeline_arguments(schedule: GuidanceSchedule, scale: float, steps: int) -> dict[str, Any]:
