@@ -29,6 +29,8 @@ DEMO = {"guidance_end": 0.3, "late_guidance_scale": 1.5}
 
 def test_the_schedule_comes_from_the_recommended_settings() -> None:
     assert GuidanceSchedule.from_recommended(DEMO) == GuidanceSchedule(0.3, 1.5)
+    assert GuidanceSchedule(0.3, 1.5).recommended() == DEMO  # what the evals record
+    assert GuidanceSchedule().recommended() == {}
     # The shipped demo model recommends exactly that.
     assert schedule_of(default_model_path()) == GuidanceSchedule(0.3, 1.5)
 

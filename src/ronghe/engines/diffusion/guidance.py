@@ -46,6 +46,12 @@ class GuidanceSchedule:
     def active(self) -> bool:
         return self.end < 1.0
 
+    def recommended(self) -> dict[str, float]:
+        """The ``recommended`` keys ``from_recommended`` reads back (none when inactive)."""
+        if not self.active:
+            return {}
+        return {"guidance_end": self.end, "late_guidance_scale": self.late_scale}
+
     def full_steps(self, steps: int) -> int:
         """How many of a ``steps``-step schedule run at the requested scale."""
         return max(1, min(steps, round(self.end * steps))) if self.active else steps

@@ -80,12 +80,11 @@ def evaluate_control(model: Path, controlnet: Path, kind: str,
     jobs = [(combo, seed) for combo in shapes.held_out_combos() for seed in seeds]
     refs = [reference(combo, seed) for combo, seed in jobs]
     seed_list = [seed for _, seed in jobs]
-    figures: dict[str, Any] = {"kind": kind, "images_per_figure": len(jobs),
-                               "num_inference_steps": steps, "guidance_scale": guidance}
     # Guided as the API guides this model (evaluate.evaluate does the same).
     schedule = schedule_of(model)
-    if schedule.active:
-        figures.update(guidance_end=schedule.end, late_guidance_scale=schedule.late_scale)
+    figures: dict[str, Any] = {"kind": kind, "images_per_figure": len(jobs),
+                               "num_inference_steps": steps, "guidance_scale": guidance,
+                               **schedule.recommended()}
     call = pipeline_arguments(schedule, guidance, steps)
     for prompt_kind in ("caption", "empty"):
         prompts = [combo.caption if prompt_kind == "caption" else "" for combo, _ in jobs]

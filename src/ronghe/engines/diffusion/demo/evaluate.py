@@ -118,9 +118,7 @@ def evaluate(
     pipe = load_pipeline(model)
     schedule = schedule_of(model) if schedule is None else schedule
     settings: dict[str, float] = {"num_inference_steps": num_inference_steps,
-                                  "guidance_scale": guidance_scale}
-    if schedule.active:
-        settings.update(guidance_end=schedule.end, late_guidance_scale=schedule.late_scale)
+                                  "guidance_scale": guidance_scale, **schedule.recommended()}
     call = pipeline_arguments(schedule, guidance_scale, num_inference_steps)
     jobs = [(combo, seed) for combo in combos for seed in seeds]
     with torch.inference_mode():
