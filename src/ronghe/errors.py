@@ -42,6 +42,10 @@ class PayloadTooLarge(RongheError):
     status_code = 413
 
 
+class UnsupportedMediaType(RongheError):
+    status_code = 415
+
+
 class RateLimited(RongheError):
     status_code = 429
 

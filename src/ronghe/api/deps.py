@@ -15,12 +15,13 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, params
 
 from ronghe.api.chat.state import ChatState
+from ronghe.api.middleware import NOT_JSON
 from ronghe.api.training.serving import TrainingService
 from ronghe.db.models import User
-from ronghe.errors import Unauthorized
+from ronghe.errors import Unauthorized, UnsupportedMediaType
 from ronghe.services import Services
 
 
@@ -40,6 +41,21 @@ async def get_training(request: Request) -> TrainingService:
 ServicesDep = Annotated[Services, Depends(get_services)]
 ChatDep = Annotated[ChatState, Depends(get_chat)]
 TrainingDep = Annotated[TrainingService, Depends(get_training)]
+
+
+async def json_bodies_only(request: Request) -> None:
+    """Every route's first dependency: a route that reads a JSON body refuses a body of
+    another media type (a form, multipart, XML) with a 415, before authentication reads
+    the body for a token.  ``BodyMiddleware`` has already made JSON of what it could
+    (text/plain, a form that holds JSON) and marked the rest."""
+    given = request.scope.get(NOT_JSON)
+    if given is None:
+        return
+    body = getattr(request.scope.get("route"), "body_field", None)
+    if body is not None and not isinstance(body.field_info, params.Form):
+        raise UnsupportedMediaType(
+            f"Content-Type {given or 'none'!r} is not supported here: send the body as JSON "
+            "(Content-Type: application/json)")
 
 
 def _authorization(request: Request) -> str:

@@ -31,6 +31,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ronghe import text
 from ronghe.db.base import MAX_ID
 from ronghe.errors import RongheError
 
@@ -61,6 +62,10 @@ OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error",
 
 
 def error_body(family: Family, status: int, msg: str, field: str | None = None) -> dict[str, Any]:
+    # A message may quote the client's input; what cannot be encoded must not turn the
+    # error into a 500 (inputs are checked at the door, this is the second line).
+    msg = text.scrub(msg)
+    field = text.scrub(field) if field is not None else None
     if family is Family.CHAT:
         return {"code": status, "msg": msg, "data": None}
     if family is Family.OPENAI:
@@ -168,6 +173,7 @@ ERROR_DESCRIPTIONS = {
     404: "No such object of yours",
     409: "Conflicts with an existing object (a name already taken)",
     413: "Request body or uploaded file too large",
+    415: "The body is not JSON (Content-Type): send application/json",
     429: "Too many requests; retry after the Retry-After header's seconds",
     502: "The upstream engine failed",
     503: "A model or engine is loading, broken or at capacity; retry after Retry-After",
@@ -271,9 +277,18 @@ def _document(app: FastAPI) -> Callable[[], dict[str, Any]]:
             schema = get_openapi(title=app.title, version=app.version,
                                  description=app.description, routes=app.routes)
             _integer_bounds(schema)
-            for operations in schema.get("paths", {}).values():
+            for path, operations in schema.get("paths", {}).items():
                 for operation in operations.values():
-                    operation.get("responses", {}).pop("422", None)
+                    responses = operation.get("responses", {})
+                    responses.pop("422", None)
+                    # A JSON body of another media type is refused (deps.json_bodies_only).
+                    content = operation.get("requestBody", {}).get("content", {})
+                    if "application/json" in content and "415" not in responses:
+                        model = ERROR_MODELS[family_of(path)].__name__
+                        responses["415"] = {
+                            "description": ERROR_DESCRIPTIONS[415],
+                            "content": {"application/json": {"schema": {
+                                "$ref": f"#/components/schemas/{model}"}}}}
             components = schema.get("components", {}).get("schemas", {})
             for name in ("HTTPValidationError", "ValidationError"):
                 components.pop(name, None)

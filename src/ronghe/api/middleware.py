@@ -1,4 +1,5 @@
-"""ASGI middleware: request ids and access logs, metrics, body size limits, forgiving JSON.
+"""ASGI middleware: request ids and access logs, metrics, body checks (size, media type,
+forgiving JSON, text that can be stored).
 
 Written as plain ASGI (not BaseHTTPMiddleware) so streaming responses pass straight through
 and a client disconnect reaches the endpoint.
@@ -9,17 +10,21 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from urllib.parse import parse_qsl
 
 import anyio
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ronghe import text
 from ronghe.api import lenient
 from ronghe.api.envelopes import error_body, family_of
 from ronghe.errors import PayloadTooLarge
 
 log = structlog.get_logger("ronghe.access")
+# Scope key: the media type of a body that is not JSON (see BodyMiddleware).
+NOT_JSON = "ronghe.not_json"
 
 
 class HttpMetrics:
@@ -88,11 +93,20 @@ class RequestContextMiddleware:
 
 
 class BodyMiddleware:
-    """Caps request bodies and repairs JSON that the vendor's own examples get wrong.
+    """Checks what a request carries before any endpoint sees it.
 
-    The spec's curl examples carry a trailing comma before ``}``; rather than reject what a
-    user pasted from the vendor's page, such commas are dropped (``ronghe.api.lenient``,
-    bounded in size and depth, off the event loop) and the endpoint sees strict JSON.
+    - Bodies are capped at ``max_bytes``.
+    - JSON bodies: the spec's curl examples carry a trailing comma before ``}``; rather than
+      reject what a user pasted from the vendor's page, such commas are dropped
+      (``ronghe.api.lenient``, bounded in size and depth, off the event loop) and the
+      endpoint sees strict JSON.  A body sent as ``text/plain`` (a browser's ``fetch`` with
+      a string body) or as a form that holds JSON (``curl -d`` without ``-H``) is JSON.
+    - A body of another media type (a form, multipart) is marked in the scope
+      (``NOT_JSON``): the routes that take JSON refuse it with a 415 (``deps.json_bodies_only``,
+      which runs once the route is known).
+    - No string that cannot be stored gets in (``ronghe.text``): a lone surrogate or a NUL
+      in a JSON body, a NUL in the path or the query is a 400 naming the field.  Multipart
+      fields are checked where they are parsed (``ronghe.api.forms``).
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
@@ -100,7 +114,14 @@ class BodyMiddleware:
         self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        bad = _bad_path_or_query(scope)
+        if bad is not None:
+            await _send_error(scope, send, 400, bad[1], bad[0])
+            return
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -109,27 +130,30 @@ class BodyMiddleware:
             await self._too_large(scope, send)
             return
         ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
-        if ctype in (b"application/json", b"", b"application/x-www-form-urlencoded"):
+        json_type = ctype == b"application/json" or ctype.endswith(b"+json")
+        if json_type or ctype in (b"", b"text/plain", b"application/x-www-form-urlencoded"):
             body = await self._read_all(receive)
             if body is None:
                 await self._too_large(scope, send)
                 return
-            if ctype != b"application/json" and body.lstrip()[:1] in (b"{", b"["):
-                # `curl -d '{…}'` without -H sends JSON labelled as a form; take it as JSON.
-                scope = dict(scope)
-                scope["headers"] = [(k, v) for k, v in scope["headers"]
-                                    if k != b"content-type"]
-                scope["headers"].append((b"content-type", b"application/json"))
-                ctype = b"application/json"
-            if ctype == b"application/json":
+            if not json_type and (ctype != b"application/x-www-form-urlencoded"
+                                  or body.lstrip()[:1] in (b"{", b"[")):
+                scope = _as_json(scope)
+                json_type = True
+            if json_type:
                 try:
                     body = await _checked_json(body)
                 except lenient.BadJson as exc:
                     await _send_error(scope, send, 400, str(exc))
                     return
+                except InvalidText as exc:
+                    await _send_error(scope, send, 400, exc.msg, exc.field)
+                    return
+            else:
+                scope = _not_json(scope, ctype)
             await self.app(scope, _replay(body, receive), send)
             return
-        await self.app(scope, self._counting(receive, scope, send), send)
+        await self.app(_not_json(scope, ctype), self._counting(receive, scope, send), send)
 
     async def _read_all(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []
@@ -165,8 +189,38 @@ class BodyMiddleware:
         await _send_error(scope, send, 413, f"request body is larger than {self.max_bytes} bytes")
 
 
-async def _send_error(scope: Scope, send: Send, status: int, msg: str) -> None:
-    body = json.dumps(error_body(family_of(scope["path"]), status, msg)).encode()
+def _not_json(scope: Scope, ctype: bytes) -> Scope:
+    """Marks a body that is not JSON, for ``deps.json_bodies_only`` (which knows the route)."""
+    scope = dict(scope)
+    scope[NOT_JSON] = ctype.decode("latin-1")[:100]
+    return scope
+
+
+def _as_json(scope: Scope) -> Scope:
+    scope = dict(scope)
+    scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"content-type"]
+    scope["headers"].append((b"content-type", b"application/json"))
+    return scope
+
+
+def _bad_path_or_query(scope: Scope) -> tuple[str, str] | None:
+    """``(field, message)`` for a NUL in the path or a query parameter (percent-encoded as
+    ``%00``; Starlette decodes anything else that is not UTF-8 to U+FFFD)."""
+    if "\x00" in scope.get("path", ""):
+        return "path", "the URL path contains a NUL character (%00)"
+    query = scope.get("query_string", b"")
+    if b"%00" in query:
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if "\x00" in name or "\x00" in value:
+                shown = text.scrub(name.replace("\x00", ""))[:64]
+                return shown or "query", (f"query parameter {shown!r} contains a NUL "
+                                          "character (%00)")
+    return None
+
+
+async def _send_error(scope: Scope, send: Send, status: int, msg: str,
+                      field: str | None = None) -> None:
+    body = json.dumps(error_body(family_of(scope["path"]), status, msg, field)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),
                             (b"content-length", str(len(body)).encode())]})
@@ -183,15 +237,38 @@ class BodyTooLarge(PayloadTooLarge):
 INLINE_PARSE_BYTES = 256 * 1024
 
 
+class InvalidText(ValueError):
+    def __init__(self, field: str, what: str) -> None:
+        super().__init__(field)
+        self.field = field
+        self.msg = f"{text.scrub(field)}: contains {what}; send valid Unicode text"
+
+
 async def _checked_json(body: bytes) -> bytes:
-    """The body as strict JSON, repaired when the vendor's examples need it.  Nothing slow
-    runs on the event loop: small strict bodies parse inline (well under a millisecond), the
-    rest in a worker thread.  Raises lenient.BadJson with the client's error."""
+    """The body as strict JSON, repaired when the vendor's examples need it, and with no
+    string that cannot be stored.  Nothing slow runs on the event loop: small strict bodies
+    parse inline (well under a millisecond), the rest in a worker thread.  Raises
+    lenient.BadJson or InvalidText with the client's error."""
     if not body.strip():
         return body
     if len(body) <= INLINE_PARSE_BYTES and lenient.is_strict(body):
+        if text.json_may_be_invalid(body):
+            _check_text(body)
         return body
-    return await anyio.to_thread.run_sync(lenient.repair, body)
+    return await anyio.to_thread.run_sync(_repaired_and_checked, body)
+
+
+def _repaired_and_checked(body: bytes) -> bytes:
+    body = lenient.repair(body)
+    if text.json_may_be_invalid(body):
+        _check_text(body)
+    return body
+
+
+def _check_text(body: bytes) -> None:
+    found = text.first_invalid(json.loads(body))
+    if found is not None:
+        raise InvalidText(*found)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -10,10 +11,23 @@ import anyio
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from ronghe import text
+
 T = TypeVar("T")
 
 
+def _json_loads(value: str) -> Any:
+    """JSON columns as Python values, with any string that cannot be encoded scrubbed.
+
+    Requests are checked at the door (``ronghe.api.middleware``), but a row written before
+    that check (or by another path) must not make every read of it fail: answers are UTF-8.
+    JSON can hold such a string only as a ``\\u`` escape, so other values skip the walk."""
+    data = json.loads(value)
+    return text.scrub_json(data) if text.json_may_be_invalid(value) else data
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
+    kwargs.setdefault("json_deserializer", _json_loads)
     if url.startswith("sqlite"):
         engine = create_engine(
             url,

@@ -10,6 +10,7 @@ import structlog
 from ronghe.errors import BadRequest, PayloadTooLarge, RongheError
 from ronghe.settings import Settings
 from ronghe.storage.files import FileInfo, FileService
+from ronghe.text import describe, invalid_char
 from ronghe.uploads.decode import DecodedImage, ImageRejected, decode_upload
 
 log = structlog.get_logger(__name__)
@@ -52,6 +53,9 @@ def caption_text(data: bytes, field: str) -> str:
         raise BadRequest(f"{field}: a caption file must be UTF-8 text", field=field) from None
     if not text:
         raise BadRequest(f"{field}: the caption file is empty", field=field)
+    bad = invalid_char(text)
+    if bad is not None:
+        raise BadRequest(f"{field}: the caption contains {describe(bad)}", field=field)
     if len(text) > MAX_CAPTION:
         raise BadRequest(f"{field}: a caption is at most {MAX_CAPTION} characters "
                          f"(got {len(text)})", field=field)
