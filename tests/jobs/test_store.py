@@ -7,14 +7,17 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from ronghe.auth.service import AuthService
 from ronghe.db import Database, utcnow
 from ronghe.db.migrate import upgrade
 from ronghe.errors import NotFound
+from ronghe.jobs import events
 from ronghe.jobs.models import Task
 from ronghe.jobs.status import Status
 from ronghe.jobs.store import Lost, TaskStore
+from ronghe.webhooks.models import WebhookDelivery
 from tests.conftest import make_settings
 
 
@@ -148,3 +151,66 @@ def test_pages_count_in_the_same_query_and_the_queue_spans_users(store: TaskStor
     assert total == 8 and [t.id for t, _ in queue] == [*ids, other]
     assert queue[-1][1] == "c@d.co" and queue[1][0].state is Status.RUNNING
     assert [t.id for t, _ in store.active(["train"], 1, 1)[0]] == [ids[3]]
+
+
+# --- issue 26: a row the database refuses never leaves a task running nor blocks recovery
+
+
+def refuse_rows_of(*task_ids: str) -> events.Listener:
+    """A listener that adds, beside each change of ``task_ids``, a row neither SQLite's nor
+    PostgreSQL's driver can write (a lone surrogate cannot be encoded as UTF-8), as the
+    webhook outbox once did for a URL that held one."""
+
+    def listener(session: Session, change: events.TaskChange) -> None:
+        if change.task_id in task_ids and change.event in (events.COMPLETED, events.REQUEUED):
+            session.add(WebhookDelivery(
+                id=f"msg_{change.event_id}", task_id=change.task_id, user_id=change.user_id,
+                event=change.event, event_id=change.event_id, url="http://127.0.0.1:9/\ud800",
+                state="pending", attempts=0, next_attempt_at=utcnow(), created_at=utcnow(),
+                log=[], last_error=""))
+
+    return listener
+
+
+def test_a_task_whose_outcome_cannot_be_written_ends_failed(store: TaskStore) -> None:
+    t = store.create(1, "image", "images.demo", {})
+    store.listeners.append(refuse_rows_of(t.id))
+    store.claim(t.id, "w1")
+    assert store.finish(t.id, "w1", {"images": []})
+    ended = store.get(t.id)
+    assert ended.state is Status.FAILED and ended.result is None
+    assert "could not store its outcome" in ended.error_msg
+    assert store.claim(t.id, "w2") is None  # never re-run
+    assert store.recover(stale_pending_seconds=-1) == ([], [])
+
+
+def test_recovery_ends_what_it_cannot_write_and_recovers_the_rest(store: TaskStore) -> None:
+    bad = store.create(1, "image", "images.demo", {})
+    gone = store.create(1, "image", "images.demo", {})
+    again = store.create(1, "image", "images.demo", {})
+    store.listeners.append(refuse_rows_of(bad.id))
+    for task in (bad, gone, again):
+        store.claim(task.id, "w1")
+        expire_lease(store, task.id)
+    with store.db.session() as s:  # out of attempts: recovery ends them
+        s.execute(update(Task).where(Task.id.in_([bad.id, gone.id]))
+                  .values(attempts=store.max_attempts))
+    redo, ended = store.recover()
+    assert redo == [again.id] and set(ended) == {bad.id, gone.id}
+    assert store.get(again.id).state is Status.PENDING
+    assert "worker lost" in store.get(gone.id).error_msg
+    failed = store.get(bad.id)
+    assert failed.state is Status.FAILED and "could not store it" in failed.error_msg
+    assert store.recover() == ([], [])  # nothing left to trip over on the next sweep
+    # A task that could go back to pending but whose change cannot be written ends too.
+    worse = store.create(1, "image", "images.demo", {})
+    store.listeners.append(refuse_rows_of(worse.id))
+    store.claim(worse.id, "w1")
+    expire_lease(store, worse.id)
+    assert store.recover() == ([], [worse.id])
+    assert store.get(worse.id).state is Status.FAILED
+
+
+def test_stored_text_that_cannot_be_encoded_reads_as_replacement(store: TaskStore) -> None:
+    t = store.create(1, "image", "images.demo", {"prompt": "a \ud800 b\x00"})
+    assert store.get(t.id).params["prompt"] == "a \ufffd b\ufffd"

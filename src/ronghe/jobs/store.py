@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import and_, bindparam, func, or_, select, tuple_, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 
 from ronghe.db import Database, utcnow
@@ -60,6 +62,10 @@ class Limits:
 
 
 RATE_WINDOW = timedelta(seconds=60)
+# How often recovery may fail on one task with an error that may pass (a database that is
+# away) before the task is ended; an error about the data ends it at the first try.
+RECOVER_TRIES = 3
+log = structlog.get_logger("ronghe.jobs")
 _PENDING = Status.PENDING.value
 
 
@@ -70,6 +76,8 @@ class TaskStore:
         self.lease = timedelta(seconds=lease_seconds)
         self.max_attempts = max_attempts
         self.limits = limits or Limits()
+        # Failed recoveries per task (this process): see recover().
+        self._recover_failures: dict[str, int] = {}
         # Called in the transaction of every change (see ronghe.jobs.events).
         self.listeners: list[events.Listener] = []
 
@@ -332,12 +340,42 @@ class TaskStore:
             return bool(result.rowcount)
 
     def _end(self, task_id: str, worker_id: str, state: Status, **values: Any) -> bool:
+        """Ends the task as ``state``; True when it was ours to end.  When the outcome cannot
+        be written (a value the database refuses, a listener's row it cannot store) the task
+        ends failed with the reason instead of staying running to be re-run for ever."""
+        owned = self._owned(task_id, worker_id)
+        try:
+            return self._write_end(owned, task_id, state, self.listeners, **values)
+        except Exception as exc:
+            if transient(exc):
+                raise  # the database is away: the lease brings the task back
+            log.error("could not store a task's outcome; ending it as failed",
+                      task_id=task_id, state=state.value, error=f"{type(exc).__name__}: {exc}")
+            reason = unwritable_reason("its outcome", exc)
+            return self._end_failed(owned, task_id, reason)
+
+    def _write_end(self, where: Any, task_id: str, state: Status,
+                   listeners: Sequence[events.Listener], **values: Any) -> bool:
         with self.db.session() as s:
-            result = s.execute(update(Task).where(self._owned(task_id, worker_id)).values(
+            result = s.execute(update(Task).where(where).values(
                 state=state.value, finished_at=utcnow(), lease_expires_at=None, **values))
             if result.rowcount:
-                self._changed(s, task_id, events.COMPLETED)
+                row = s.execute(_CHANGED, {"id": task_id}).one()
+                events.record(s, row, events.COMPLETED, listeners)
             return bool(result.rowcount)
+
+    def _end_failed(self, where: Any, task_id: str, reason: str) -> bool:
+        """Fail the task with ``reason``: with its listeners (the webhook still tells the
+        client), else without them when what they write is what cannot be stored."""
+        values = {"error_msg": reason[:2000], "result": None}
+        try:
+            return self._write_end(where, task_id, Status.FAILED, self.listeners, **values)
+        except Exception as exc:
+            if transient(exc):
+                raise
+            log.error("ending the task without its listeners (webhooks)", task_id=task_id,
+                      error=f"{type(exc).__name__}: {exc}")
+            return self._write_end(where, task_id, Status.FAILED, (), **values)
 
     # --- recovery
 
@@ -352,40 +390,37 @@ class TaskStore:
           ago and never picked up (a lost message): dispatched again.
 
         Every change is a conditional UPDATE, so when several processes recover at once each
-        task is handed back exactly once per attempt.
+        task is handed back exactly once per attempt.  Each task is recovered in its own
+        transaction: one that cannot be (a row the database refuses) is ended as failed
+        with the reason, after ``RECOVER_TRIES`` tries when the error may pass, and never
+        stops the others, nor a server's start-up, which recovers too.
         """
         now = utcnow()
         redo: list[str] = []
         ended: list[str] = []
-        with self.db.session() as s:
-            lost = or_(Task.lease_expires_at < now,
-                       Task.worker_id.startswith(orphaned_worker_prefix)
-                       if orphaned_worker_prefix else False)
-            rows = s.execute(select(Task.id, Task.attempts, Task.cancel_requested,
+        lost = or_(Task.lease_expires_at < now,
+                   Task.worker_id.startswith(orphaned_worker_prefix)
+                   if orphaned_worker_prefix else False)
+        with self.db.reading() as c:
+            rows = c.execute(select(Task.id, Task.attempts, Task.cancel_requested,
                                     Task.worker_id)
                              .where(Task.state == Status.RUNNING.value, lost)).all()
-            for task_id, attempts, cancel, worker in rows:
-                still_lost = and_(Task.id == task_id, Task.state == Status.RUNNING.value,
-                                  Task.worker_id == worker)
-                if cancel:
-                    values = {"state": Status.CANCELLED.value, "finished_at": now,
-                              "error_msg": "cancelled by the user"}
-                elif attempts >= self.max_attempts:
-                    values = {"state": Status.FAILED.value, "finished_at": now,
-                              "error_msg": f"worker lost {attempts} times; giving up"}
-                else:
-                    values = {"state": Status.PENDING.value, "worker_id": None,
-                              "dispatched_at": now, "error_msg": "worker lost; retrying"}
-                result = s.execute(update(Task).where(still_lost)
-                                   .values(lease_expires_at=None, **values))
-                if result.rowcount:
-                    again = values["state"] == Status.PENDING.value
-                    (redo if again else ended).append(task_id)
-                    self._changed(s, task_id, events.REQUEUED if again else events.COMPLETED)
-            if stale_pending_seconds is not None:
-                cutoff = now - timedelta(seconds=stale_pending_seconds)
-                stale_cond = and_(Task.state == Status.PENDING.value,
-                                  or_(Task.dispatched_at.is_(None), Task.dispatched_at < cutoff))
+        for task_id, attempts, cancel, worker in rows:
+            still_lost = and_(Task.id == task_id, Task.state == Status.RUNNING.value,
+                              Task.worker_id == worker)
+            try:
+                again = self._recover_one(task_id, still_lost, attempts, cancel, now)
+            except Exception as exc:
+                again = self._recovery_failed(task_id, still_lost, exc)
+            if again is not None:
+                (redo if again else ended).append(task_id)
+        if stale_pending_seconds is not None:
+            cutoff = now - timedelta(seconds=stale_pending_seconds)
+            stale_cond = and_(Task.state == Status.PENDING.value,
+                              or_(Task.dispatched_at.is_(None), Task.dispatched_at < cutoff))
+            with self.db.session() as s:
+                # One UPDATE per task, so processes recovering at once each re-send a task
+                # at most once; no listener runs here, nothing user-given is written.
                 for task_id in list(s.scalars(select(Task.id).where(stale_cond))):
                     result = s.execute(update(Task).where(Task.id == task_id, stale_cond)
                                        .values(dispatched_at=now))
@@ -393,3 +428,59 @@ class TaskStore:
                         redo.append(task_id)
         return redo, ended
 
+    def _recover_one(self, task_id: str, still_lost: Any, attempts: int, cancel: bool,
+                     now: Any) -> bool | None:
+        """True: back to pending; False: ended; None: someone else recovered it first."""
+        if cancel:
+            values = {"state": Status.CANCELLED.value, "finished_at": now,
+                      "error_msg": "cancelled by the user"}
+        elif attempts >= self.max_attempts:
+            values = {"state": Status.FAILED.value, "finished_at": now,
+                      "error_msg": f"worker lost {attempts} times; giving up"}
+        else:
+            values = {"state": Status.PENDING.value, "worker_id": None,
+                      "dispatched_at": now, "error_msg": "worker lost; retrying"}
+        with self.db.session() as s:
+            result = s.execute(update(Task).where(still_lost)
+                               .values(lease_expires_at=None, **values))
+            if not result.rowcount:
+                return None
+            again = values["state"] == Status.PENDING.value
+            self._changed(s, task_id, events.REQUEUED if again else events.COMPLETED)
+        self._recover_failures.pop(task_id, None)
+        return again
+
+    def _recovery_failed(self, task_id: str, still_lost: Any, exc: Exception) -> bool | None:
+        """Counts a failed recovery; past the tries (or at once when the error is the data's,
+        not the database's) the task ends failed.  False: ended; None: try again later."""
+        tries = self._recover_failures.get(task_id, 0) + 1
+        self._recover_failures[task_id] = tries
+        error = f"{type(exc).__name__}: {exc}"
+        if transient(exc) and tries < RECOVER_TRIES:
+            log.warning("could not recover a task; will try again", task_id=task_id,
+                        tries=tries, error=error)
+            return None
+        log.error("could not recover a task; ending it as failed", task_id=task_id,
+                  tries=tries, error=error)
+        try:
+            done = self._end_failed(still_lost, task_id, unwritable_reason("it", exc))
+        except Exception:
+            log.exception("could not end an unrecoverable task", task_id=task_id)
+            return None
+        self._recover_failures.pop(task_id, None)
+        return False if done else None
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a database error may pass on its own (the server is away, a lock timed out),
+    as opposed to one about the data, which fails again on every try."""
+    return isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+def unwritable_reason(what: str, exc: BaseException) -> str:
+    """The reason a failed task gives when ``what`` could not be stored.  The exception's
+    text is left out: it may quote the very value that cannot be written."""
+    cause = exc.orig if isinstance(exc, StatementError) and exc.orig is not None else exc
+    return (f"internal error: the server could not store {what} ({type(cause).__name__}); "
+            "the task was ended so that it does not run again")
