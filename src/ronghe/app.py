@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
 from ronghe import __version__, features, tasks
-from ronghe.api import account, envelopes, files, system, web
+from ronghe.api import account, docs, envelopes, files, system, web
+from ronghe.api.deps import json_bodies_only
 from ronghe.api.middleware import BodyMiddleware, HttpMetrics, RequestContextMiddleware
 from ronghe.api.users import admin, keys
 from ronghe.api.users import router as users
@@ -55,6 +56,10 @@ def create_app(settings: Settings, *, services: Services | None = None,
         description="Self-hosted server for SenseTime's fusion API: chat, Miaohua image "
         "tasks and LoRA training on open models.",
         lifespan=lifespan,
+        # /docs and /redoc are ronghe.api.docs's: served offline, under the web app's CSP.
+        docs_url=None,
+        redoc_url=None,
+        dependencies=[Depends(json_bodies_only)],
     )
     app.state.services = services
     registry = CollectorRegistry()
@@ -69,6 +74,7 @@ def create_app(settings: Settings, *, services: Services | None = None,
     app.include_router(admin.router)
     for feature in features.enabled():
         feature.install(app, services, registry)
+    docs.install(app, services)
     web.install(app, services)  # last: it answers only what no API route matched
 
     app.add_middleware(BodyMiddleware, max_bytes=settings.max_body_bytes)

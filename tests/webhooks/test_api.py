@@ -95,6 +95,10 @@ def test_callback_url_is_the_vendors_name_for_webhook(client: TestClient,
     ("http://0.0.0.0/x", "unspecified"),
     ("http://224.0.0.1/x", "multicast"),
     ("http://[::ffff:10.0.0.1]/x", "private"),
+    # 6to4 and NAT64 forms of loopback and of the metadata service (issue 26, item 6)
+    ("http://[2002:7f00:1::]/", "6to4 address for 127.0.0.1, a loopback"),
+    ("http://[2002:a9fe:a9fe::]/", "6to4 address for 169.254.169.254, a cloud metadata"),
+    ("http://[64:ff9b::7f00:1]/x", "NAT64 address for 127.0.0.1, a loopback"),
 ])
 def test_private_destinations_are_refused_at_submit(closed_settings: Settings, url: str,
                                                     reason: str) -> None:

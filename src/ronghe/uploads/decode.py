@@ -63,6 +63,11 @@ def decode_upload(data: bytes, max_bytes: int, max_pixels: int,
     except Image.DecompressionBombError:
         raise ImageRejected(f"image has more than {max_pixels} pixels (upload_max_pixels)",
                             too_large=True) from None
+    except Exception as exc:
+        # Opening already parses the chunks before the pixels; on hostile bytes Pillow's
+        # parsers raise what they hit: ValueError for a zTXt or iCCP chunk that inflates past
+        # its limit, zlib.error, struct.error, EOFError ...  All of them mean bad bytes.
+        raise ImageRejected(f"image data is malformed ({_said(exc)})") from None
     with image:
         fmt = image.format or ""
         if fmt not in FORMATS:
@@ -81,9 +86,17 @@ def decode_upload(data: bytes, max_bytes: int, max_pixels: int,
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image.load()
                 upright = ImageOps.exif_transpose(image)
-        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-            raise ImageRejected(f"image data is truncated or corrupt ({exc})") from None
-        return _encode(upright, fmt, image.info.get("icc_profile"))
+                return _encode(upright, fmt, image.info.get("icc_profile"))
+        except Exception as exc:
+            # Chunks after the pixels (a zTXt bomb at the end), a broken EXIF block or an
+            # ICC profile the encoder refuses: the client's bytes, so a 400, never a 500.
+            raise ImageRejected(f"image data is truncated or corrupt ({_said(exc)})") from None
+
+
+def _said(exc: Exception) -> str:
+    """Pillow's message, short and plain ASCII, whatever bytes it quotes."""
+    text = str(exc) or type(exc).__name__
+    return text[:200].encode("ascii", "backslashreplace").decode("ascii")
 
 
 def _encode(image: Image.Image, fmt: str, icc: bytes | None) -> DecodedImage:

@@ -22,6 +22,10 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 MAX_URL_CHARS = 2048
 # Cloud metadata services, named even where a broader rule already covers them.
 METADATA = (ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254"))
+# NAT64 (RFC 6052, RFC 8215): a gateway turns these into IPv4 connections to the address in
+# their last 32 bits.  The local-use /48 may embed it elsewhere (other RFC 6052 lengths), but
+# it is not globally reachable, so it stays refused unless an operator opens it.
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
 class Refused(BadRequest):
@@ -42,10 +46,34 @@ def parse_networks(values: Sequence[str]) -> list[Network]:
     return [ipaddress.ip_network(v, strict=False) for v in values]
 
 
+def embedded_ipv4(address: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses that traffic to ``address`` is handed on to, by kind: a 6to4
+    (2002::/16) or Teredo (2001::/32: its server and its client) relay, or a NAT64 gateway."""
+    found: list[tuple[str, ipaddress.IPv4Address]] = []
+    if address.sixtofour is not None:
+        found.append(("6to4", address.sixtofour))
+    if address.teredo is not None:
+        server, client = address.teredo
+        found += [("Teredo", client), ("Teredo server", server)]
+    if any(address in net for net in NAT64):
+        found.append(("NAT64", ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)))
+    return found
+
+
 def why_refused(address: IPAddress, allowed: Sequence[Network]) -> str | None:
-    """None when the address may be reached, else what it is."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """None when the address may be reached, else what it is.
+
+    An IPv6 address that reaches an IPv4 one through a translator (6to4, Teredo, NAT64) is
+    refused as that IPv4 address would be, and must also pass as itself; an IPv4-mapped one
+    (::ffff:a.b.c.d) is the IPv4 address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        else:
+            for kind, inner in embedded_ipv4(address):
+                reason = why_refused(inner, allowed)
+                if reason is not None:
+                    return f"a {kind} address for {inner}, {reason}"
     if any(address in net for net in allowed if net.version == address.version):
         return None
     if address in METADATA:

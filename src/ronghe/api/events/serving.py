@@ -20,8 +20,9 @@ from typing import Any
 
 from fastapi import Request
 
+from ronghe.db.base import MAX_ID
 from ronghe.db.models import User
-from ronghe.errors import RateLimited, RongheError
+from ronghe.errors import BadRequest, RateLimited, RongheError
 from ronghe.jobs import answers, events
 from ronghe.services import Services
 
@@ -56,13 +57,23 @@ limiter = StreamLimiter()
 
 
 def parse_last_id(value: str | None) -> int | None:
+    """The event id to resume after, or None (no header, or an empty one: start now).
+
+    Anything but ASCII digits up to MAX_ID is refused with a 400 rather than ignored: the
+    ids this server sends are exactly such numbers, so another value is a client bug, and a
+    silent restart from "now" would lose the events the client meant to resume.  (Unbounded,
+    20 digits passed here and overflowed the database's 64-bit integer mid-stream.)"""
     if value is None or not value.strip():
         return None
-    try:
-        number = int(value.strip())
-    except ValueError:
-        return None
-    return number if number >= 0 else None
+    text = value.strip()
+    # isdecimal() alone would also take other scripts' digits and int() would take "+1", "1_0".
+    digits = text.isascii() and text.isdecimal()
+    if not digits or int(text) > MAX_ID:
+        # ascii(): the header may hold anything; the message must stay plain text.
+        got = f"a {len(text)}-digit number" if digits else ascii(text[:40])
+        raise BadRequest(f"Last-Event-ID must be an event id this stream sent: a whole number "
+                         f"from 0 to {MAX_ID} (got {got})", field="Last-Event-ID")
+    return int(text)
 
 
 def _batch(services: Services, user_id: int, cursor: int, floor: int, sent: dict[int, float],
@@ -127,6 +138,8 @@ async def stream(services: Services, user: User, token: str, last_id: int | None
 
 def open_stream(services: Services, user: User, token: str, last_event_id: str | None,
                 base_url: str, request: Request) -> AsyncIterator[str]:
+    # Checked before a stream slot is taken, so a refused request holds none.
+    last_id = parse_last_id(last_event_id)
     limiter.acquire(user.id, services.settings.task_events_max_streams)
     done = threading.Event()
 
@@ -135,8 +148,7 @@ def open_stream(services: Services, user: User, token: str, last_event_id: str |
             done.set()
             limiter.release(user.id)
 
-    gen = stream(services, user, token, parse_last_id(last_event_id), base_url, request,
-                 release)
+    gen = stream(services, user, token, last_id, base_url, request, release)
     # A stream whose client left before it started never runs its finally: count it closed
     # when the generator is collected.
     weakref.finalize(gen, release)
