@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from ronghe.api.client_address import client_address
 from ronghe.api.deps import RequestToken, ServicesDep, TokenUser
 from ronghe.api.envelopes import Body, Family, MiaohuaOk, errors, miaohua_ok
 
@@ -29,7 +30,7 @@ class Revoked(Body):
 @router.post("/get_token", summary="Log in: email + password -> a token for every other call",
              responses=errors(Family.MIAOHUA, 400, 401, 413, 429))
 def get_token(body: TokenRequest, request: Request, services: ServicesDep) -> TokenResponse:
-    client = request.client.host if request.client else ""
+    client = client_address(request.scope, services.settings.trusted_proxies)
     issued = services.auth.login(body.email, body.password, client_ip=client)
     assert issued.expires_at is not None
     return TokenResponse(token=issued.secret,

@@ -78,17 +78,19 @@ class Accounts:
         # Counted per account on a pair of its own: guesses through a stolen token slow
         # down, and never lock the owner's logins.
         pair = (user.email, "change_password")
-        wait = self.auth.throttle.blocked(*pair)
-        if wait > 0:
-            raise RateLimited(f"too many wrong passwords; try again in {int(wait) + 1} seconds",
-                              retry_after=wait)
         if not passwords.MIN_PASSWORD <= len(new) <= passwords.MAX_PASSWORD:
             raise BadRequest(f"new_password must be {passwords.MIN_PASSWORD}-"
                              f"{passwords.MAX_PASSWORD} characters", field="new_password")
+        # Counted before the check, atomically with the lock, as logins are (throttle.reserve).
+        attempt = self.auth.throttle.reserve(*pair)
+        if not attempt.allowed:
+            wait = attempt.refused_for
+            raise RateLimited(f"too many wrong passwords; try again in {int(wait) + 1} seconds",
+                              retry_after=wait)
         with self.db.session() as s:
             row = self.auth.get_user(s, user.id)
             if not passwords.verify_password(row.password_hash, old):
-                self.auth.throttle.failed(*pair)
+                self.auth.throttle.confirm_failure(attempt)
                 raise BadRequest("old_password: is incorrect", field="old_password")
             new_hash = passwords.hash_password(new)
             self.auth.throttle.succeeded(*pair)

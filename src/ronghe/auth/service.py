@@ -136,15 +136,18 @@ class AuthService:
 
     def login(self, email: str, password: str, client_ip: str = "") -> Issued:
         """Checks credentials and issues a token; one answer for every kind of failure."""
-        wait = self.throttle.blocked(email, client_ip)
-        if wait > 0:
+        # Counted as a failure before the password is checked, atomically with the lock, so
+        # concurrent guesses cannot all slip in under the limit; a success undoes it.
+        attempt = self.throttle.reserve(email, client_ip)
+        if not attempt.allowed:
+            wait = attempt.refused_for
             raise RateLimited(f"too many failed logins for this account from this address; "
                               f"try again in {int(wait) + 1} seconds", retry_after=wait)
         with self.db.session() as s:
             user = s.scalar(select(User).where(User.email == email.strip().lower()))
             ok = passwords.verify_password(user.password_hash if user else None, password)
             if not ok or user is None or not user.is_active:
-                self.throttle.failed(email, client_ip)
+                self.throttle.confirm_failure(attempt)
                 time.sleep(self.settings.login_delay_seconds)
                 raise Unauthorized(BAD_LOGIN)
             self.throttle.succeeded(email, client_ip)

@@ -7,6 +7,14 @@ that pair must wait, and every further failure doubles the wait (``lockout_secon
 ``lockout_max_seconds``).  A success clears the pair; ``window_seconds`` without a failure
 forgets it.  The counters live in the database, so every API process of a scale-out
 deployment sees the same ones (and embedded mode needs nothing else).
+
+An attempt is counted *before* its password is checked (:meth:`LoginThrottle.reserve`), in
+one transaction that also reads and sets the lock, so however many guesses arrive at once,
+on however many processes, at most ``max_failures`` of them are checked before the lock
+applies.  A success then clears the pair; a failure that set the lock starts its wait
+afresh when the answer is known.  Attempts refused while the pair is locked change nothing:
+they neither count nor extend the lock, so a stranger sharing the address cannot keep the
+owner locked out by hammering.
 """
 
 from __future__ import annotations
@@ -15,14 +23,36 @@ import hashlib
 import threading
 import time
 from collections import defaultdict, deque
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import case, delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ronghe.db import Database, utcnow
 from ronghe.db.models import LoginFailure
+
+# Rounds of "count, else insert, else read the lock" before a reservation gives up; only a
+# success deleting the row, or a lock expiring, between two statements makes a round fail.
+_ROUNDS = 5
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A login attempt, counted before its password is checked."""
+
+    key: str
+    # > 0: the pair is locked this many more seconds; the attempt was refused, not counted.
+    refused_for: float
+    # The pair's failures with this attempt counted.
+    failures: int = 0
+    # The wait this attempt set by reaching the limit (0: none).
+    lock: float = 0.0
+
+    @property
+    def allowed(self) -> bool:
+        return self.refused_for <= 0
 
 
 def pair_key(email: str, address: str) -> str:
@@ -40,7 +70,7 @@ class LoginThrottle:
         self.forget = timedelta(seconds=max(window_seconds, self.lockout_max))
 
     def blocked(self, email: str, address: str) -> float:
-        """Seconds until this pair may try again; 0 when it may now."""
+        """Seconds until this pair may try again; 0 when it may now.  Read-only."""
         with self.db.reading() as c:
             until = c.scalar(select(LoginFailure.locked_until)
                              .where(LoginFailure.key_hash == pair_key(email, address)))
@@ -55,39 +85,85 @@ class LoginThrottle:
             return 0.0
         return min(self.lockout * 2 ** min(over, 40), self.lockout_max)
 
-    def failed(self, email: str, address: str) -> float:
-        """Counts a failure; returns the wait it imposes (0 while under the limit)."""
-        key, now = pair_key(email, address), utcnow()
-        stale = now - self.forget
-        with self.db.session() as s:
-            s.execute(delete(LoginFailure).where(LoginFailure.last_failure_at < stale))
-            failures = self._count(s, key, now, stale)
-            wait = self.lock_for(failures)
-            until: datetime | None = now + timedelta(seconds=wait) if wait else None
-            s.execute(update(LoginFailure).where(LoginFailure.key_hash == key)
-                      .values(locked_until=until))
-        return wait
+    def reserve(self, email: str, address: str) -> Reservation:
+        """Call before checking a password.  When ``allowed``, the attempt is already
+        counted as a failure and the lock it earns already set: call :meth:`succeeded` if
+        the password is right, :meth:`confirm_failure` if not.  Otherwise the pair stays
+        locked ``refused_for`` seconds, and nothing was counted."""
+        return self._take(pair_key(email, address))
 
-    def _count(self, s: Session, key: str, now: datetime, stale: datetime) -> int:
-        # One atomic UPDATE, so failures arriving at several processes at once all count.
-        bump = (update(LoginFailure).where(LoginFailure.key_hash == key)
-                .values(failures=case((LoginFailure.last_failure_at < stale, 1),
-                                      else_=LoginFailure.failures + 1),
-                        last_failure_at=now))
-        if not s.execute(bump).rowcount:
-            try:
-                with s.begin_nested():
-                    s.add(LoginFailure(key_hash=key, failures=1, last_failure_at=now))
-                return 1
-            except IntegrityError:  # another process inserted it first
-                s.execute(bump)
-        return int(s.scalar(select(LoginFailure.failures)
-                            .where(LoginFailure.key_hash == key)) or 1)
+    def confirm_failure(self, attempt: Reservation) -> None:
+        """The password of an allowed attempt was wrong.  If that attempt set the lock, the
+        wait starts now rather than when it was reserved, so it is the full wait after the
+        failure however long the check took.  Only the attempt whose count is still the
+        pair's moves it: once, never extending a lock set by another."""
+        if not attempt.lock:
+            return
+        now = utcnow()
+        with self.db.session() as s:
+            s.execute(update(LoginFailure)
+                      .where(LoginFailure.key_hash == attempt.key,
+                             LoginFailure.failures == attempt.failures,
+                             LoginFailure.locked_until.is_not(None))
+                      .values(last_failure_at=now,
+                              locked_until=now + timedelta(seconds=attempt.lock)))
 
     def succeeded(self, email: str, address: str) -> None:
         with self.db.session() as s:
             s.execute(delete(LoginFailure)
                       .where(LoginFailure.key_hash == pair_key(email, address)))
+
+    def _take(self, key: str) -> Reservation:
+        """One transaction: count an attempt unless the pair is locked."""
+        now = utcnow()
+        stale = now - self.forget
+        # The count only moves while the pair is unlocked, so a locked pair's row is never
+        # written by refused attempts.  The UPDATE holds the row (PostgreSQL: a row lock,
+        # taken again after a concurrent writer commits, with this WHERE re-checked on the
+        # new version; SQLite: the database write lock) until commit, so reading the new
+        # count and setting the lock below cannot interleave with another attempt.
+        count = (update(LoginFailure)
+                 .where(LoginFailure.key_hash == key,
+                        or_(LoginFailure.locked_until.is_(None),
+                            LoginFailure.locked_until <= now))
+                 .values(failures=LoginFailure.failures + 1, last_failure_at=now))
+        with self.db.session() as s:
+            # A write first, so SQLite takes its write lock before any read of this
+            # transaction (a read-then-write transaction could fail under WAL instead of
+            # waiting for the lock).
+            s.execute(delete(LoginFailure).where(LoginFailure.last_failure_at < stale))
+            for _ in range(_ROUNDS):
+                if s.execute(count).rowcount:
+                    failures = int(s.scalar(select(LoginFailure.failures)
+                                            .where(LoginFailure.key_hash == key)) or 1)
+                    return Reservation(key, 0.0, failures,
+                                       self._lock(s, key, now, failures))
+                until = s.scalar(select(LoginFailure.locked_until)
+                                 .where(LoginFailure.key_hash == key))
+                if until is not None and until > now:
+                    return Reservation(key, (until - now).total_seconds())
+                if until is None and self._insert(s, key, now):
+                    return Reservation(key, 0.0, 1, self.lock_for(1))
+            # Still undecided: act as if locked rather than let an uncounted guess through.
+            return Reservation(key, max(self.lockout, 1.0))
+
+    def _lock(self, s: Session, key: str, now: datetime, failures: int) -> float:
+        wait = self.lock_for(failures)
+        s.execute(update(LoginFailure).where(LoginFailure.key_hash == key)
+                  .values(locked_until=now + timedelta(seconds=wait) if wait else None))
+        return wait
+
+    def _insert(self, s: Session, key: str, now: datetime) -> bool:
+        """The pair's first failure; False when another process inserted it first."""
+        wait = self.lock_for(1)
+        try:
+            with s.begin_nested():
+                s.add(LoginFailure(key_hash=key, failures=1, last_failure_at=now,
+                                   locked_until=now + timedelta(seconds=wait) if wait
+                                   else None))
+            return True
+        except IntegrityError:
+            return False
 
 
 class SlidingWindow:

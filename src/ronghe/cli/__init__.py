@@ -90,8 +90,11 @@ def serve(
     application = create_app(settings)
     err.print(f"Ronghe serving on http://{settings.host}:{settings.port} "
               f"(data: {settings.data_dir}; docs: /docs)", highlight=False)
+    # proxy_headers=False: uvicorn would otherwise take X-Forwarded-For from 127.0.0.1 as
+    # the client; the app decides alone, from trusted_proxies (ronghe.api.client_address).
     uvicorn.run(application, host=settings.host, port=settings.port, log_config=None,
-                log_level=settings.log_level, timeout_graceful_shutdown=10)
+                log_level=settings.log_level, timeout_graceful_shutdown=10,
+                proxy_headers=False)
 
 
 @app.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from ronghe.api.client_address import client_address
 from ronghe.api.deps import RequestToken, ServicesDep, TokenUser
 from ronghe.api.envelopes import Family, MiaohuaOk, errors, miaohua_ok
 from ronghe.api.users.protocol import (
@@ -39,7 +40,7 @@ def setup(body: Credentials, services: ServicesDep) -> MiaohuaOk[UserInfo]:
 @router.post("/signup", summary="Create an account (when allow_signup is on)",
              responses=errors(Family.MIAOHUA, *BODY, 403, 409, 429))
 def signup(body: Credentials, services: ServicesDep, request: Request) -> MiaohuaOk[UserInfo]:
-    client = request.client.host if request.client else ""
+    client = client_address(request.scope, services.settings.trusted_proxies)
     return miaohua_ok(user_body(services.auth.accounts.signup(body.email, body.password, client)))
 
 
