@@ -125,6 +125,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     # Allow a loopback-only default secret to be used on a public address (tests only).
     allow_insecure: bool = False
+    # Reverse proxies (IPs or CIDRs) whose X-Forwarded-For names the client; none by
+    # default, so the header is ignored and the TCP peer is the client.
+    trusted_proxies: list[str] = Field(default_factory=list, max_length=100)
 
     # --- secrets and auth
     secret_key: SecretStr | None = None
@@ -158,6 +161,10 @@ class Settings(BaseSettings):
     # Generations per llama.cpp model at once (continuous batching in one context).
     chat_parallel: int = Field(default=4, ge=1, le=64)
     chat_request_timeout_seconds: float = Field(default=300, gt=0)
+    # Characters of text one chat request may carry in all (messages, tool calls, tool
+    # definitions), refused with a 400 before any tokenizing.  500,000 is more than a
+    # 128k-token context holds of ordinary text, and far more than the default 8192.
+    chat_max_input_chars: int = Field(default=500_000, ge=1_000, le=64 * 1024 * 1024)
 
     # --- images and training
     image_models: list[ImageModelSpec] = Field(default_factory=_default_image_models)
@@ -218,6 +225,17 @@ class Settings(BaseSettings):
                 raise ValueError(f"webhook_allowed_networks: {item!r} is not a CIDR such as "
                                  "10.0.0.0/8 or 127.0.0.1/32") from None
         return value
+
+    @field_validator("trusted_proxies", mode="after")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: {item!r} is not an IP address or CIDR "
+                                 "such as 10.0.0.5 or 10.0.0.0/8") from None
+        return [item.strip() for item in value]
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -10,6 +10,7 @@ import pytest
 
 from ronghe.engines.llm.base import ChatMessage
 from ronghe.engines.llm.intent import (
+    RULES_MAX_CHARS,
     decide,
     extract_prompt,
     follow_up_change,
@@ -88,6 +89,21 @@ def test_follow_ups_accumulate_changes_on_the_last_drawing() -> None:
     assert decision.prompt == "a cat, blue, with a hat"
     # Without a drawing before it, "make it blue" is just chat.
     assert not asyncio.run(decide([ChatMessage("user", "make it blue")], None)).draw
+
+
+def test_long_messages_are_judged_by_their_beginning() -> None:
+    text = "Please draw a cat on a sofa. " + "It is fluffy. " * 20_000
+    url = "http://h/files/x.png?sig=1"
+    messages = [ChatMessage("user", text), ChatMessage("assistant", url),
+                ChatMessage("user", "now make it blue " + "really " * 30_000)]
+    decision = asyncio.run(decide(messages[:1], None))
+    assert decision.draw and decision.by == "rules"
+    assert decision.prompt.startswith("a cat on a sofa")
+    assert len(decision.prompt) <= RULES_MAX_CHARS
+    follow = asyncio.run(decide(messages, None))
+    assert follow.draw and follow.by == "follow-up"
+    assert follow.prompt.startswith("a cat on a sofa") and ", blue really" in follow.prompt
+    assert len(follow.prompt) <= 2 * RULES_MAX_CHARS + 2
 
 
 def test_the_grammar_constrains_the_model_and_a_bad_one_is_refused(

@@ -15,7 +15,7 @@ from ronghe.engines.cpu import CpuBudget
 from ronghe.engines.llm.base import ChatDelta, ChatMessage, GenerationParams, collect
 from ronghe.engines.llm.bundled import resolve_model_path
 from ronghe.engines.llm.llama_cpp import LlamaCppEngine
-from ronghe.errors import BadRequest, Busy, Timeout
+from ronghe.errors import BadRequest, Busy, NotReady, Timeout
 from tests.chat_support import eog_tokens
 
 HELLO = [ChatMessage("user", "Say this is a test!")]
@@ -91,6 +91,54 @@ async def test_limit_is_capped_by_the_context() -> None:
         assert info.value.field == "messages"
     finally:
         await small.aclose()
+
+
+# A prompt far beyond any context, which takes the tokenizer a good fraction of a second.
+HUGE = [ChatMessage("user", "word " * 400_000)]
+
+
+async def test_a_full_queue_is_refused_before_the_prompt_is_read() -> None:
+    single = make_engine(queue_size=0, parallel=1)
+    try:
+        held = await single.start(GenerationParams(STORY, max_new_tokens=4000,
+                                                   logit_bias=never_stop()))
+        # Read, the prompt would be the context's 400; the queue's 503 comes first.
+        with pytest.raises(Busy, match="busy"):
+            await single.start(GenerationParams(HUGE))
+        await held.aclose()
+    finally:
+        await single.aclose()
+
+
+async def test_a_request_cancelled_while_its_prompt_is_read_gives_its_place_back() -> None:
+    single = make_engine(queue_size=0, parallel=1)
+    try:
+        await single.count_tokens(HELLO)  # loaded, so the cancel lands in the tokenizing
+        reading = asyncio.create_task(single.start(GenerationParams(HUGE)))
+        await asyncio.sleep(0.05)
+        reading.cancel()
+        with pytest.raises((asyncio.CancelledError, BadRequest)):
+            await reading
+        # The one place there is takes the next request.
+        result = await collect(await single.start(
+            GenerationParams(HELLO, temperature=0, max_new_tokens=2)))
+        assert result.usage is not None and result.usage.completion_tokens <= 2
+        assert single.stats().rejected == 0
+    finally:
+        await single.aclose()
+
+
+async def test_closing_waits_for_a_prompt_being_read() -> None:
+    closing = make_engine()
+    await closing.count_tokens(HELLO)
+    reading = asyncio.create_task(closing.start(GenerationParams(HUGE)))
+    await asyncio.sleep(0.05)
+    # The model is freed only once the tokenizer is done with it (else: a crash).
+    await closing.aclose()
+    with pytest.raises((BadRequest, Busy, NotReady)):
+        await reading
+    with pytest.raises(NotReady, match="shutting down"):
+        await closing.start(GenerationParams(HELLO))
 
 
 async def test_seed_and_greedy_are_reproducible(engine: LlamaCppEngine) -> None:

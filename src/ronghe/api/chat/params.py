@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ronghe.api.envelopes import Body
 from ronghe.api.fields import AtLeast, Range, drop_nulls
+from ronghe.engines.llm.base import GenerationParams, message_chars, tool_chars
+from ronghe.errors import BadRequest
 
 MAX_CONTENT_CHARS = 200_000
 MAX_MESSAGES = 1_000
@@ -52,3 +54,22 @@ class UsageInfo(Body):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+
+
+def check_input_size(params: GenerationParams, limit: int) -> None:
+    """Refuses a request with more than ``limit`` characters of text in all (the
+    ``chat_max_input_chars`` setting), before anything is templated or tokenized.
+
+    Tokenizing costs time in proportion to the text, and far more text than any context
+    holds is only ever refused once tokenized; so the size is checked first, in O(messages).
+    """
+    in_messages = message_chars(params.messages)
+    total = in_messages + tool_chars(params.tools)
+    if total <= limit:
+        return
+    # Name what pushed it over: the messages, or the tool definitions added to them.
+    field = "messages" if in_messages > limit else "tools"
+    raise BadRequest(
+        f"{field}: the request has {total} characters of text (messages, tool calls and "
+        f"tool definitions together); the limit is {limit} characters per request "
+        "(chat_max_input_chars)", field=field)

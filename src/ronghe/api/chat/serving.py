@@ -15,6 +15,7 @@ import structlog
 from fastapi import Request
 from fastapi.responses import Response
 
+from ronghe.api.chat.params import check_input_size
 from ronghe.api.chat.protocol import (
     CompletionResponse,
     VendorChatRequest,
@@ -43,8 +44,10 @@ def status_of(exc: BaseException) -> int:
 
 async def complete(request: Request, body: VendorChatRequest,
                    chat: ChatState) -> CompletionResponse | Response:
+    params = body.to_params()
+    check_input_size(params, chat.max_input_chars)
     engine = chat.engines.get(body.model)
-    stream = chat.metrics.watch(engine.name, "vendor", await engine.start(body.to_params()))
+    stream = chat.metrics.watch(engine.name, "vendor", await engine.start(params))
     rid = uuid.uuid4().hex
     if body.stream:
         return EventStream(_events(rid, stream), stream)

@@ -79,6 +79,8 @@ class _Watched:
 class ChatState:
     engines: ChatEngines
     metrics: ChatMetrics
+    # settings.chat_max_input_chars: every chat endpoint checks it before tokenizing.
+    max_input_chars: int
 
 
 def ensure_chat_state(app: FastAPI, services: Services,
@@ -89,7 +91,8 @@ def ensure_chat_state(app: FastAPI, services: Services,
     if state is None:
         engines = services.chat or ChatEngines(services.settings)
         services.chat = engines
-        state = app.state.chat = ChatState(engines, ChatMetrics(registry))
+        state = app.state.chat = ChatState(engines, ChatMetrics(registry),
+                                           services.settings.chat_max_input_chars)
         services.readiness["chat"] = engines.readiness
     return state
 

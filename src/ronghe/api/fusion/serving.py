@@ -19,6 +19,7 @@ import structlog
 from fastapi import Request
 from fastapi.responses import Response
 
+from ronghe.api.chat.params import check_input_size
 from ronghe.api.chat.protocol import usage_info
 from ronghe.api.chat.serving import CLIENT_GONE, status_of
 from ronghe.api.chat.state import ChatState
@@ -34,7 +35,7 @@ from ronghe.api.fusion.protocol import (
 from ronghe.api.images import serving as images
 from ronghe.api.waiting import until_ended
 from ronghe.db.models import User
-from ronghe.engines.llm.base import ChatEngine, ChatStream, Usage
+from ronghe.engines.llm.base import ChatEngine, ChatMessage, ChatStream, GenerationParams, Usage
 from ronghe.engines.llm.intent import Decision, decide
 from ronghe.errors import BadRequest, Forbidden, RongheError, Timeout, Unauthorized, UpstreamError
 from ronghe.jobs import Status, TaskView
@@ -65,10 +66,11 @@ class _Nothing:
 
 async def answer(request: Request, body: FusionRequest, user: User, chat: ChatState,
                  services: Services) -> FusionResponse | Response:
+    params = body.to_params()
+    check_input_size(params, chat.max_input_chars)
     if body.mh_key:
         await anyio.to_thread.run_sync(_check_image_token, services, user, body.mh_key)
     engine, missing = _engine(chat, body)
-    params = body.to_params()
     decision = await decide(params.messages, engine)
     log.info("fusion decision", draw=decision.draw, by=decision.by)
     rid = uuid.uuid4().hex
@@ -77,7 +79,7 @@ async def answer(request: Request, body: FusionRequest, user: User, chat: ChatSt
         if engine is None and content is None:
             assert missing is not None
             raise missing
-        return await _chat(request, body, chat, engine, rid, content)
+        return await _chat(request, body, params, chat, engine, rid, content)
     usage = usage_body(Usage(await _prompt_tokens(engine, params.messages), 0).as_dict(), True)
     base = str(request.base_url)
     try:
@@ -131,7 +133,7 @@ def _submit(services: Services, user: User, body: FusionRequest, decision: Decis
         raise
 
 
-async def _prompt_tokens(engine: ChatEngine | None, messages: list[Any]) -> int:
+async def _prompt_tokens(engine: ChatEngine | None, messages: list[ChatMessage]) -> int:
     if engine is None:
         return 0
     try:
@@ -198,18 +200,18 @@ def _stream_error(rid: str, exc: RongheError) -> dict[str, Any]:
             "data": {"id": rid, "choices": [], "status": status_of(exc)}}
 
 
-async def _chat(request: Request, body: FusionRequest, chat: ChatState,
-                engine: ChatEngine | None, rid: str,
+async def _chat(request: Request, body: FusionRequest, params: GenerationParams,
+                chat: ChatState, engine: ChatEngine | None, rid: str,
                 fixed: str | None) -> FusionResponse | Response:
     """A normal chat answer, or (``fixed``) the classify-only literal."""
     if fixed is not None:
-        usage = usage_body(Usage(await _prompt_tokens(engine, body.to_params().messages),
-                                 0).as_dict(), False)
+        usage = usage_body(Usage(await _prompt_tokens(engine, params.messages), 0).as_dict(),
+                           False)
         if body.stream:
             return _events_response(_one(rid, fixed, usage, body.stream_done))
         return answer_body(rid, fixed, usage)
     assert engine is not None
-    stream = chat.metrics.watch(engine.name, "fusion", await engine.start(body.to_params()))
+    stream = chat.metrics.watch(engine.name, "fusion", await engine.start(params))
     if body.stream:
         return EventStream(_chat_events(rid, stream, body.stream_done), stream)
     result = await collect_or_disconnect(request, stream)

@@ -20,6 +20,7 @@ import structlog
 from fastapi import Request
 from fastapi.responses import Response
 
+from ronghe.api.chat.params import check_input_size
 from ronghe.api.chat.serving import CLIENT_GONE
 from ronghe.api.chat.state import ChatState
 from ronghe.api.chat.streaming import DONE, EventStream, collect_all_or_disconnect, sse
@@ -43,8 +44,9 @@ log = structlog.get_logger(__name__)
 
 async def complete(request: Request, body: ChatCompletionRequest,
                    chat: ChatState) -> ChatCompletion | Response:
-    engine = chat.engines.get(body.model)
     params = body.to_params()
+    check_input_size(params, chat.max_input_chars)
+    engine = chat.engines.get(body.model)
     streams: list[ChatStream] = []
     try:
         for i in range(body.n):

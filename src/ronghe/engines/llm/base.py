@@ -10,6 +10,7 @@ generation (a client went away); engines must honour it promptly.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -169,6 +170,22 @@ class ChatEngine(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
     async def aclose(self) -> None: ...
+
+
+def message_chars(messages: list[ChatMessage]) -> int:
+    """Characters of text in ``messages``: contents, and earlier tool calls and their ids."""
+    total = 0
+    for m in messages:
+        total += len(m.content) + len(m.tool_call_id or "")
+        for call in m.tool_calls:
+            total += len(call.id) + len(call.name) + len(call.arguments)
+    return total
+
+
+def tool_chars(tools: list[Tool]) -> int:
+    """Characters the tool definitions add to the prompt (their JSON listing, near enough)."""
+    return sum(len(t.name) + len(t.description) + len(json.dumps(t.parameters, ensure_ascii=False))
+               for t in tools)
 
 
 async def collect(stream: ChatStream) -> ChatResult:

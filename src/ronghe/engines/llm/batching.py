@@ -129,6 +129,9 @@ class BatchRunner:
         self._slots = [Slot(i) for i in range(model.parallel)]
         self._running: list[_Running] = []
         self._waiting: deque[Job] = deque()
+        # Requests that hold a place while their prompt is templated and tokenized (off the
+        # event loop); they count against the queue like the waiting ones.
+        self._preparing = 0
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._stats = EngineStats()
@@ -146,13 +149,30 @@ class BatchRunner:
         with self._lock:
             return EngineStats(**vars(self._stats))
 
-    def submit(self, job: Job) -> None:
+    def reserve(self) -> None:
+        """Takes a place in the queue for a request about to read its prompt, or raises Busy:
+        a full queue is refused before any time is spent on the prompt.  The place is then
+        given to ``submit`` or back with ``release``."""
         with self._lock:
-            if self._closed or (self._stats.running + self._stats.waiting
+            if self._closed or (self._stats.running + self._stats.waiting + self._preparing
                                 >= len(self._slots) + self._queue_size):
                 self._stats.rejected += 1
                 raise Busy(f"chat model {self._name!r} is busy ({len(self._slots)} generating, "
                            f"{self._queue_size} requests already waiting); retry later")
+            self._preparing += 1
+
+    def release(self) -> None:
+        """Gives back a place ``reserve`` took, for a request that will not be submitted."""
+        with self._lock:
+            self._preparing -= 1
+
+    def submit(self, job: Job) -> None:
+        """Queues ``job`` in the place ``reserve`` took for it."""
+        with self._lock:
+            self._preparing -= 1
+            if self._closed:
+                self._stats.rejected += 1
+                raise Busy(f"chat model {self._name!r} is shutting down; retry later")
             self._stats.waiting += 1
             self._waiting.append(job)
             self._wake.notify()

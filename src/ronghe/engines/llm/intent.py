@@ -10,12 +10,19 @@ as a one-token answer constrained by a llama.cpp grammar to ``yes`` or ``no``.
 A follow-up ("now make it blue", "改成蓝色") right after a drawing turn draws again: the new
 prompt is the previous drawing's prompt followed by the change.  A drawing turn is recognised
 by its answer: an assistant message that is only a picture URL.
+
+The patterns read the first ``RULES_MAX_CHARS`` characters of a message (a drawing request
+says what to draw up front, and an image prompt is at most 2000 characters anyway), and run
+in a worker thread: a conversation of long messages costs regex time in proportion to its
+length, which must not stall the event loop.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+import anyio
 
 from ronghe.engines.llm.base import ChatEngine, ChatMessage, GenerationParams, collect
 
@@ -89,6 +96,13 @@ _FOLLOW_LEAD_ZH = re.compile(r"^\s*(?:那|现在|好的?[，,]?|再)?\s*(?:把�
                              r"(?:改成|换成|变成|改为|换为)?")
 
 PICTURE_URL = re.compile(r"^\s*https?://\S+\s*$")
+# What of a message the patterns read: any drawing request fits, and each pattern's cost is
+# bounded whatever the message's length.
+RULES_MAX_CHARS = 4000
+
+
+def _head(text: str) -> str:
+    return text[:RULES_MAX_CHARS]
 
 
 @dataclass(frozen=True)
@@ -162,7 +176,7 @@ def previous_drawing(messages: list[ChatMessage]) -> str | None:
         if messages[i].role != "user" or reply.role != "assistant" \
                 or not PICTURE_URL.match(reply.content):
             continue
-        text = messages[i].content
+        text = _head(messages[i].content)
         if current is not None and i >= 2 and messages[i - 1].role == "assistant" \
                 and PICTURE_URL.match(messages[i - 1].content) and rule_vote(text) is not True:
             current = f"{current}, {follow_up_change(text)}"
@@ -179,9 +193,9 @@ async def model_vote(engine: ChatEngine, text: str) -> bool:
     return result.text.strip().lower().startswith("y")
 
 
-async def decide(messages: list[ChatMessage], engine: ChatEngine | None) -> Decision:
-    """Whether the last (user) message asks for a picture, and the prompt to draw."""
-    text = messages[-1].content
+def rules_decide(messages: list[ChatMessage]) -> Decision | None:
+    """The decision the patterns make (a follow-up, or a rule that speaks), else None."""
+    text = _head(messages[-1].content)
     before = messages[:-1]
     if before and before[-1].role == "assistant" and PICTURE_URL.match(before[-1].content):
         earlier = previous_drawing(messages)
@@ -190,7 +204,16 @@ async def decide(messages: list[ChatMessage], engine: ChatEngine | None) -> Deci
     vote = rule_vote(text)
     if vote is not None:
         return Decision(vote, extract_prompt(text) if vote else "", "rules")
+    return None
+
+
+async def decide(messages: list[ChatMessage], engine: ChatEngine | None) -> Decision:
+    """Whether the last (user) message asks for a picture, and the prompt to draw."""
+    ruled = await anyio.to_thread.run_sync(rules_decide, messages)
+    if ruled is not None:
+        return ruled
     if engine is None:
         return Decision(False, "", "rules")
+    text = _head(messages[-1].content)
     draw = await model_vote(engine, text)
     return Decision(draw, extract_prompt(text) if draw else "", "model")

@@ -6,7 +6,9 @@
 - Every request has ``n_ctx`` tokens of KV cache to itself (a slot); a conversation longer
   than that is a 400 naming the limit, before anything runs.
 - The prompt is the GGUF's own ``tokenizer.chat_template`` rendered in a Jinja sandbox, and
-  every count in ``usage`` comes from the model's tokenizer.
+  every count in ``usage`` comes from the model's tokenizer.  Both run in a worker thread, as
+  does building the grammar: they take time in proportion to the text, and on the event loop
+  a long conversation would hold up every other request.
 - Sampling follows Hugging Face ``generate`` (``sampling``); ``response_format`` and forced
   tool calls constrain it with a llama.cpp grammar (``structured``, ``tools``).
 - The worker checks each sequence's cancel flag between decode steps, so a client that goes
@@ -21,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import anyio
 import structlog
 
 from ronghe.engines.cpu import CpuBudget, budget
@@ -30,7 +34,7 @@ from ronghe.engines.llm.base import ChatDelta, ChatMessage, ChatStream, Generati
 from ronghe.engines.llm.batching import BatchRunner, End, EngineStats, Item, Job
 from ronghe.engines.llm.bundled import resolve_model_path
 from ronghe.engines.llm.llama_model import LoadedModel
-from ronghe.engines.llm.sampling import Grammar, build_sampler
+from ronghe.engines.llm.sampling import Grammar, Sampler, build_sampler
 from ronghe.engines.llm.structured import response_grammar
 from ronghe.engines.llm.tools import ToolCallStream, prepare_tools
 from ronghe.errors import BadRequest, NotReady
@@ -38,6 +42,8 @@ from ronghe.errors import BadRequest, NotReady
 log = structlog.get_logger(__name__)
 
 __all__ = ["EngineStats", "LlamaCppEngine"]
+
+_T = TypeVar("_T")
 
 
 class _Stream:
@@ -99,6 +105,10 @@ class LlamaCppEngine:
         self._model: LoadedModel | None = None
         self._runner: BatchRunner | None = None
         self._closed = False
+        # Worker threads reading the model (templating, tokenizing, building a sampler):
+        # aclose waits for them before it frees the model under them.
+        self._readers = 0
+        self._read_done = threading.Condition()
 
     # --- information
 
@@ -128,7 +138,8 @@ class LlamaCppEngine:
     async def prompt_tokens(self, messages: list[ChatMessage]) -> list[int]:
         """The tokens the model sees for these messages: chat template applied, tokenized."""
         model = await self._ensure_loaded()
-        return model.tokenize(model.template.render(messages))
+        # Both take time in proportion to the text: a worker thread's, not the event loop's.
+        return await anyio.to_thread.run_sync(self._reading, _tokenize, model, messages)
 
     # --- generation
 
@@ -136,9 +147,39 @@ class LlamaCppEngine:
         if self._closed:
             raise NotReady(f"chat model {self.name!r} is shutting down")
         model = await self._ensure_loaded()
-        assert self._runner is not None
+        runner = self._runner
+        assert runner is not None
+        runner.reserve()  # a full queue answers 503 before the prompt costs anything
+        made: list[Sampler] = []
+        try:
+            # Templating, tokenizing and building the grammar run in a worker thread, so a
+            # long conversation never stalls the event loop (and every other request on it).
+            prompt, room, sampler = await anyio.to_thread.run_sync(
+                self._reading, self._prepare, model, params, made)
+        except BaseException:
+            # Cancelled while the thread ran: the sampler it made has no job to free it.
+            for leftover in made:
+                leftover.free()
+            runner.release()
+            raise
+        job = Job(params, prompt, min(params.max_new_tokens or room, room), sampler,
+                  asyncio.get_running_loop(), time.monotonic() + self._timeout)
+        try:
+            runner.submit(job)
+        except BaseException:
+            sampler.free()
+            raise
+        stream: ChatStream = _Stream(self, job)
+        if params.tools and params.tool_choice != "none":
+            stream = ToolCallStream(stream)
+        return stream
+
+    def _prepare(self, model: LoadedModel, params: GenerationParams,
+                 made: list[Sampler]) -> tuple[list[int], int, Sampler]:
+        """In a worker thread: the prompt's tokens, the room left for the reply, and the
+        sampler (also appended to ``made``, so a cancelled caller can free it)."""
         messages, tool_grammar = prepare_tools(params)
-        prompt = model.tokenize(model.template.render(messages))
+        prompt = _tokenize(model, messages)
         limit = model.n_ctx_seq
         room = limit - len(prompt)
         if room < 1:
@@ -155,23 +196,32 @@ class LlamaCppEngine:
         if grammar is None and params.grammar:
             grammar = Grammar(params.grammar, field="grammar")  # a caller's own GBNF (fusion)
         sampler = build_sampler(model.vocab, model.n_vocab, limit, params, prompt, grammar)
-        job = Job(params, prompt, min(params.max_new_tokens or room, room), sampler,
-                  asyncio.get_running_loop(), time.monotonic() + self._timeout)
+        made.append(sampler)
+        return prompt, room, sampler
+
+    def _reading(self, work: Callable[..., _T], *args: Any) -> _T:
+        """Runs ``work`` (in a worker thread) as a reader of the model, unless closing."""
+        with self._read_done:
+            if self._closed:
+                raise NotReady(f"chat model {self.name!r} is shutting down")
+            self._readers += 1
         try:
-            self._runner.submit(job)
-        except BaseException:
-            sampler.free()
-            raise
-        stream: ChatStream = _Stream(self, job)
-        if params.tools and params.tool_choice != "none":
-            stream = ToolCallStream(stream)
-        return stream
+            return work(*args)
+        finally:
+            with self._read_done:
+                self._readers -= 1
+                self._read_done.notify_all()
+
+    def _wait_for_readers(self) -> None:
+        with self._read_done:
+            self._read_done.wait_for(lambda: self._readers == 0)
 
     async def aclose(self) -> None:
         self._closed = True
         runner, self._runner = self._runner, None
         if runner is not None:
             await asyncio.to_thread(runner.close)
+        await asyncio.to_thread(self._wait_for_readers)
         if self._model is not None:
             self._model.close()
             self._model = None
@@ -210,3 +260,6 @@ class LlamaCppEngine:
         else:
             job.cancel.set()
 
+
+def _tokenize(model: LoadedModel, messages: list[ChatMessage]) -> list[int]:
+    return model.tokenize(model.template.render(messages))
