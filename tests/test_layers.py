@@ -47,7 +47,13 @@ def test_what_workers_run_imports_nothing_from_api() -> None:
     assert offenders("cli", ("ronghe.api",)) == {}
 
 
-def test_no_source_file_is_over_400_lines() -> None:
+# The guideline (DEVELOPERS.md): one concept per module; a file past ~500 lines is a prompt
+# to look, not a rule to split a concept over several files (a hard 400 did that, issue
+# 27).  This is the backstop past which a module has surely outgrown one concept.
+MAX_LINES = 600
+
+
+def test_no_source_file_is_past_the_backstop() -> None:
     long = {str(p.relative_to(SRC)): n for p in SRC.rglob("*.py")
-            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400}
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
     assert long == {}

@@ -16,8 +16,13 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is a test dependency")
 
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
+from hypothesis import HealthCheck, Phase, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402
+from schemathesis.generation.hypothesis.builder import (  # noqa: E402
+    HypothesisTestConfig,
+    HypothesisTestMode,
+    create_test,
+)
 from schemathesis.specs.openapi.checks import (  # noqa: E402
     content_type_conformance,
     response_schema_conformance,
@@ -71,6 +76,12 @@ def call_one(case: Any) -> None:
     case.call_and_validate(headers={"Authorization": f"Bearer {bearer}"}, checks=CHECKS)
 
 
+# Every phase the issue names, per operation: the schema's examples, then the coverage
+# phase's explicit cases (boundary values, declared and undeclared content types, missing
+# and extra parts), then the fuzzing phase's generated ones.
+MODES = [HypothesisTestMode.EXAMPLES, HypothesisTestMode.COVERAGE, HypothesisTestMode.FUZZING]
+
+
 def test_no_server_errors_and_every_answer_matches_the_schema(api_schema: Any) -> None:
     failures: list[str] = []
     labels: list[str] = []
@@ -78,15 +89,16 @@ def test_no_server_errors_and_every_answer_matches_the_schema(api_schema: Any) -
         operation = result.ok()
         labels.append(operation.label)
 
-        @given(operation.as_strategy())
-        @settings(max_examples=FEWER_EXAMPLES.get(operation.label, EXAMPLES), deadline=None,
-                  derandomize=True, database=None, suppress_health_check=list(HealthCheck),
-                  phases=[Phase.explicit, Phase.generate])
         def run(case: Any) -> None:
             call_one(case)
 
+        test = create_test(operation=operation, test_func=run, config=HypothesisTestConfig(
+            project=api_schema.config, modes=MODES, settings=settings(
+                max_examples=FEWER_EXAMPLES.get(operation.label, EXAMPLES), deadline=None,
+                derandomize=True, database=None, suppress_health_check=list(HealthCheck),
+                phases=[Phase.explicit, Phase.generate])))
         try:
-            run()
+            test()
         except BaseException as exc:  # every operation's failures, then report them all
             if isinstance(exc, KeyboardInterrupt):
                 raise
