@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs Ronghe and everything it needs into ./.venv (Python 3.11).
-# The first run builds llama-cpp-python from source (about 10-15 minutes on 2 cores);
-# pip caches the wheel, so later installs take a minute or two.  When .venv was installed
+# The first run builds llama-cpp-python from source (about 10-15 minutes on 2 cores) into
+# ~/.cache/ronghe/wheels, so later installs take a minute or two.  When .venv was installed
 # from this very pyproject.toml and install.sh (and still imports), it returns at once:
 # the package is installed in editable mode, so source changes need no reinstall.
 # FORCE=1 ./install.sh reinstalls anyway.
@@ -30,14 +30,32 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip wheel setuptools
 # The CPU build of torch first, so no dependency pulls in a CUDA build.
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-# llama-cpp-python compiles llama.cpp with -march=native. On CPUs that report AMX
-# (Sapphire Rapids and later) under some hypervisors, llama.cpp's AMX matmul kernel crashes
-# the process (SIGSEGV in ggml_backend_amx_mul_mat, seen with 0.3.36), and for a small
-# model it is no faster than AVX-512: build without AMX unless CMAKE_ARGS says otherwise.
-# pip caches the built wheel per version, so a wheel built before this rule stays in use:
-# `pip cache remove llama_cpp_python` and re-run this script if the check below fails.
+# llama-cpp-python compiles llama.cpp with -march=native, with two kernels left out:
+# - AMX: on CPUs that report it (Sapphire Rapids and later) under some hypervisors, its
+#   matmul kernel crashes the process (SIGSEGV in ggml_backend_amx_mul_mat, seen with
+#   0.3.36), and for a small model it is no faster than AVX-512;
+# - llamafile's sgemm: on AVX2 CPUs (seen on an AMD EPYC) it makes a token's logits depend
+#   on how many tokens are evaluated together (logprobs moved by up to 0.1), so a seeded
+#   answer changed when it ran beside others or read part of its prompt from a slot's
+#   cache.  ggml's own kernels give the same logits alone or batched.
+# pip's wheel cache keys a built wheel by the source alone, so a change of flags would keep
+# the old build: the wheel is built once per (version, flags) into a cache of our own.
+LLAMA_VERSION=0.3.36
 NO_AMX="-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
-export CMAKE_ARGS="${CMAKE_ARGS:--DCMAKE_C_FLAGS='$NO_AMX' -DCMAKE_CXX_FLAGS='$NO_AMX'}"
+export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_LLAMAFILE=OFF -DCMAKE_C_FLAGS='$NO_AMX' -DCMAKE_CXX_FLAGS='$NO_AMX'}"
+LLAMA_KEY="llama-cpp-python-$LLAMA_VERSION-$(printf '%s' "$CMAKE_ARGS" | sha256sum | cut -c1-16)"
+LLAMA_WHEELS="${XDG_CACHE_HOME:-$HOME/.cache}/ronghe/wheels/$LLAMA_KEY"
+if ! ls "$LLAMA_WHEELS"/*.whl >/dev/null 2>&1; then
+  echo "building llama.cpp ($LLAMA_KEY; about 10-15 minutes on 2 cores)" >&2
+  rm -rf "$LLAMA_WHEELS.tmp" && mkdir -p "$LLAMA_WHEELS.tmp"
+  .venv/bin/python -m pip wheel --quiet --no-deps --no-cache-dir --no-binary llama-cpp-python \
+    -w "$LLAMA_WHEELS.tmp" "llama-cpp-python==$LLAMA_VERSION"
+  rm -rf "$LLAMA_WHEELS" && mv "$LLAMA_WHEELS.tmp" "$LLAMA_WHEELS"
+fi
+if [ "$(cat .venv/.ronghe-llama 2>/dev/null)" != "$LLAMA_KEY" ]; then
+  .venv/bin/python -m pip install --quiet --no-deps --force-reinstall "$LLAMA_WHEELS"/*.whl
+  echo "$LLAMA_KEY" > .venv/.ronghe-llama
+fi
 .venv/bin/python -m pip install --quiet -e '.[test]'
 # One decode step of the bundled chat model in a child process: a broken llama.cpp build
 # fails here, with its reason, rather than as a crash in the middle of serving.
