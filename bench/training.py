@@ -29,22 +29,27 @@ import argparse
 import os
 import random
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# `python bench/training.py` puts only bench/ on the path: the pictures are drawn by the
+# demo models' tools (tools/demo_models, in the repository, not in the package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import ImageOps
 
-from ronghe.engines.diffusion.demo import default_model_path, shapes
+from ronghe.engines.shipped import default_model_path
 from ronghe.engines.training.data import to_square, to_tensor
 from ronghe.engines.training.lora import LoraTrainer, load_pipeline, lr_factor
 from ronghe.engines.training.presets import TARGET_MODULES, Preset, preset_for
+from tools.demo_models.diffusion import shapes
 
 CAPTION = "purple star style"
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from ronghe.engines.diffusion.control import control_image
-from ronghe.engines.diffusion.demo import scoring
 from tests.image_support import drawn
+from tools.demo_models.diffusion import scoring
 
 
 def test_canny_map_outlines_the_shape_at_the_render_size() -> None:

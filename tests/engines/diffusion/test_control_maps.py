@@ -8,8 +8,8 @@ from PIL import Image, ImageDraw
 
 from ronghe.engines.diffusion import control
 from ronghe.engines.diffusion.control import annotators, colorfix, control_image
-from ronghe.engines.diffusion.demo import scoring
 from tests.image_support import drawn
+from tools.demo_models.diffusion import scoring
 
 
 def pixels(image: Image.Image) -> np.ndarray:

@@ -9,12 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from ronghe.engines.diffusion.demo import (
-    default_controlnet_path,
-    default_model_path,
-    scoring,
-    shapes,
-)
+from ronghe.engines.shipped import default_controlnet_path, default_model_path
+from tools.demo_models.diffusion import scoring, shapes
 
 MODEL = default_model_path()
 CONTROLNET = default_controlnet_path()
@@ -69,7 +65,7 @@ def one_thread() -> Iterator[None]:
 
 
 def test_reduced_eval_stays_above_floors(one_thread: None) -> None:
-    from ronghe.engines.diffusion.demo.evaluate import evaluate
+    from tools.demo_models.diffusion.evaluate import evaluate
 
     meta = json.loads((MODEL / "ronghe.json").read_text())
     report = evaluate(
@@ -126,7 +122,7 @@ def _centroid_shift(a: np.ndarray, b: np.ndarray) -> float:
 
 @pytest.mark.slow
 def test_full_eval_meets_the_targets() -> None:
-    from ronghe.engines.diffusion.demo.evaluate import evaluate
+    from tools.demo_models.diffusion.evaluate import evaluate
 
     meta = json.loads((MODEL / "ronghe.json").read_text())
     report = evaluate(MODEL, CONTROLNET, guidance_scale=meta["recommended"]["guidance_scale"])

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ronghe.engines.diffusion.demo import scoring
 from ronghe.engines.diffusion.generate import (
     ControlUnit,
     GenerationRequest,
@@ -20,6 +19,7 @@ from ronghe.engines.diffusion.registry import ModelRegistry
 from tests.conftest import DemoModel
 from tests.engines.diffusion.conftest import image_settings
 from tests.image_support import PROMPT, drawn, mean_diff, on
+from tools.demo_models.diffusion import scoring
 
 
 def request(**overrides: object) -> GenerationRequest:

@@ -14,15 +14,15 @@ import torch
 from PIL import Image
 from safetensors.torch import load
 
-from ronghe.engines.diffusion.demo import default_model_path
-from ronghe.engines.diffusion.demo.evaluate import load_pipeline, schedule_of
 from ronghe.engines.diffusion.generate import GenerationRequest, ImageEngine
 from ronghe.engines.diffusion.guidance import GuidanceSchedule, pipeline_arguments
 from ronghe.engines.diffusion.pipelines import LoraSource, PipelineCache
 from ronghe.engines.diffusion.registry import ModelRegistry
+from ronghe.engines.shipped import default_model_path
 from tests.conftest import DemoModel
 from tests.engines.diffusion.conftest import image_settings
 from tests.image_support import lora_weights, on
+from tools.demo_models.diffusion.evaluate import load_pipeline, schedule_of
 
 DEMO = {"guidance_end": 0.3, "late_guidance_scale": 1.5}
 

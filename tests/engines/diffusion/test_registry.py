@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from ronghe.engines.diffusion.demo import default_controlnet_path, default_model_path
 from ronghe.engines.diffusion.registry import ModelRegistry, resolve_path
+from ronghe.engines.shipped import default_controlnet_path, default_model_path
 from ronghe.errors import BadRequest, NotReady
 from ronghe.settings import Settings
 from tests.conftest import DemoModel

@@ -26,7 +26,7 @@ MAX_NEW_TOKENS = 40
 def resolve(path: str) -> Path:
     """``bundled:demo-captioner`` -> the shipped folder; anything else: a local folder."""
     if path.startswith(BUNDLED):
-        from ronghe.engines.captioning.demo import default_captioner_path
+        from ronghe.engines.shipped import default_captioner_path
 
         if path != BUNDLED + "demo-captioner":
             raise ValueError(f"unknown bundled captioner {path!r}; known: "

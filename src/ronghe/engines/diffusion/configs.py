@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ronghe.engines.diffusion.demo import default_model_path
+from ronghe.engines.shipped import default_model_path
 
 CONFIGS = Path(__file__).resolve().parents[2] / "models" / "configs"
 CLIP_VOCAB = CONFIGS / "clip" / "vocab.json"

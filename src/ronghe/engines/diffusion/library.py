@@ -119,7 +119,7 @@ def classify(path: Path) -> str | None:
 
 def demo_signature() -> tuple[int, int] | None:
     """The demo UNet's (cross-attention width, input channels): how its files are told."""
-    from ronghe.engines.diffusion.demo import default_model_path
+    from ronghe.engines.shipped import default_model_path
 
     try:
         config = json.loads((default_model_path() / "unet" / "config.json").read_text())

@@ -35,7 +35,7 @@ DEMO_CONTROLNETS = ("canny", "brightness", "tile")
 def bundled_path(path: str) -> Path:
     """``bundled:demo`` -> the shipped demo model; ``bundled:demo-canny`` (``-brightness``,
     ``-tile``) -> its ControlNets."""
-    from ronghe.engines.diffusion.demo import default_controlnet_path, default_model_path
+    from ronghe.engines.shipped import default_controlnet_path, default_model_path
 
     known = ["demo", *(f"demo-{kind}" for kind in DEMO_CONTROLNETS)]
     name = path.removeprefix(BUNDLED)

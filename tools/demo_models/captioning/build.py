@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ronghe.engines import resumable
-from ronghe.engines.captioning.demo import data, modules
+from tools.demo_models import resumable
+from tools.demo_models.captioning import data, modules
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ronghe.engines.diffusion.demo import modules, shapes
-from ronghe.engines.diffusion.demo.tokenizer import build_tokenizer
+from tools.demo_models.diffusion import modules, shapes
+from tools.demo_models.diffusion.tokenizer import build_tokenizer
 
 
 def test_held_out_combos_are_unseen_but_their_words_are_seen() -> None:

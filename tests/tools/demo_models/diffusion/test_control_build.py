@@ -9,16 +9,17 @@ import numpy as np
 import torch
 from typer.testing import CliRunner
 
-from ronghe.cli.demo_model import app
-from ronghe.engines.diffusion.demo import default_model_path, shapes
-from ronghe.engines.diffusion.demo.control_build import ControlBuildConfig, _Trainer, control_map
-from ronghe.engines.diffusion.demo.control_eval import lowres_error, luma_correlation
+from ronghe.engines.shipped import default_model_path
+from tools.demo_models.cli import app
+from tools.demo_models.diffusion import shapes
+from tools.demo_models.diffusion.control_build import ControlBuildConfig, _Trainer, control_map
+from tools.demo_models.diffusion.control_eval import lowres_error, luma_correlation
 
 
 def test_smoke_build_writes_a_loadable_controlnet(tmp_path: Path) -> None:
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 
-    from ronghe.engines.diffusion.demo.evaluate import load_pipeline
+    from tools.demo_models.diffusion.evaluate import load_pipeline
 
     out = tmp_path / "tile"
     result = CliRunner().invoke(app, ["build-controlnet", "--kind", "tile", "--smoke", "--out",

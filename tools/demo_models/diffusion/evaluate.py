@@ -11,9 +11,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ronghe.engines.diffusion.demo import scoring, shapes
 from ronghe.engines.diffusion.guidance import GuidanceSchedule, pipeline_arguments
 from ronghe.engines.diffusion.registry import folder_meta
+from tools.demo_models.diffusion import scoring, shapes
 
 DEFAULT_SEEDS: tuple[int, ...] = (0, 1, 2, 3)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ronghe.engines.diffusion.demo import scoring, shapes
+from tools.demo_models.diffusion import scoring, shapes
 
 
 @pytest.mark.parametrize("combo", shapes.all_combos()[::7], ids=lambda c: c.caption)

@@ -12,8 +12,8 @@ from diffusers import (
 )
 from transformers import CLIPTextConfig, CLIPTextModel
 
-from ronghe.engines.diffusion.demo.shapes import RESOLUTION
-from ronghe.engines.diffusion.demo.tokenizer import MAX_LENGTH
+from tools.demo_models.diffusion.shapes import RESOLUTION
+from tools.demo_models.diffusion.tokenizer import MAX_LENGTH
 
 LATENT_CHANNELS = 3
 TEXT_DIM = 64
@@ -54,7 +54,7 @@ def make_unet() -> UNet2DConditionModel:
 
 
 def make_text_encoder() -> CLIPTextModel:
-    from ronghe.engines.diffusion.demo.tokenizer import build_tokenizer
+    from tools.demo_models.diffusion.tokenizer import build_tokenizer
 
     config = CLIPTextConfig(
         vocab_size=len(build_tokenizer()),

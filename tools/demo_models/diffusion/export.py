@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ronghe.engines.diffusion.demo import modules, shapes
-from ronghe.engines.diffusion.demo.build import PHASES
+from tools.demo_models.diffusion import modules, shapes
+from tools.demo_models.diffusion.build import PHASES
 
 if TYPE_CHECKING:
-    from ronghe.engines.diffusion.demo.build import _Trainer
+    from tools.demo_models.diffusion.build import _Trainer
 
 
 def export(trainer: _Trainer, out: Path, controlnet_out: Path) -> dict:

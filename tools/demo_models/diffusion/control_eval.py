@@ -26,9 +26,9 @@ import torch
 from PIL import Image
 
 from ronghe.engines.diffusion import control
-from ronghe.engines.diffusion.demo import scoring, shapes
-from ronghe.engines.diffusion.demo.evaluate import DEFAULT_SEEDS, load_pipeline, schedule_of
 from ronghe.engines.diffusion.guidance import pipeline_arguments
+from tools.demo_models.diffusion import scoring, shapes
+from tools.demo_models.diffusion.evaluate import DEFAULT_SEEDS, load_pipeline, schedule_of
 
 TILE_RATES = (4, 8)
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ronghe.engines.captioning.demo import data
+from tools.demo_models.captioning import data
 
 IMAGE_SIZE = 48
 # The encoder's convolutional stem (kernel side, stride 2), first width and stage depths;

@@ -15,7 +15,7 @@ from collections import Counter
 
 from transformers import CLIPTokenizer
 
-from ronghe.engines.diffusion.demo.shapes import vocabulary
+from tools.demo_models.diffusion.shapes import vocabulary
 
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"

@@ -1,4 +1,5 @@
-"""`ronghe demo-model`: build and evaluate the bundled demo image model."""
+"""`python -m tools.demo_models` (or `make demo-model ARGS=...`): build and evaluate the demo
+models that ship in the package (the image model, its ControlNets, the captioner)."""
 
 from __future__ import annotations
 
@@ -9,14 +10,24 @@ from typing import Annotated
 
 import typer
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from ronghe.engines.shipped import (
+    default_captioner_path,
+    default_controlnet_path,
+    default_model_path,
+)
 
-app = typer.Typer(help="Build and evaluate the bundled demo image model.", no_args_is_help=True)
+app = typer.Typer(help="Build and evaluate the demo models that ship with Ronghe.",
+                  no_args_is_help=True)
+
+
+@app.callback()
+def offline() -> None:
+    """Everything here reads local folders; never ask a model hub (set per command, not at
+    import, so importing this module changes nothing)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _defaults() -> tuple[Path, Path]:
-    from ronghe.engines.diffusion.demo import default_controlnet_path, default_model_path
-
     return default_model_path(), default_controlnet_path()
 
 
@@ -45,8 +56,8 @@ def build(
     # spinning is right: passive waiting made a 2-thread demo image 2.5x slower (0.95 s
     # against 0.37 s) on an idle machine.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    from ronghe.engines.diffusion.demo.build import BuildConfig
-    from ronghe.engines.diffusion.demo.build import build as run_build
+    from tools.demo_models.diffusion.build import BuildConfig
+    from tools.demo_models.diffusion.build import build as run_build
 
     default_out, default_cn = _defaults()
     out = out or default_out
@@ -74,7 +85,7 @@ def build(
 
 
 def _record(model: Path, controlnet: Path) -> None:
-    from ronghe.engines.diffusion.demo.evaluate import evaluate as run_eval
+    from tools.demo_models.diffusion.evaluate import evaluate as run_eval
 
     report = run_eval(model, controlnet)
     _print(report)
@@ -128,9 +139,8 @@ def build_controlnet(
 ) -> None:
     """Train a brightness or tile ControlNet on the frozen demo model (resumable)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as for build, see there
-    from ronghe.engines.diffusion.demo import default_controlnet_path, default_model_path
-    from ronghe.engines.diffusion.demo.control_build import KINDS, ControlBuildConfig
-    from ronghe.engines.diffusion.demo.control_build import build as run_build
+    from tools.demo_models.diffusion.control_build import KINDS, ControlBuildConfig
+    from tools.demo_models.diffusion.control_build import build as run_build
 
     if kind not in KINDS:
         raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="--kind")
@@ -143,7 +153,7 @@ def build_controlnet(
         raise typer.Exit(3)
     typer.echo(f"wrote {out}")
     if evaluate and not smoke:
-        from ronghe.engines.diffusion.demo.control_eval import evaluate_control, record
+        from tools.demo_models.diffusion.control_eval import evaluate_control, record
 
         figures = evaluate_control(model, out, kind)
         record(out, figures)
@@ -159,8 +169,7 @@ def eval_controlnet(
     record_figures: Annotated[bool, typer.Option("--record", help="Into its ronghe.json")] = False,
 ) -> None:
     """Score a brightness/tile ControlNet against the base model without it."""
-    from ronghe.engines.diffusion.demo import default_controlnet_path, default_model_path
-    from ronghe.engines.diffusion.demo.control_eval import evaluate_control, record
+    from tools.demo_models.diffusion.control_eval import evaluate_control, record
 
     model = model or default_model_path()
     controlnet = controlnet or default_controlnet_path(kind)
@@ -183,9 +192,9 @@ def eval_command(
     record: Annotated[bool, typer.Option(help="Write the figures into ronghe.json")] = False,
 ) -> None:
     """Generate the held-out combinations with fixed seeds and score them."""
-    from ronghe.engines.diffusion.demo.evaluate import contact_sheet
-    from ronghe.engines.diffusion.demo.evaluate import evaluate as run_eval
     from ronghe.engines.diffusion.guidance import GuidanceSchedule
+    from tools.demo_models.diffusion.evaluate import contact_sheet
+    from tools.demo_models.diffusion.evaluate import evaluate as run_eval
 
     default_model, default_cn = _defaults()
     model = model or default_model
@@ -225,9 +234,8 @@ def build_captioner(
 ) -> None:
     """Train the demo captioner (image-to-text) from procedural images (resumable)."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as for build, above
-    from ronghe.engines.captioning.demo import default_captioner_path
-    from ronghe.engines.captioning.demo.build import CaptionerConfig
-    from ronghe.engines.captioning.demo.build import build as run_build
+    from tools.demo_models.captioning.build import CaptionerConfig
+    from tools.demo_models.captioning.build import build as run_build
 
     out = out or default_captioner_path()
     config = (CaptionerConfig.smoke(seed=seed) if smoke
@@ -241,8 +249,8 @@ def build_captioner(
 
 
 def _record_captioner(model: Path, count: int = 300) -> None:
-    from ronghe.engines.captioning.demo.evaluate import evaluate as run_eval
-    from ronghe.engines.diffusion.demo import shapes
+    from tools.demo_models.captioning.evaluate import evaluate as run_eval
+    from tools.demo_models.diffusion import shapes
 
     base = run_eval(model, count)
     every = run_eval(model, count, shape_names=(*shapes.SHAPES, *shapes.EXTRA_SHAPES))
@@ -264,13 +272,12 @@ def eval_captioner(
     record: Annotated[bool, typer.Option(help="Write the figures into ronghe.json")] = False,
 ) -> None:
     """Caption held-out procedural images and score colour, shape and background."""
-    from ronghe.engines.captioning.demo import default_captioner_path
 
     model = model or default_captioner_path()
     if record:
         _record_captioner(model, count)
         return
-    from ronghe.engines.captioning.demo.evaluate import evaluate as run_eval
+    from tools.demo_models.captioning.evaluate import evaluate as run_eval
 
     report = run_eval(model, count)
     typer.echo(json.dumps(report.figures()))

@@ -26,9 +26,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ronghe.engines import resumable
-from ronghe.engines.diffusion.demo import modules, shapes
-from ronghe.engines.diffusion.demo.tokenizer import build_tokenizer
+from tools.demo_models import resumable
+from tools.demo_models.diffusion import modules, shapes
+from tools.demo_models.diffusion.tokenizer import build_tokenizer
 
 
 @dataclass
@@ -391,6 +391,6 @@ def build(
         if trainer.phase != "done" and not trainer.run():
             print(f"stopped at phase {trainer.phase}, step {trainer.step}; checkpoint saved")
             return None
-    from ronghe.engines.diffusion.demo.export import export
+    from tools.demo_models.diffusion.export import export
 
     return export(trainer, out, controlnet_out)

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ronghe.engines.diffusion.demo import shapes
+from tools.demo_models.diffusion import shapes
 
 PALETTE: dict[str, tuple[int, int, int]] = {**shapes.COLOURS, **shapes.EXTRA_COLOURS}
 # Pixels this far (RGB Euclidean) from the background colour count as foreground.

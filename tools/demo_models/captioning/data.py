@@ -1,6 +1,6 @@
 """Procedural images and captions for the demo captioner.
 
-The captioner learns the demo image model's world (``diffusion/demo/shapes.py``): one plain
+The captioner learns the demo image model's world (``diffusion/shapes.py``): one plain
 shape on a plain background.  It knows every colour of the palette, the base model's and
 the ones left for LoRAs (a user's training set of purple triangles must be captioned
 "a purple triangle ..."), and every shape the shape drawer knows.
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ronghe.engines.diffusion.demo import shapes
+from tools.demo_models.diffusion import shapes
 
 PALETTE: dict[str, tuple[int, int, int]] = {**shapes.COLOURS, **shapes.EXTRA_COLOURS}
 ALL_SHAPES: tuple[str, ...] = (*shapes.SHAPES, *shapes.EXTRA_SHAPES)

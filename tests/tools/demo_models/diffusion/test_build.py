@@ -10,8 +10,8 @@ import torch
 from diffusers import UNet2DConditionModel
 from typer.testing import CliRunner
 
-from ronghe.cli.demo_model import app
-from ronghe.engines.diffusion.demo.build import BuildConfig, _Trainer, build
+from tools.demo_models.cli import app
+from tools.demo_models.diffusion.build import BuildConfig, _Trainer, build
 
 
 def test_smoke_build_writes_loadable_folders(tmp_path: Path) -> None:

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ronghe.engines.captioning.demo import data
-from ronghe.engines.diffusion.demo import shapes
+from tools.demo_models.captioning import data
+from tools.demo_models.diffusion import shapes
 
 # Training streams are seeded [seed, step]; this tag keeps the held-out stream apart.
 HELD_OUT_STREAM = 7_777_777

@@ -21,11 +21,11 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from ronghe.engines import resumable
 from ronghe.engines.diffusion import control
-from ronghe.engines.diffusion.demo import modules, shapes
-from ronghe.engines.diffusion.demo.build import _lr_factor, _to_tensor
-from ronghe.engines.diffusion.demo.tokenizer import build_tokenizer
+from tools.demo_models import resumable
+from tools.demo_models.diffusion import modules, shapes
+from tools.demo_models.diffusion.build import _lr_factor, _to_tensor
+from tools.demo_models.diffusion.tokenizer import build_tokenizer
 
 KINDS = ("brightness", "tile")
 

@@ -1,0 +1,1 @@
+"""The demo captioner: its data, modules, build and eval."""
