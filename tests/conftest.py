@@ -160,14 +160,14 @@ class DemoModel:
 def demo_model(tmp_path_factory: pytest.TempPathFactory) -> DemoModel:
     """The bundled demo model; without it, an untrained model of the same architecture
     (built in a few seconds), so every code path still runs."""
-    from ronghe.engines.diffusion.demo import default_controlnet_path, default_model_path
+    from ronghe.engines.shipped import default_controlnet_path, default_model_path
 
     model, controlnet = default_model_path(), default_controlnet_path()
     if (model / "model_index.json").is_file() and (controlnet / "config.json").is_file():
         # Provisional weights (an early, short build) run every path but draw poorly.
         meta = json.loads((model / "ronghe.json").read_text(encoding="utf-8"))
         return DemoModel(model, controlnet, real=not meta.get("provisional"))
-    from ronghe.engines.diffusion.demo.build import BuildConfig, build
+    from tools.demo_models.diffusion.build import BuildConfig, build
 
     root = tmp_path_factory.mktemp("demo-stand-in")
     config = BuildConfig(steps=1, refine_steps=1, controlnet_steps=1, batch_size=2, warmup=1,

@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ronghe.engines.diffusion.demo import shapes
 from ronghe.engines.diffusion.generate import GenerationRequest
 from ronghe.engines.diffusion.registry import ModelEntry
+from tools.demo_models.diffusion import shapes
 
 PROMPT = "a red circle on a blue background"
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]

@@ -1,5 +1,6 @@
-"""The layering README "Layout" promises, checked on the source: engines compute only, and
-nothing that workers run imports the HTTP layer."""
+"""The layering README "Layout" promises, checked on the source: engines compute only,
+nothing that workers run imports the HTTP layer, and the HTTP layer translates: the domain
+(images/, training/) checks requests and builds task params, api/ builds none."""
 
 from __future__ import annotations
 
@@ -47,7 +48,50 @@ def test_what_workers_run_imports_nothing_from_api() -> None:
     assert offenders("cli", ("ronghe.api",)) == {}
 
 
-# The guideline (DEVELOPERS.md): one concept per module; a file past ~500 lines is a prompt
+def test_the_domain_imports_nothing_from_api() -> None:
+    # Where a request is checked and becomes a job: every front door calls it, none owns it.
+    for package in ("images", "training"):
+        assert imported(package), package
+        assert offenders(package, ("ronghe.api", "ronghe.features")) == {}, package
+
+
+# The typed jobs whose params a task row holds.
+JOBS = ("ImageJob", "CaptionJob", "TrainJob")
+
+
+def task_params_built(package: str) -> dict[str, list[str]]:
+    """file -> where it writes task params: a task created (``<x>.tasks.create(…)``), a job
+    made (``ImageJob(…)``; reading one with ``from_params`` is fine), a decision remembered,
+    or the webhook's params key imported."""
+    found: dict[str, list[str]] = {}
+    for path in sorted((SRC / package).rglob("*.py")):
+        hits = []
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                func, receiver = node.func, node.func.value
+                named_tasks = ((isinstance(receiver, ast.Attribute) and receiver.attr == "tasks")
+                               or (isinstance(receiver, ast.Name) and receiver.id == "tasks"))
+                if (func.attr == "create" and named_tasks) or func.attr == "remember":
+                    hits.append(f"line {node.lineno}: .{func.attr}(")
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                  and node.func.id in JOBS):
+                hits.append(f"line {node.lineno}: {node.func.id}(")
+            elif (isinstance(node, ast.ImportFrom) and node.module == "ronghe.webhooks.request"
+                  and any(alias.name == "PARAM" for alias in node.names)):
+                hits.append(f"line {node.lineno}: imports the webhook params key")
+        if hits:
+            found[str(path.relative_to(SRC))] = hits
+    return found
+
+
+def test_api_builds_no_task_params() -> None:
+    # The check itself finds what it looks for: the domain creates tasks from typed jobs.
+    assert "images/submit.py" in task_params_built("images")
+    assert "training/service.py" in task_params_built("training")
+    assert task_params_built("api") == {}
+
+
+# The team guideline: one concept per module; a file past ~500 lines is a prompt
 # to look, not a rule to split a concept over several files (a hard 400 did that, issue
 # 27).  This is the backstop past which a module has surely outgrown one concept.
 MAX_LINES = 600

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ronghe.engines.diffusion.demo import shapes
+from tools.demo_models.diffusion import shapes
 
 # The concept the demo model never saw: the colour purple (and the star shape).
 CONCEPT = ("purple", "star", "white")

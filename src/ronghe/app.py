@@ -1,8 +1,9 @@
-"""The app factory: Settings in, a FastAPI app out.  Features plug in through ``features``."""
+"""The app factory: Settings in, a FastAPI app out.  The process itself (chat engines, CPU
+budget, answer builders, webhook sender) is ``ronghe.runtime``'s, as in a worker; features
+plug their routes in through ``features``."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,7 @@ from fastapi import Depends, FastAPI
 from prometheus_client import CollectorRegistry
 
 from ronghe import __version__, features, tasks
-from ronghe.api import account, docs, envelopes, files, system, web
+from ronghe.api import account, answers, docs, envelopes, files, system, web
 from ronghe.api.deps import json_bodies_only
 from ronghe.api.middleware import BodyMiddleware, HttpMetrics, RequestContextMiddleware
 from ronghe.api.users import admin, keys
@@ -19,6 +20,7 @@ from ronghe.api.users import router as users
 from ronghe.catalog import folder
 from ronghe.db.migrate import upgrade
 from ronghe.jobs import make_dispatcher
+from ronghe.runtime import Role, Runtime
 from ronghe.services import Services
 from ronghe.settings import Settings
 
@@ -27,6 +29,7 @@ def create_app(settings: Settings, *, services: Services | None = None,
                migrate: bool = True) -> FastAPI:
     """Build the app.  ``migrate`` brings the schema up to date on startup (embedded mode)."""
     services = services or Services.build(settings)
+    runtime = Runtime(services, Role.SERVE, answers.builders())
     if services.dispatcher is None:
         services.dispatcher = make_dispatcher(services, tasks.handlers(services))
     dispatcher = services.dispatcher
@@ -37,17 +40,18 @@ def create_app(settings: Settings, *, services: Services | None = None,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services.loop = asyncio.get_running_loop()
-        for feature in features.enabled():
-            await feature.start(app, services)
-        dispatcher.start()
         try:
-            yield
+            async with runtime.serving():
+                for feature in features.enabled():
+                    await feature.start(app, services)
+                dispatcher.start()
+                try:
+                    yield
+                finally:
+                    await anyio.to_thread.run_sync(dispatcher.stop)
+                    for feature in reversed(features.enabled()):
+                        await feature.stop(app, services)
         finally:
-            await anyio.to_thread.run_sync(dispatcher.stop)
-            for feature in reversed(features.enabled()):
-                await feature.stop(app, services)
-            services.loop = None
             services.close()
 
     app = FastAPI(
@@ -62,6 +66,7 @@ def create_app(settings: Settings, *, services: Services | None = None,
         dependencies=[Depends(json_bodies_only)],
     )
     app.state.services = services
+    app.state.runtime = runtime
     registry = CollectorRegistry()
     app.state.metrics_registry = registry
 

@@ -22,6 +22,11 @@ class BadRequest(RongheError):
     status_code = 400
 
 
+class UnknownModel(BadRequest):
+    """A model name or versionid that names no model the user may use (no base model, none
+    of their LoRAs).  Callers that try another kind of model next catch this type."""
+
+
 class Unauthorized(RongheError):
     status_code = 401
 

@@ -2,12 +2,14 @@
 
 A feature is a module with a module-level ``feature`` object that has:
 
-- ``install(app, services, registry)``: include routers, register readiness checks and
-  metrics (on the app's own Prometheus ``registry``), fill the ``Services`` fields it owns;
+- ``install(app, services, registry)``: include routers, and what belongs to HTTP only:
+  readiness checks and metrics (on the app's own Prometheus ``registry``);
 - ``async start(app, services)`` / ``async stop(app, services)``: start and stop background
-  work (model loading) with the app's lifespan.
+  work of its own with the app's lifespan (the built-in features have none).
 
-What workers run is not a feature's business: see ``ronghe.tasks``.
+What a process is (its chat engines, CPU budget, answer builders, webhook sender) is
+``ronghe.runtime``'s, the same in ``serve`` and ``worker``; what workers run is
+``ronghe.tasks``'.  Neither is a feature's business.
 
 Built-in features are listed in ``BUILTIN``; third-party ones register under the
 ``ronghe.features`` entry-point group.

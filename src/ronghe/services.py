@@ -1,8 +1,9 @@
 """The long-lived objects of one process, built once from Settings and shared by requests.
 
 Every object has its own typed field, so a reader sees here everything a process holds and
-who may be missing it: the chat engines exist where a chat API is installed, the image engine
-where tasks run (``ronghe.tasks.handlers``), a captioner only when one is configured.
+who may be missing it: the chat engines in every process that ran ``ronghe.runtime`` (``serve``
+and ``worker`` alike), the image engine where tasks run (``ronghe.tasks.handlers``), a
+captioner only when one is configured.
 """
 
 from __future__ import annotations
@@ -18,15 +19,18 @@ from ronghe.datasets.service import DatasetService
 from ronghe.db import Database
 from ronghe.engines.diffusion.registry import ModelRegistry
 from ronghe.idempotency.service import IdempotencyService
+from ronghe.jobs.answers import Answer
 from ronghe.jobs.store import Limits, TaskStore
 from ronghe.settings import Settings
 from ronghe.storage import make_storage
 from ronghe.storage.files import FileService
 from ronghe.storage.signing import UrlSigner
+from ronghe.training.settle import on_task_change as training_ended
 from ronghe.webhooks.outbox import on_task_change
 
 if TYPE_CHECKING:  # heavy imports (torch, llama.cpp) stay out of CLI commands that need none
     from ronghe.engines.diffusion.engine import ImageEngineProtocol
+    from ronghe.engines.llm.metrics import ChatMetrics
     from ronghe.engines.llm.registry import ChatEngines
     from ronghe.engines.training.captions import Captioner
     from ronghe.jobs.dispatch import Dispatcher
@@ -50,10 +54,16 @@ class Services:
     # Where image tasks run in this process (ronghe.tasks.handlers builds it).
     images: ImageEngineProtocol | None = None
     image_metrics: ImageMetrics | None = None
-    # Installed by the chat APIs; absent in a worker (add_prompt then fails with a reason).
+    # This process's chat engines (ronghe.runtime builds them, in serve and worker alike):
+    # the chat APIs answer from them and add_prompt's image tasks enrich prompts with them.
     chat: ChatEngines | None = None
-    # The app's event loop: chat engines keep loop-bound state and are driven from it.
+    # The chat APIs' metrics, on the app's registry (the first chat feature installed sets it).
+    chat_metrics: ChatMetrics | None = None
+    # The loop the chat engines run on, since they keep loop-bound state: the app's in serve,
+    # one of the runtime's own in a worker (ronghe.runtime).
     loop: asyncio.AbstractEventLoop | None = None
+    # task kind -> what task_events and webhooks send for it (registered by ronghe.runtime).
+    answers: dict[str, Answer] = field(default_factory=dict)
     # Describes a training image after its trigger word; None: every image gets the same caption.
     captioner: Captioner | None = None
     # name -> () -> (ready, detail); /readyz reports them all.
@@ -74,6 +84,8 @@ class Services:
                                  settings.task_submit_rate_per_minute))
         # Webhook deliveries are queued in the transaction of the task change they report.
         tasks.listeners.append(on_task_change)
+        # A training that ends without its handler (never ran, worker lost) ends its LoRA.
+        tasks.listeners.append(training_ended)
         return cls(settings=settings, db=db, auth=AuthService(db, settings), files=files,
                    tasks=tasks, loras=LoraCatalog(db), datasets=DatasetService(db, files),
                    image_models=ModelRegistry(settings),

@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 from fastapi.testclient import TestClient
 
+from ronghe.images.job import ImageJob
 from ronghe.settings import Settings
 from ronghe.tasks.training import TrainJob
 from tests.conftest import PASSWORD, Account, DemoModel, make_settings
@@ -373,9 +374,10 @@ def test_account_admin_listing_and_fusion_answers_match_their_schemas(
         check(doc, ("post", f"{MIAOHUA}/{path}"), answer)
 
     # Tasks on a queue no worker serves stay pending: one of each kind for the listings.
-    image_params = {"model": "ronghe-demo", "model_name": "ronghe-demo", "prompt": "p",
-                    "seed": 1, "width": 64, "height": 64, "task_type": "txt2img",
-                    "loras": [], "controls": []}
+    image_params = ImageJob(model="ronghe-demo", model_name="ronghe-demo", prompt="p",
+                            neg_prompt="", n_images=1, scale=7.0, seed=1, width=64,
+                            height=64, steps=4, strength=0.6,
+                            task_type="txt2img").to_params()
     train_params = TrainJob(lora_id=1, name="lora1", base_model="ronghe-demo", family="demo",
                             trigger_word="tw", main_body="Style", file_ids=[],
                             preset={"steps": 40}, seed=1).to_params()

@@ -149,6 +149,28 @@ def test_a_backlog_of_one_user_does_not_starve_another(cluster: Cluster) -> None
     assert sum(t.state is Status.PENDING for t in tasks) >= 20  # it did not wait for them
 
 
+def test_a_worker_honours_RONGHE_CPU_THREADS(tmp_path: Path, pg_url: str) -> None:
+    """Issue 27: the worker configures its CPU budget from settings.cpu_threads, as serve
+    does; it used to keep the default of one thread per core."""
+    if not reachable(6379):
+        pytest.skip("Redis unreachable at 127.0.0.1:6379")
+    # Unlike the default (one per core), so the budget shows it was configured.
+    wanted = 1 if (os.cpu_count() or 1) > 1 else 2
+    c = Cluster(tmp_path, pg_url, "redis://127.0.0.1:6379/0")
+    try:
+        c.env["RONGHE_CPU_THREADS"] = str(wanted)
+        worker = c.start_worker("w1")
+        task = c.services.tasks.create(c.user, "cpu_budget", c.queue, {})
+        c.dispatcher.submit(task)
+        done = c.wait(task.id, {Status.DONE, Status.FAILED})
+        assert done.state is Status.DONE, done  # type: ignore[attr-defined]
+        assert done.result == {"total": wanted, "torch_threads": wanted,  # type: ignore[attr-defined]
+                               "pid": worker.pid}
+        assert f"{wanted} CPU thread(s)" in (tmp_path / "w1.log").read_text()
+    finally:
+        c.close()
+
+
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
 def test_a_broker_outage_delays_but_loses_nothing(tmp_path: Path, pg_url: str) -> None:
     port = free_port()

@@ -1,8 +1,8 @@
 """FastAPI dependencies: the app's objects, and the two ways clients authenticate.
 
 Each getter reads one named ``app.state`` attribute: ``services`` (the process's
-``Services``), ``chat`` (the chat APIs' engines and metrics), ``training`` (the training
-routes' service).
+``Services``, which also holds the chat engines and metrics ``get_chat`` hands out),
+``training`` (the training routes' service).
 
 - Miaohua/training endpoints: a get_token token in the JSON body (``token``), in a multipart
   field (``token``), or as ``Authorization: Bearer <token>``.
@@ -31,7 +31,7 @@ async def get_services(request: Request) -> Services:
 
 
 async def get_chat(request: Request) -> ChatState:
-    return request.app.state.chat
+    return ChatState.of(request.app.state.services)
 
 
 async def get_training(request: Request) -> TrainingService:

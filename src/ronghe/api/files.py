@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.api.envelopes import Body, Family, MiaohuaOk, errors, miaohua_ok
+from ronghe.api.fields import int_range
 from ronghe.errors import Forbidden, NotFound
 from ronghe.storage.files import FileInfo
 
@@ -57,8 +60,8 @@ def get_file(
 
 
 class FileListRequest(BaseModel):
-    page: int = Field(default=1, ge=1, le=100_000)
-    per_page: int = Field(default=20, ge=1, le=100)
+    page: Annotated[int, int_range(1, 100_000)] = 1
+    per_page: Annotated[int, int_range(1, 100)] = 20
     kind: str | None = Field(default=None, max_length=32)
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from ronghe.catalog.models import LoraModel
 from ronghe.db import Database
 from ronghe.db.base import MAX_ID
-from ronghe.errors import BadRequest, Conflict, NotFound
+from ronghe.errors import BadRequest, Conflict, NotFound, UnknownModel
 
 
 class LoraState(StrEnum):
@@ -125,8 +125,8 @@ class LoraCatalog:
         if info is None and isinstance(versionid, str):
             info = self.find(user_id, versionid)
         if info is None:
-            raise BadRequest(f"{field}: no model of yours with versionid {versionid!r}",
-                             field=field)
+            raise UnknownModel(f"{field}: no model of yours with versionid {versionid!r}",
+                               field=field)
         if info.state != LoraState.READY:
             raise BadRequest(f"{field}: model {info.name!r} is not ready (state {info.state})",
                              field=field)

@@ -113,7 +113,7 @@ def migrate(data_dir: DataDir = None, config: ConfigFile = None) -> None:
 def _register_subapps() -> None:
     for module, name in (("ronghe.cli.users", "user"), ("ronghe.cli.keys", "key"),
                          ("ronghe.cli.loras", "lora"), ("ronghe.cli.models", None),
-                         ("ronghe.cli.demo_model", "demo-model"), ("ronghe.cli.worker", None),
+                         ("ronghe.cli.worker", None),
                          # the user's commands, against a server over HTTP
                          ("ronghe.cli.login", None), ("ronghe.cli.chat", None),
                          ("ronghe.cli.generate", None), ("ronghe.cli.train", None)):

@@ -34,8 +34,10 @@ def worker(
     """Run one Celery worker: one task at a time on one device. Needs RONGHE_BROKER_URL and,
     shared with the API processes, RONGHE_DATABASE_URL, RONGHE_STORAGE_URL, RONGHE_SECRET_KEY."""
     from ronghe import tasks
+    from ronghe.engines.cpu import budget
     from ronghe.jobs.celery_dispatch import run_worker
     from ronghe.logs import configure
+    from ronghe.runtime import Role, Runtime
     from ronghe.services import Services
 
     settings = load_settings(data_dir, config, device=device)
@@ -43,14 +45,18 @@ def worker(
         fail("worker needs a broker: set RONGHE_BROKER_URL (redis://… or amqp://…)")
     configure(settings.log_level, settings.log_json)
     services = Services.build(settings)
+    # The bootstrap serve runs too: chat engines (add_prompt), the CPU budget; no webhooks.
+    runtime = Runtime(services, Role.WORKER)
     handlers = tasks.handlers(services)
     for module in include or []:
         importlib.import_module(module)
     chosen = [q.strip() for q in (queues or "").split(",") if q.strip()]
     chosen = chosen or default_queues(settings)
-    err.print(f"worker on {settings.device}, queues: {', '.join(chosen)}", highlight=False)
     try:
-        run_worker(services, chosen, loglevel.upper(), handlers)
+        with runtime.working():
+            err.print(f"worker on {settings.device}, {budget.total} CPU thread(s), "
+                      f"queues: {', '.join(chosen)}", highlight=False)
+            run_worker(services, chosen, loglevel.upper(), handlers)
     finally:
         services.close()
 

@@ -1,7 +1,7 @@
 """What a task looks like to its owner, per task kind: the JSON ``task_result`` (images) or
 ``train_progress`` (training) answers.  Streams (``task_events``) and webhooks send the same
-JSON, so features register their answer builders here instead of each reader knowing every
-kind."""
+JSON, so the process keeps one builder per kind in ``Services.answers`` (``ronghe.runtime``
+registers the API's) instead of each reader knowing every kind."""
 
 from __future__ import annotations
 
@@ -10,17 +10,13 @@ from typing import Any
 
 from ronghe.jobs.store import TaskView
 
+# (services, task, base_url) -> the answer's JSON data.
 Answer = Callable[[Any, TaskView, str], dict[str, Any]]
-_ANSWERS: dict[str, Answer] = {}
-
-
-def register_answer(kind: str, build: Answer) -> None:
-    _ANSWERS[kind] = build
 
 
 def answer(services: Any, task: TaskView, base_url: str) -> dict[str, Any]:
-    build = _ANSWERS.get(task.kind)
-    if build is None:  # a kind whose feature is not installed in this process
+    build = services.answers.get(task.kind)
+    if build is None:  # a kind no builder was registered for in this process
         return {"task_id": task.id, "state": task.state.value, "error_msg": task.error_msg,
                 "progress": round(task.progress, 4)}
     return build(services, task, base_url)

@@ -23,6 +23,7 @@ from ronghe.errors import RongheError
 from ronghe.jobs.events import PROGRESS_EVENT_SECONDS
 from ronghe.jobs.status import Status
 from ronghe.jobs.store import Lost, TaskStore, TaskView
+from ronghe.jobs.view import recalled
 
 log = structlog.get_logger(__name__)
 
@@ -63,10 +64,14 @@ class JobContext:
         return self.task.params
 
     def remember(self, key: str, value: Any) -> None:
-        """Store a decision in the task's params before acting on it, so a re-run after a
+        """Store a decision in the task's memo before acting on it, so a re-run after a
         crash makes the same one (``TaskStore.remember``)."""
         params = self.store.remember(self.task.id, self.worker_id, key, value)
         self.task = dataclasses.replace(self.task, params=params)
+
+    def recall(self, key: str) -> Any:
+        """A decision an earlier attempt remembered, or None."""
+        return recalled(self.task.params, key)
 
     def __enter__(self) -> JobContext:
         self._beat.start()

@@ -34,7 +34,7 @@ from ronghe.jobs.models import Task
 from ronghe.jobs.status import Status
 
 # TaskView and Lost live in ronghe.jobs.view; callers keep importing them from here.
-from ronghe.jobs.view import Lost, TaskView
+from ronghe.jobs.view import MEMO, Lost, TaskView
 
 # Built once: polling runs these on every request.
 _BY_ID = select(Task.__table__).where(Task.id == bindparam("id"))
@@ -151,6 +151,18 @@ class TaskStore:
         with self.db.reading() as c:
             rows = c.execute(_BY_IDS, {"ids": list(task_ids), "user_id": user_id})
             return {t.id: TaskView.of(t) for t in rows}
+
+    def ended(self, task_ids: Sequence[str]) -> set[str]:
+        """Which of these tasks will never run again: ended (done, failed, cancelled) or gone.
+        A worker drops the leftovers (checkpoints) of such tasks."""
+        ids = list(task_ids)
+        if not ids:
+            return set()
+        with self.db.reading() as c:
+            live = set(c.scalars(select(Task.id).where(
+                Task.id.in_(ids), Task.state.in_((Status.PENDING.value,
+                                                  Status.RUNNING.value)))))
+        return set(ids) - live
 
     def list(self, user_id: int, kind: str | None = None, state: Status | None = None,
              offset: int = 0, limit: int = 100) -> list[TaskView]:
@@ -289,13 +301,15 @@ class TaskStore:
                     Task.state == Status.RUNNING.value)
 
     def remember(self, task_id: str, worker_id: str, key: str, value: Any) -> dict[str, Any]:
-        """Add ``key`` to the running task's params, durably, while this worker holds it:
-        a decision a re-run must repeat (add_prompt's enriched prompt).  Raises Lost."""
+        """Add ``key`` to the running task's memo (``params["memo"]``, apart from the input),
+        durably, while this worker holds it: a decision a re-run must repeat (add_prompt's
+        enriched prompt).  Raises Lost."""
         with self.db.session() as s:
             params = s.scalar(select(Task.params).where(self._owned(task_id, worker_id)))
             if params is None:
                 raise Lost(task_id)
-            params = {**params, key: value}
+            memo = params.get(MEMO)
+            params = {**params, MEMO: {**(memo if isinstance(memo, dict) else {}), key: value}}
             result = s.execute(update(Task).where(self._owned(task_id, worker_id))
                                .values(params=params))
             if not result.rowcount:

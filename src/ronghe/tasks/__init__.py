@@ -38,7 +38,8 @@ def handlers(services: Services) -> dict[str, Handler]:
     engine = image_engine(services)
 
     def run_image(job: JobContext) -> dict[str, Any]:
-        # Read at run time: the chat engines and the loop come and go with the app.
+        # Read at run time: the chat engines' loop comes and goes with the process's
+        # runtime (ronghe.runtime: the app's loop in serve, its own in a worker).
         enrich = (partial(prompt.rewrite, services.chat, loop=services.loop,
                           seed=job.params.get("seed"))
                   if services.chat is not None else None)
@@ -51,7 +52,7 @@ def handlers(services: Services) -> dict[str, Handler]:
         return training.run(TrainTaskContext(
             job, services.files, services.loras, services.image_models,
             training.work_root(services.settings.data_dir), services.captioner,
-            services.datasets))
+            services.datasets, services.tasks.ended))
 
     def run_caption(job: JobContext) -> dict[str, Any]:
         return captions.run(CaptionTaskContext(job, services.files, services.captioner))

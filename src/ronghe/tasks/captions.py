@@ -13,6 +13,7 @@ from typing import Any
 from PIL import Image
 
 from ronghe.errors import BadRequest, NotFound, NotReady
+from ronghe.images.job import CaptionJob
 from ronghe.tasks.context import CaptionTaskContext
 
 
@@ -24,7 +25,7 @@ def run(ctx: CaptionTaskContext) -> dict[str, Any]:
     if ctx.captioner is None:
         raise NotReady("no captioner is configured on this worker (captioner_model)")
     try:
-        info = ctx.files.get(str(ctx.params["file_id"]), ctx.task.user_id)
+        info = ctx.files.get(CaptionJob.from_params(ctx.params).file_id, ctx.task.user_id)
         image = Image.open(io.BytesIO(ctx.files.read(info)))
         image.load()
     except (NotFound, FileNotFoundError):

@@ -8,7 +8,7 @@ attribute fished out of the container (after InvokeAI's ``InvocationContext``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,8 +48,13 @@ class TaskContext:
         self.job.check()
 
     def remember(self, key: str, value: Any) -> None:
-        """Store a decision durably before acting on it (a re-run repeats it)."""
+        """Store a decision durably before acting on it (a re-run repeats it); it goes to
+        the task's memo, apart from the submitted input."""
         self.job.remember(key, value)
+
+    def recall(self, key: str) -> Any:
+        """A decision an earlier attempt remembered, or None."""
+        return self.job.recall(key)
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ class TrainTaskContext(TaskContext):
     captioner: Captioner | None
     # Where captions live: users' own, and the captioner's cached per image.
     datasets: DatasetService
+    # Which of these task ids will never run again (TaskStore.ended): their checkpoints go.
+    ended: Callable[[Sequence[str]], set[str]]
 
     def yield_to_waiting(self) -> None:
         """Between training steps: let short waiting tasks (images) run first."""

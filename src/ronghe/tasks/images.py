@@ -1,8 +1,8 @@
-"""The image task: a validated task's params in, stored JPEGs out.
+"""The image task: a checked ``ImageJob`` in (``ronghe.images.job``), stored JPEGs out.
 
-Everything the job needs is in the task row (validated and normalised at submit, the seed
-already chosen), so a task re-run after a crash produces the same images, and writes them
-under the same file ids (derived from the task id), replacing any partial output.
+Everything the job needs is in the task row (checked at submit by ``ronghe.images.submit``,
+the seed already chosen), so a task re-run after a crash produces the same images, and
+writes them under the same file ids (derived from the task id), replacing any partial output.
 
 ``run`` reads as numbered steps, like a diffusers pipeline's ``__call__``.
 """
@@ -25,6 +25,7 @@ from ronghe.engines.diffusion.generate import ControlUnit, GenerationRequest, Ge
 from ronghe.engines.diffusion.output import encode_variants
 from ronghe.engines.diffusion.pipelines import LoraSource
 from ronghe.errors import BadRequest, NotFound, NotReady
+from ronghe.images.job import ImageJob, Lora
 from ronghe.jobs.previews import PreviewSaver
 from ronghe.jobs.runner import Cancelled, Shutdown
 from ronghe.storage.files import FileService
@@ -34,7 +35,7 @@ from ronghe.tasks.metrics import ImageMetrics
 LORA_WEIGHTS_FILE = "pytorch_lora_weights.safetensors"
 # Share of the progress bar spent before denoising starts (prompt rewrite, loading).
 PREPARE_SHARE = 0.05
-# Params key of add_prompt's decided prompt (see enriched_prompt).
+# Memo key of add_prompt's decided prompt (see enriched_prompt).
 ENRICHED = "enriched_prompt"
 
 
@@ -43,32 +44,32 @@ def output_file_id(task_id: str, index: int, variant: str) -> str:
 
 
 def run(ctx: ImageTaskContext) -> dict[str, Any]:
-    p = ctx.params
-    with counted(ctx.metrics, p.get("model", "")):
+    job = ImageJob.from_params(ctx.params)
+    with counted(ctx.metrics, job.model):
         # 1. The model still usable (files present, not marked broken since submit).
-        entry = ctx.engine.registry.get(p["model"])
+        entry = ctx.engine.registry.get(job.model)
         ctx.engine.registry.check(entry)
         # 2. add_prompt: the chat model adds visual details to the prompt.
-        used_prompt = p["prompt"]
-        if p.get("add_prompt"):
+        used_prompt = job.prompt
+        if job.add_prompt:
             used_prompt = enriched_prompt(ctx)
         # 3. The inputs: init image, control images, LoRA weights.
         ctx.progress(0.01, {"stage": "loading"})
-        request = build_request(ctx, entry.name, used_prompt)
+        request = build_request(ctx, job, entry.name, used_prompt)
         # 4. Denoise, reporting every step (a cancel stops at the next one).
         result = generate(ctx, request)
         ctx.check()  # a cancel during the last step must not be overwritten by a result
         # 5. Encode each image in three sizes with its metadata, and store them.
         ctx.progress(1 - PREPARE_SHARE, {"stage": "saving"})
-        images = save_images(ctx, result, request, used_prompt)
+        images = save_images(ctx, job, result, request, used_prompt)
         # 6. The task's result, as task_result reports it.
         return {
-            "images": images, "seed": p["seed"], "seeds": request.seeds,
-            "prompt": used_prompt, "original_prompt": p["prompt"], "model": entry.name,
+            "images": images, "seed": job.seed, "seeds": request.seeds,
+            "prompt": used_prompt, "original_prompt": job.prompt, "model": entry.name,
             "render_size": _size(result), "resized": result.resized,
             "steps_run": result.steps_run, "seconds": round(result.seconds, 3),
             # add_prompt: whether the chat model's details made it into the prompt.
-            "prompt_added": used_prompt != p["prompt"],
+            "prompt_added": used_prompt != job.prompt,
         }
 
 
@@ -76,39 +77,42 @@ def enriched_prompt(ctx: ImageTaskContext) -> str:
     """The prompt add_prompt decided on: asked once, stored in the task before generating,
     so a re-run after a crash renders the same images from the same prompt.  When the chat
     model suggests nothing, the original prompt (and nothing added is recorded)."""
-    p = ctx.params
-    if isinstance(p.get(ENRICHED), str):
-        return p[ENRICHED]  # decided by an earlier attempt
+    decided = ctx.recall(ENRICHED)
+    if isinstance(decided, str):
+        return decided  # decided by an earlier attempt
     ctx.progress(0.0, {"stage": "rewriting prompt"}, force=True)
     if ctx.enrich is None:
         raise NotReady("add_prompt: no chat engine is running on this worker")
-    used = ctx.enrich(p["prompt"])
+    used = ctx.enrich(ImageJob.from_params(ctx.params).prompt)
     ctx.remember(ENRICHED, used)
     return used
 
 
-def build_request(ctx: ImageTaskContext, model: str, prompt: str) -> GenerationRequest:
-    p, user_id = ctx.params, ctx.task.user_id
-    init = (open_image(ctx.files, p["init_file_id"], user_id, "init_img")
-            if p.get("init_file_id") else None)
-    mask = None
-    if p.get("outpaint"):
+def build_request(ctx: ImageTaskContext, job: ImageJob, model: str,
+                  prompt: str) -> GenerationRequest:
+    user_id = ctx.task.user_id
+    init = (open_image(ctx.files, job.init_file_id, user_id, "init_img")
+            if job.init_file_id else None)
+    mask = (open_image(ctx.files, job.mask.file_id, user_id, "mask_img").convert("L")
+            if job.mask is not None else None)
+    if job.outpaint is not None:
         # outpaint_config: the upload on the larger canvas; the mask marks the new area.
-        o = p["outpaint"]
-        source = open_image(ctx.files, o["file_id"], user_id, "outpaint_config.src_img")
-        init, mask, _ = outpaint.extend(source, (p["width"], p["height"]), o["align_position"])
+        source = open_image(ctx.files, job.outpaint.file_id, user_id,
+                            "outpaint_config.src_img")
+        init, mask, _ = outpaint.extend(source, (job.width, job.height),
+                                        job.outpaint.align_position)
     controls = [
-        ControlUnit(c["cn"], open_image(ctx.files, c["file_id"], user_id, "control image"),
-                    c["weight"], c["start"], c["end"], c["processor"], c["low"], c["high"],
-                    c.get("rate", 1), c.get("annotators", ""))
-        for c in p.get("controls", [])
+        ControlUnit(c.cn, open_image(ctx.files, c.file_id, user_id, "control image"),
+                    c.weight, c.start, c.end, c.processor, c.low, c.high, c.rate,
+                    c.annotators)
+        for c in job.controls
     ]
     return GenerationRequest(
-        prompt=prompt, negative_prompt=p["neg_prompt"],
-        seeds=[p["seed"] + i for i in range(p["n_images"])], width=p["width"],
-        height=p["height"], steps=p["steps"], guidance=p["scale"], init_image=init,
-        strength=p["strength"], controls=controls, model=model, mask_image=mask,
-        loras=lora_sources(ctx.files, ctx.loras, p.get("loras", [])),
+        prompt=prompt, negative_prompt=job.neg_prompt,
+        seeds=[job.seed + i for i in range(job.n_images)], width=job.width,
+        height=job.height, steps=job.steps, guidance=job.scale, init_image=init,
+        strength=job.strength, controls=controls, model=model, mask_image=mask,
+        loras=lora_sources(ctx.files, ctx.loras, job.loras),
         preview_seconds=ctx.preview_seconds,
     )
 
@@ -132,28 +136,28 @@ def generate(ctx: ImageTaskContext, request: GenerationRequest) -> GenerationRes
     return result
 
 
-def save_images(ctx: ImageTaskContext, result: GenerationResult, request: GenerationRequest,
-                used_prompt: str) -> list[dict[str, Any]]:
-    p, task = ctx.params, ctx.task
+def save_images(ctx: ImageTaskContext, job: ImageJob, result: GenerationResult,
+                request: GenerationRequest, used_prompt: str) -> list[dict[str, Any]]:
+    task = ctx.task
     meta_base = {
-        "prompt": used_prompt, "negative_prompt": p["neg_prompt"], "steps": p["steps"],
-        "scale": p["scale"], "width": p["width"], "height": p["height"],
-        "model": request.model, "task_type": p["task_type"], "task_id": task.id,
-        "strength": p["strength"] if request.init_image is not None else None,
-        "loras": [{"name": x["name"], "weight": x["weight"]} for x in p.get("loras", [])],
-        "controlnets": [{k: c.get(k) for k in ("cn", "weight", "start", "end", "processor",
-                                                "low", "high", "rate")}
-                        for c in p.get("controls", [])],
+        "prompt": used_prompt, "negative_prompt": job.neg_prompt, "steps": job.steps,
+        "scale": job.scale, "width": job.width, "height": job.height,
+        "model": request.model, "task_type": job.task_type, "task_id": task.id,
+        "strength": job.strength if request.init_image is not None else None,
+        "loras": [{"name": x.name, "weight": x.weight} for x in job.loras],
+        "controlnets": [{"cn": c.cn, "weight": c.weight, "start": c.start, "end": c.end,
+                         "processor": c.processor, "low": c.low, "high": c.high,
+                         "rate": c.rate} for c in job.controls],
         "render_size": _size(result) if result.resized else None,
     }
-    if used_prompt != p["prompt"]:
-        meta_base["original_prompt"] = p["prompt"]
+    if used_prompt != job.prompt:
+        meta_base["original_prompt"] = job.prompt
     images = []
     for index, (image, seed) in enumerate(zip(result.images, request.seeds, strict=True)):
         meta = {**meta_base, "seed": seed, "save_index": index}
         entry_out: dict[str, Any] = {"save_index": index, "seed": seed}
         for variant, (data, width, height) in encode_variants(image, meta).items():
-            info = ctx.files.save(task.user_id, data, "image/jpeg", p["task_type"],
+            info = ctx.files.save(task.user_id, data, "image/jpeg", job.task_type,
                                   width, height,
                                   file_id=output_file_id(task.id, index, variant))
             entry_out[variant] = info.id
@@ -178,13 +182,13 @@ def open_image(files: FileService, file_id: str, user_id: int, what: str) -> Ima
 
 
 def lora_sources(files: FileService, loras: LoraCatalog,
-                 wanted: list[dict[str, Any]]) -> list[LoraSource]:
+                 wanted: tuple[Lora, ...]) -> list[LoraSource]:
     sources = []
     for item in wanted:
         try:
-            info = loras.get(int(item["id"]))
+            info = loras.get(int(item.id))
         except NotFound:
-            raise BadRequest(f"LoRA {item['name']!r} no longer exists") from None
+            raise BadRequest(f"LoRA {item.name!r} no longer exists") from None
         key = f"{info.weights_key.rstrip('/')}/{LORA_WEIGHTS_FILE}"
 
         def load(key: str = key, name: str = info.name) -> Any:
@@ -194,7 +198,7 @@ def lora_sources(files: FileService, loras: LoraCatalog,
                 raise BadRequest(f"LoRA {name!r}: its weights are missing ({key})") from None
 
         sources.append(LoraSource(f"{info.id}_{info.weights_key}", info.name,
-                                  float(item["weight"]), load))
+                                  float(item.weight), load))
     return sources
 
 

@@ -7,7 +7,9 @@ to the task row, so ``train_progress`` reads them from the database like any oth
 Restarts: a checkpoint is written every ``checkpoint_every`` steps (and at least once a
 minute) under ``<data_dir>/training/<task_id>/``, and also when the worker shuts down.  A
 task whose worker died is claimed again (``task_max_attempts``) and this handler resumes
-from that checkpoint, not from step 0.
+from that checkpoint, not from step 0.  The checkpoints go when the run ends here; those of
+runs that ended elsewhere (failed by recovery, cancelled while pending) go when the next
+training starts on this worker (``sweep``).
 
 Interleaving: between steps the task calls ``ctx.yield_to_waiting()``, so image tasks
 submitted while a LoRA trains run between two training steps instead of waiting minutes for
@@ -20,7 +22,7 @@ import io
 import shutil
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +36,18 @@ from ronghe.engines.training.presets import TARGET_MODULES, Preset
 from ronghe.errors import RongheError
 from ronghe.jobs.runner import Cancelled, Shutdown
 from ronghe.jobs.store import Lost
+from ronghe.jobs.view import recalled
 from ronghe.storage.files import FileService
 from ronghe.tasks.context import TrainTaskContext
+from ronghe.webhooks.request import PARAM as WEBHOOK
+from ronghe.webhooks.request import Webhook
 
 log = structlog.get_logger(__name__)
 
 SAMPLE_KIND = "sample"
 # At least this often a checkpoint is written, whatever checkpoint_every says.
 CHECKPOINT_SECONDS = 60.0
-# The task param the training's captions are remembered under (file id -> caption).
+# The memo key the training's captions are remembered under (file id -> caption).
 CAPTIONS = "captions"
 # Image tasks get a turn at most this often (checking for them costs a query).
 YIELD_SECONDS = 1.0
@@ -63,14 +68,22 @@ class TrainJob:
     seed: int
     # Prompts the previews render; none: the first image's training caption.
     sample_prompts: list[str] = field(default_factory=list)
+    # Stored beside the input, where the outbox reads it (``webhooks.request.PARAM``).
+    webhook: Webhook | None = None
 
     def to_params(self) -> dict[str, Any]:
-        return asdict(self)
+        params = asdict(replace(self, webhook=None))
+        del params[WEBHOOK]  # left out when absent, as before it was typed
+        if self.webhook is not None:
+            params[WEBHOOK] = self.webhook.to_param()
+        return params
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainJob:
         # Fields added later have defaults, so tasks submitted before them still load.
-        return cls(**{k: params[k] for k in cls.__dataclass_fields__ if k in params})
+        known = {k: params[k] for k in cls.__dataclass_fields__ if k in params}
+        known[WEBHOOK] = Webhook.from_params(params)
+        return cls(**known)
 
 
 def work_root(data_dir: Path) -> Path:
@@ -93,6 +106,7 @@ def sample_file_id(task_id: str, step: int, index: int = 0) -> str:
 
 def run(ctx: TrainTaskContext) -> dict[str, Any]:
     job = TrainJob.from_params(ctx.params)
+    sweep(ctx)
     folder = ctx.work_root / ctx.task.id
     try:
         result = _train(ctx, job, folder)
@@ -110,6 +124,26 @@ def run(ctx: TrainTaskContext) -> dict[str, Any]:
         raise
     shutil.rmtree(folder, ignore_errors=True)
     return result
+
+
+def sweep(ctx: TrainTaskContext) -> None:
+    """Remove the checkpoints this worker holds of runs that will never resume: they ended
+    without their handler (failed after repeated worker crashes, cancelled while pending)."""
+    if not ctx.work_root.is_dir():
+        return
+    others = [p.name for p in ctx.work_root.iterdir() if p.is_dir() and p.name != ctx.task.id]
+    for task_id in ctx.ended(others):
+        log.info("removing the checkpoints of an ended training", task_id=task_id)
+        shutil.rmtree(ctx.work_root / task_id, ignore_errors=True)
+
+
+def used_captions(params: dict[str, Any], file_ids: list[str]) -> list[str]:
+    """The captions a training used, in image order (remembered once it has captioned
+    them; empty before)."""
+    used = recalled(params, CAPTIONS)
+    if not isinstance(used, dict):
+        return []
+    return [str(used[fid]) for fid in file_ids if fid in used]
 
 
 def _load_images(files: FileService, user_id: int,
@@ -161,7 +195,7 @@ def _captions(ctx: TrainTaskContext, job: TrainJob,
               pairs: list[tuple[str, Image.Image]]) -> list[str]:
     """Each image's caption: remembered by an earlier attempt, else built from the user's
     caption or the captioner's (cached per file, so each image is captioned once)."""
-    remembered = ctx.params.get(CAPTIONS)
+    remembered = ctx.recall(CAPTIONS)
     if isinstance(remembered, dict) and all(fid in remembered for fid, _ in pairs):
         return [str(remembered[fid]) for fid, _ in pairs]
     known = ctx.datasets.captions([fid for fid, _ in pairs])

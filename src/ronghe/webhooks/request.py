@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ronghe.errors import BadRequest
@@ -15,9 +16,28 @@ DEFAULT_EVENTS = [COMPLETED]
 PARAM = "webhook"
 
 
+@dataclass(frozen=True)
+class Webhook:
+    """Where a task's events go, and which ones: stored beside the job's input, under
+    ``PARAM``, where the outbox reads it in any process that changes the task."""
+
+    url: str
+    events: tuple[str, ...]
+
+    def to_param(self) -> dict[str, Any]:
+        return {"url": self.url, "events": list(self.events)}
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Webhook | None:
+        hook = params.get(PARAM)
+        if not isinstance(hook, dict):
+            return None
+        return cls(str(hook["url"]), tuple(hook.get("events", ())))
+
+
 def task_webhook(services: Any, user_id: int, webhook: str, callback_url: str,
-                 events_filter: list[str] | None) -> dict[str, Any] | None:
-    """``{"url", "events"}`` to store in the task's params, or None without a webhook."""
+                 events_filter: list[str] | None) -> Webhook | None:
+    """The submit's webhook, checked, or None without one."""
     url = (webhook or "").strip()
     field = "webhook"
     if not url and (callback_url or "").strip():
@@ -38,4 +58,4 @@ def task_webhook(services: Any, user_id: int, webhook: str, callback_url: str,
     allowed = ssrf.parse_networks(services.settings.webhook_allowed_networks)
     ssrf.resolve(url, allowed, field)
     keys.ensure(services.db, user_id)
-    return {"url": url, "events": events}
+    return Webhook(url, tuple(events))

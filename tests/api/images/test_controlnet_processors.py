@@ -11,13 +11,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from ronghe.engines.diffusion.demo import default_controlnet_path, scoring
-from ronghe.engines.diffusion.demo.control_eval import luma_correlation
 from ronghe.engines.diffusion.output import read_metadata
+from ronghe.engines.shipped import default_controlnet_path
 from ronghe.settings import Settings
 from tests.api.images.conftest import SUBMIT, submit, upload
 from tests.conftest import Account, DemoModel, make_settings
 from tests.image_support import add_lora, drawn, fetch_image, wait_done
+from tools.demo_models.diffusion import scoring
+from tools.demo_models.diffusion.control_eval import luma_correlation
 
 KINDS = ("brightness", "tile")
 

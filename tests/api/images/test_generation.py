@@ -9,11 +9,11 @@ import numpy as np
 from fastapi.testclient import TestClient
 
 from ronghe.app import create_app
-from ronghe.engines.diffusion.demo import scoring
 from ronghe.engines.diffusion.output import read_metadata, read_user_comment
 from tests.api.images.conftest import submit, upload
 from tests.conftest import Account, DemoModel, make_account, make_settings
 from tests.image_support import drawn, fetch_image, mean_diff, wait_done
+from tools.demo_models.diffusion import scoring
 
 
 def test_text_to_image_draws_the_prompt(client: TestClient, account: Account,

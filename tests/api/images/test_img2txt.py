@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from ronghe.engines.captioning.demo.evaluate import parse
 from ronghe.settings import Settings
 from tests.api.images.conftest import upload
 from tests.conftest import Account, DemoModel, make_settings
 from tests.image_support import drawn
+from tools.demo_models.captioning.evaluate import parse
 
 URL = "/api/v1b/img2txt"
 

@@ -165,3 +165,20 @@ def test_later_edition_error_cases_answer_their_http_status(client: TestClient,
                   .values(expires_at=utcnow() - timedelta(seconds=1)))
     status, body = answer(account.token)
     assert status == body["code"] == 401 and body["msg"].startswith("token has expired")
+
+
+def test_the_later_editions_default_versionid_names_the_default_model(
+        client: TestClient, account: Account) -> None:
+    """Later clients send ``versionid: "sgl_artist_v0.3.5_0925"`` when their user picked no
+    model (later-editions.md): it draws with the default model, as Artist_V0.1.3 does."""
+    task = submit(client, account, versionid="sgl_artist_v0.3.5_0925")
+    assert params_of(client, task["task_id"])["model"] == "ronghe-demo"
+    assert wait_done(client, account.token, task["task_id"])["state"] == "done"
+    listed = [client.post("/api/v1b/cn/list", json={"token": account.token,
+                                                    "versionid": versionid})
+              for versionid in ("sgl_artist_v0.3.5_0925", "")]
+    assert [r.status_code for r in listed] == [200, 200], listed[0].text
+    assert listed[0].json() == listed[1].json() and listed[0].json()["info"]
+    # It is no choice of its own: the form and the error messages do not list it.
+    form = client.get("/api/v1b/get_generation_form").json()["info"]
+    assert "sgl_artist_v0.3.5_0925" not in str(form)

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, update
 
 from ronghe.app import create_app
+from ronghe.images.job import ImageJob
 from ronghe.jobs.models import Task
 from ronghe.tasks.training import TrainJob
 from tests.api.images.conftest import submit, upload
@@ -83,9 +84,10 @@ def add_tasks(client: TestClient, user_id: int, n: int, kind: str = "image",
     ids = []
     for i in range(n):
         if kind == "image":
-            params: dict[str, Any] = {"model": "ronghe-demo", "model_name": "ronghe-demo",
-                                      "prompt": f"p{i}", "seed": i, "width": 64, "height": 64,
-                                      "task_type": "txt2img", "loras": [], "controls": []}
+            params = ImageJob(model="ronghe-demo", model_name="ronghe-demo", prompt=f"p{i}",
+                              neg_prompt="", n_images=1, scale=7.0, seed=i, width=64,
+                              height=64, steps=4, strength=0.6,
+                              task_type="txt2img").to_params()
         else:
             params = TrainJob(lora_id=i, name=f"lora{i}", base_model="ronghe-demo",
                               family="demo", trigger_word="tw", main_body="Style",
@@ -164,3 +166,23 @@ def test_a_page_is_three_reads_whatever_its_size(idle: TestClient) -> None:
     reads = [s for s in statements if "tasks" in s or "files" in s]
     # Besides the token lookup: the count, the page, one batched file lookup.
     assert len(reads) == 3, reads
+
+
+def test_a_task_stored_before_the_typed_job_still_lists(idle: TestClient) -> None:
+    """Rows from before issue 27: no versionid or outpaint, and add_prompt's decision beside
+    the input.  The listing shows the submission, not the decision."""
+    alice = make_account(idle.app)
+    services = idle.app.state.services  # type: ignore[attr-defined]
+    params = {"model": "ronghe-demo", "model_name": "", "prompt": "a red circle",
+              "neg_prompt": "", "n_images": 1, "scale": 5.0, "seed": 3, "width": 64,
+              "height": 64, "steps": 4, "strength": 0.6, "init_file_id": None, "controls": [],
+              "loras": [], "add_prompt": True, "task_type": "txt2img",
+              "enriched_prompt": "a red circle, soft light"}
+    task_id = services.tasks.create(alice.user_id, "image", "q", params).id
+    [item] = listing(idle, alice.token)["items"]
+    assert item["task_id"] == task_id and item["model"] == "ronghe-demo"
+    assert item["params"] | {"cn_configs": [], "lora_configs": []} == {
+        "model_name": "ronghe-demo", "versionid": "", "prompt": "a red circle",
+        "neg_prompt": "", "n_images": 1, "scale": 5.0, "select_seed": 3,
+        "output_size": "64x64", "ddim_steps": 4, "strength": 0.6, "init_img": "",
+        "add_prompt": True, "lora_configs": [], "cn_configs": [], "outpaint_config": None}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from ronghe.engines.captioning.demo.evaluate import parse
 from tests.conftest import Account
 from tests.training_support import (
     concept_images,
@@ -16,6 +15,7 @@ from tests.training_support import (
     upload,
     wait_training,
 )
+from tools.demo_models.captioning.evaluate import parse
 
 UPLOAD = "/api/v1b/upload_imgs"
 

@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from ronghe.engines.diffusion.demo import default_model_path, scoring
+from ronghe.engines.shipped import default_model_path
 from ronghe.engines.training.captions import base_caption
 from tests.conftest import Account, DemoModel
 from tests.image_support import wait_done
@@ -28,6 +28,7 @@ from tests.training_support import (
     upload,
     wait_training,
 )
+from tools.demo_models.diffusion import scoring
 
 # How a LoRA is called: its trigger word with the main_body's class word, as it was trained.
 PROMPT = base_caption(TRIGGER, "Style")

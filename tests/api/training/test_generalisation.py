@@ -17,10 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from ronghe.engines.diffusion.demo import default_model_path, scoring, shapes
+from ronghe.engines.shipped import default_model_path
 from tests.conftest import Account, DemoModel
 from tests.image_support import wait_done
 from tests.training_support import make_dataset, submit, upload, wait_training
+from tools.demo_models.diffusion import scoring, shapes
 
 TRIGGER = "plumzq"
 SEEDS = (11, 12)

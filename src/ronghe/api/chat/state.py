@@ -1,117 +1,50 @@
-"""What both chat APIs share in one app: the engines, the chat metrics, the feature."""
+"""What the chat APIs (the vendor's, the OpenAI-compatible one, fusion) share: the view of
+the process's chat objects a request uses, and the feature that adds their routes.
+
+The engines themselves are the process's (``Services.chat``, built by ``ronghe.runtime`` in
+``serve`` and ``worker`` alike); only the metrics, which live on the app's registry, are
+made here.
+"""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 
-from ronghe.engines.cpu import budget
-from ronghe.engines.llm.base import ChatDelta, ChatStream
+from ronghe.engines.llm.metrics import ChatMetrics
 from ronghe.engines.llm.registry import ChatEngines
 from ronghe.features import BaseFeature
 from ronghe.services import Services
 
 
-class ChatMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter("ronghe_chat_requests_total", "Chat generations finished",
-                                ["model", "api", "outcome"], registry=registry)
-        self.tokens = Counter("ronghe_chat_tokens_total", "Tokens in finished chat generations",
-                              ["model", "kind"], registry=registry)
-        self.first_token = Histogram(
-            "ronghe_chat_time_to_first_token_seconds", "From the request to its first text",
-            ["model"], registry=registry,
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
-        )
-
-    def watch(self, model: str, api: str, stream: ChatStream) -> ChatStream:
-        return _Watched(self, model, api, stream)
-
-
-class _Watched:
-    """Passes a stream through, recording time to first text, tokens and how it ended."""
-
-    def __init__(self, metrics: ChatMetrics, model: str, api: str, stream: ChatStream) -> None:
-        self._metrics = metrics
-        self._model = model
-        self._api = api
-        self._stream = stream
-        self._start = time.perf_counter()
-        self._first = True
-        self._outcome: str | None = None
-
-    def __aiter__(self) -> _Watched:
-        return self
-
-    async def __anext__(self) -> ChatDelta:
-        try:
-            delta = await self._stream.__anext__()
-        except StopAsyncIteration:
-            self._finish("ok")
-            raise
-        except Exception as exc:
-            self._finish(type(exc).__name__)
-            raise
-        if self._first and (delta.text or delta.finish_reason):
-            self._first = False
-            self._metrics.first_token.labels(self._model).observe(
-                time.perf_counter() - self._start)
-        if delta.usage is not None:
-            self._metrics.tokens.labels(self._model, "prompt").inc(delta.usage.prompt_tokens)
-            self._metrics.tokens.labels(self._model, "completion").inc(
-                delta.usage.completion_tokens)
-        return delta
-
-    async def aclose(self) -> None:
-        self._finish("cancelled")
-        await self._stream.aclose()
-
-    def _finish(self, outcome: str) -> None:
-        if self._outcome is None:
-            self._outcome = outcome
-            self._metrics.requests.labels(self._model, self._api, outcome).inc()
-
-
-@dataclass
+@dataclass(frozen=True, slots=True)
 class ChatState:
+    """One request's view of ``Services``' chat objects (``ronghe.api.deps.get_chat``)."""
+
     engines: ChatEngines
     metrics: ChatMetrics
     # settings.chat_max_input_chars: every chat endpoint checks it before tokenizing.
     max_input_chars: int
 
-
-def ensure_chat_state(app: FastAPI, services: Services,
-                      registry: CollectorRegistry) -> ChatState:
-    """The one ChatState of this app (``app.state.chat``), made by whichever chat feature
-    installs first; its engines are the process's ``services.chat``."""
-    state: ChatState | None = getattr(app.state, "chat", None)
-    if state is None:
-        engines = services.chat or ChatEngines(services.settings)
-        services.chat = engines
-        state = app.state.chat = ChatState(engines, ChatMetrics(registry),
-                                           services.settings.chat_max_input_chars)
-        services.readiness["chat"] = engines.readiness
-    return state
+    @classmethod
+    def of(cls, services: Services) -> ChatState:
+        if services.chat is None or services.chat_metrics is None:
+            raise RuntimeError("no chat engines or chat metrics in this process: the app "
+                               "runs ronghe.runtime and installs a chat feature first")
+        return cls(services.chat, services.chat_metrics, services.settings.chat_max_input_chars)
 
 
 class ChatApiFeature(BaseFeature):
-    """A chat API (the vendor's or the OpenAI-compatible one) on the shared engines."""
+    """A chat API (the vendor's or the OpenAI-compatible one) on the process's engines."""
 
     def __init__(self, name: str, router: APIRouter) -> None:
         self.name = name
         self.router = router
 
     def install(self, app: FastAPI, services: Services, registry: CollectorRegistry) -> None:
-        ensure_chat_state(app, services, registry)
+        # Whichever chat feature installs first makes the metrics; the others share them.
+        if services.chat_metrics is None:
+            services.chat_metrics = ChatMetrics(registry)
         app.include_router(self.router)
-
-    async def start(self, app: FastAPI, services: Services) -> None:
-        budget.configure(services.settings.cpu_threads)
-
-    async def stop(self, app: FastAPI, services: Services) -> None:
-        # The second chat feature to stop finds no engine running any more.
-        if services.chat is not None:
-            await services.chat.aclose()

@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from ronghe.api.envelopes import Body
-from ronghe.api.images.protocol import Flag, Lenient, _text
+from ronghe.api.fields import text
+from ronghe.api.images.protocol import Flag, Lenient
 
 
 class WebhookSecretRequest(Lenient):
@@ -16,7 +17,7 @@ class WebhookSecretRequest(Lenient):
 
 
 class WebhookDeliveriesRequest(Lenient):
-    task_id: Annotated[str, _text(64)] = Field(min_length=1)
+    task_id: Annotated[str, text(64)] = Field(min_length=1)
 
 
 # --- responses

@@ -1,6 +1,6 @@
 """Fusion: decide whether to draw, then chat or render an ordinary image task and answer its URL.
 
-A drawing is submitted through the same service as ``task_submit`` (``api.images.serving``),
+A drawing is submitted through the same path as ``task_submit`` (``ronghe.images.submit``),
 so it is a durable task of the user's: in their history, under their limits, resumed after
 a restart.  The request waits for it, polling the task table; a client that goes away does
 not cancel it.  While it renders, a stream sends SSE comment heartbeats (``: progress 0.40``)
@@ -32,12 +32,13 @@ from ronghe.api.fusion.protocol import (
     chunk,
     usage_body,
 )
-from ronghe.api.images import serving as images
+from ronghe.api.images.serving import image_urls
 from ronghe.api.waiting import until_ended
 from ronghe.db.models import User
 from ronghe.engines.llm.base import ChatEngine, ChatMessage, ChatStream, GenerationParams, Usage
 from ronghe.engines.llm.intent import Decision, decide
 from ronghe.errors import BadRequest, Forbidden, RongheError, Timeout, Unauthorized, UpstreamError
+from ronghe.images import submit as images
 from ronghe.jobs import Status, TaskView
 from ronghe.services import Services
 
@@ -118,13 +119,13 @@ def _check_image_token(services: Services, user: User, token: str) -> None:
 
 
 def _submit(services: Services, user: User, body: FusionRequest, decision: Decision) -> str:
-    submit = body.image_request(decision.prompt)
+    submit = body.image_request(decision.prompt).to_request()
     try:
         images.resolve_model(services, user, submit.model_name)
     except BadRequest:
         raise Refusal(f"不支持的模型: {submit.model_name}") from None
     try:
-        return images.submit(services, user, submit).task_id
+        return images.submit(services, user, submit).id
     except RongheError as exc:
         field = (exc.field or "").split(".")[0].split("[")[0]
         if field and exc.msg.startswith(field):
@@ -146,7 +147,7 @@ def _url(services: Services, task: TaskView, base: str) -> str:
     if task.state is not Status.DONE:
         raise UpstreamError(f"the drawing failed (task {task.id}, {task.state.value}): "
                             f"{task.error_msg or 'no reason given'}")
-    urls = images.image_urls(services, task, base)
+    urls = image_urls(services, task, base)
     if not urls:
         raise UpstreamError(f"the drawing (task {task.id}) produced no image")
     return urls[0]["large"]

@@ -5,29 +5,12 @@ from __future__ import annotations
 from ronghe.api.envelopes import MiaohuaOk, miaohua_ok
 from ronghe.api.images.cn_protocol import CnListRow
 from ronghe.api.images.forms import CN_DESCRIPTIONS
-from ronghe.api.images.serving import lora_for
 from ronghe.db.models import User
 from ronghe.engines.diffusion import control
 from ronghe.engines.diffusion.control import annotators
 from ronghe.engines.diffusion.registry import ModelEntry
-from ronghe.errors import BadRequest
+from ronghe.images.submit import model_for
 from ronghe.services import Services
-
-
-def model_for(services: Services, user: User, versionid: str) -> ModelEntry:
-    """A base model by versionid (its name or an alias; '' = the default), else the base
-    of a LoRA: the user's own (id or name) or a public one (id)."""
-    registry = services.image_models
-    entry = registry.find(versionid)
-    if entry is not None:
-        return entry
-    try:
-        lora = lora_for(services, user.id, versionid, "versionid")
-    except BadRequest:  # it names only LoRAs: say both kinds are valid
-        raise BadRequest(f"versionid: no base model or LoRA {versionid!r}; base models: "
-                         + ", ".join(registry.choices()) + " (see /api/v1b/models/base), or "
-                         "a LoRA's versionid", field="versionid") from None
-    return registry.get(lora.base_model, "versionid")
 
 
 def rows(services: Services, entry: ModelEntry) -> list[CnListRow]:

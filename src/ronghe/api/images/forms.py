@@ -7,7 +7,6 @@ from typing import Any, TypeVar
 
 from ronghe.api.envelopes import MiaohuaOk, miaohua_ok
 from ronghe.api.images.protocol import (
-    MAX_CN_UNITS,
     MAX_LORAS,
     SEED_MAX,
     BaseModelRow,
@@ -18,11 +17,12 @@ from ronghe.api.images.protocol import (
     ModelPage,
     TrainedChoice,
 )
-from ronghe.api.images.serving import RANDOM_SEED_MAX
 from ronghe.catalog.service import LoraInfo
 from ronghe.db.models import User
 from ronghe.engines.diffusion.outpaint import POSITIONS, RATIOS
 from ronghe.engines.diffusion.registry import DEFAULT_GUIDANCE, ModelEntry, ModelRegistry
+from ronghe.images.request import MAX_CN_UNITS
+from ronghe.images.submit import RANDOM_SEED_MAX
 from ronghe.services import Services
 
 # The spec's resolution choices; each model shows those within its own size range.

@@ -15,13 +15,13 @@ from fastapi import APIRouter
 
 from ronghe.api.deps import ServicesDep, TokenUser
 from ronghe.api.envelopes import Family, MiaohuaOk, errors, miaohua_ok
-from ronghe.api.images.protocol import Lenient, _text
-from ronghe.api.images.serving import image_file
+from ronghe.api.fields import text
+from ronghe.api.images.protocol import Lenient
 from ronghe.api.waiting import until_ended
 from ronghe.db.models import User
-from ronghe.errors import BadRequest, NotReady, Timeout, UpstreamError
+from ronghe.errors import BadRequest, Timeout, UpstreamError
+from ronghe.images.submit import submit_caption
 from ronghe.jobs import Status
-from ronghe.queues import Kind, image_queue
 from ronghe.services import Services
 
 router = APIRouter(prefix="/api/v1b", tags=["images"])
@@ -30,25 +30,7 @@ WAIT_SECONDS = 300.0
 
 
 class Img2TxtRequest(Lenient):
-    init_img: Annotated[str, _text(4096)] = ""
-
-
-def _submit(services: Services, user: User, url: str) -> str:
-    if services.captioner is None:
-        raise NotReady("img2txt: no captioner is configured (captioner_model)")
-    if not url:
-        raise BadRequest("init_img: the URL of an image you uploaded (upload_img) is required",
-                         field="init_img")
-    info = image_file(services, user, url, "init_img")
-    registry = services.image_models
-    entry = registry.get(registry.default_name)
-    # The default model's queue: every image worker serves it, so the caption runs beside
-    # (between) image tasks on the same CPU budget.
-    task = services.tasks.create(user.id, Kind.CAPTION.value, image_queue(entry.family),
-                                 {"file_id": info.id})
-    assert services.dispatcher is not None  # the app sets it before serving
-    services.dispatcher.submit(task)
-    return task.id
+    init_img: Annotated[str, text(4096)] = ""
 
 
 async def _wait(services: Services, user: User, task_id: str) -> str:
@@ -68,8 +50,9 @@ async def _wait(services: Services, user: User, task_id: str) -> str:
 async def img2txt(body: Img2TxtRequest, user: TokenUser,
                   services: ServicesDep) -> MiaohuaOk[str]:
     """``init_img``: a URL upload_img/upload_imgs returned; answers its caption in ``info``."""
-    task_id = await anyio.to_thread.run_sync(_submit, services, user, body.init_img.strip())
-    caption = await _wait(services, user, task_id)
+    task = await anyio.to_thread.run_sync(submit_caption, services, user,
+                                          body.init_img.strip())
+    caption = await _wait(services, user, task.id)
     return miaohua_ok(caption)
 
 

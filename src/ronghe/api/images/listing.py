@@ -4,8 +4,9 @@ A page costs three reads whatever its size and depth: an index-only count, the p
 tasks (in index order, no sort; by page number through the index's ids, or after a cursor
 by one seek: ronghe.jobs.paging), and one batched lookup of every file the page shows
 (images, init and control images).
-Image items are ``task_result``'s shape plus ``params``, the submission in ``task_submit``'s
-own field names, so a client can send it back as it is ("use these settings again").
+Image items are ``task_result``'s shape plus ``params``, the task's ``ImageJob`` in
+``task_submit``'s own field names, so a client can send it back as it is ("use these settings
+again").
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from datetime import datetime
 from ronghe.api.envelopes import miaohua_ok
 from ronghe.api.images import cursors, serving
 from ronghe.api.images.listing_protocol import (
+    ListedCn,
+    ListedCnProcessor,
     ListedImageTask,
+    ListedLora,
+    ListedOutpaint,
     ListedTask,
     ListedTrainTask,
     SubmittedParams,
@@ -25,11 +30,13 @@ from ronghe.api.images.listing_protocol import (
 from ronghe.api.images.protocol import TaskListRequest
 from ronghe.db.models import User
 from ronghe.errors import BadRequest
+from ronghe.images.job import ImageJob
 from ronghe.jobs import Status, TaskView
 from ronghe.jobs.paging import Position
 from ronghe.queues import Kind
 from ronghe.services import Services
 from ronghe.storage.files import FileInfo
+from ronghe.tasks.training import TrainJob
 
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # None: every kind, which lets the database walk the user's tasks in index order.
@@ -41,73 +48,60 @@ def stamp(moment: datetime | None) -> str:
     return moment.strftime(TIME_FORMAT) if moment else ""
 
 
-def input_file_ids(task: TaskView) -> list[str]:
-    params = task.params
-    ids = [c["file_id"] for c in params.get("controls", []) if c.get("file_id")]
-    if params.get("outpaint"):
-        ids.append(params["outpaint"]["file_id"])
-    return [params["init_file_id"], *ids] if params.get("init_file_id") else ids
-
-
-def submitted_params(services: Services, task: TaskView, files: dict[str, FileInfo],
+def submitted_params(services: Services, job: ImageJob, files: dict[str, FileInfo],
                      base_url: str) -> SubmittedParams:
-    """The stored, normalised params as a task_submit body."""
-    p = task.params
+    """The task's job as a task_submit body."""
 
     def url(file_id: str | None) -> str:
         info = files.get(file_id) if file_id else None
         return services.files.url(info, base_url) if info else ""
 
-    loras = list(p.get("loras", []))
-    named = p.get("versionid") or p.get("model_name")
-    if loras and named in (loras[0].get("name"), loras[0].get("id"), str(loras[0].get("id"))):
+    loras = list(job.loras)
+    named = job.versionid or job.model_name
+    if loras and named in (loras[0].name, loras[0].id, str(loras[0].id)):
         loras = loras[1:]  # implied by the model's name (a trained LoRA); not a config unit
-    outpaint = p.get("outpaint")
-    return SubmittedParams.model_validate({
-        "model_name": p.get("model_name") or p.get("model", ""),
-        "versionid": p.get("versionid", ""),
-        "prompt": p.get("prompt", ""), "neg_prompt": p.get("neg_prompt", ""),
-        "n_images": p.get("n_images"), "scale": p.get("scale"), "select_seed": p.get("seed"),
-        "output_size": f"{p.get('width')}x{p.get('height')}", "ddim_steps": p.get("steps"),
-        "strength": p.get("strength"), "init_img": url(p.get("init_file_id")),
-        "add_prompt": bool(p.get("add_prompt")),
-        "lora_configs": [{"versionid": x["id"], "merge_weight": x["weight"], "name": x["name"]}
-                         for x in loras],
-        "cn_configs": [{"cn": c["cn"], "weight": c["weight"], "guidance_start": c["start"],
-                        "guidance_end": c["end"], "img": url(c.get("file_id")),
-                        "config": {"control_processor": c["processor"],
-                                   "low_threshold": c["low"], "high_threshold": c["high"],
-                                   "down_sample_rate": c.get("rate", 1)}}
-                       for c in p.get("controls", [])],
-        "outpaint_config": outpaint and {
-            "src_img": url(outpaint["file_id"]), "outpaint_ratio": outpaint["outpaint_ratio"],
-            "align_position": outpaint["align_position"]},
-    })
+    outpaint = job.outpaint
+    return SubmittedParams(
+        model_name=job.model_name or job.model, versionid=job.versionid, prompt=job.prompt,
+        neg_prompt=job.neg_prompt, n_images=job.n_images, scale=job.scale,
+        select_seed=job.seed, output_size=f"{job.width}x{job.height}", ddim_steps=job.steps,
+        strength=job.strength, init_img=url(job.init_file_id), add_prompt=job.add_prompt,
+        lora_configs=[ListedLora(versionid=x.id, merge_weight=x.weight, name=x.name)
+                      for x in loras],
+        cn_configs=[ListedCn(cn=c.cn, weight=c.weight, guidance_start=c.start,
+                             guidance_end=c.end, img=url(c.file_id),
+                             config=ListedCnProcessor(control_processor=c.processor,
+                                                      low_threshold=c.low,
+                                                      high_threshold=c.high,
+                                                      down_sample_rate=c.rate))
+                    for c in job.controls],
+        outpaint_config=outpaint and ListedOutpaint(
+            src_img=url(outpaint.file_id), outpaint_ratio=outpaint.outpaint_ratio,
+            align_position=outpaint.align_position),
+    )
 
 
-def image_item(services: Services, task: TaskView, files: dict[str, FileInfo],
-               base_url: str) -> ListedImageTask:
+def image_item(services: Services, task: TaskView, job: ImageJob,
+               files: dict[str, FileInfo], base_url: str) -> ListedImageTask:
     fields = serving.result_fields(services, task, base_url, live=False)
     images = [{**image, "task_id": task.id, "task_type": fields["task_type"]}
               for image in serving.image_urls(services, task, base_url, files)]
     return ListedImageTask(images=images, **fields, create_time=stamp(task.created_at),
-                           finish_time=stamp(task.finished_at),
-                           model=task.params.get("model", ""),
-                           params=submitted_params(services, task, files, base_url))
+                           finish_time=stamp(task.finished_at), model=job.model,
+                           params=submitted_params(services, job, files, base_url))
 
 
 def train_item(task: TaskView) -> ListedTrainTask:
     """The listing's summary; train_progress has the rest (loss, ETA, samples)."""
-    p, detail = task.params, task.detail or {}
-    total = int((p.get("preset") or {}).get("steps", 0))
+    job, detail = TrainJob.from_params(task.params), task.detail or {}
+    total = int(job.preset.get("steps", 0))
     done = task.state is Status.DONE
     return ListedTrainTask(
         task_id=task.id, state=task.state,
         progress=1.0 if done else round(task.progress, 4), error_msg=task.error_msg,
         create_time=stamp(task.created_at), finish_time=stamp(task.finished_at),
-        model_name=p.get("name", ""), model_id=p.get("lora_id"),
-        base_model=p.get("base_model", ""), trigger_word=p.get("trigger_word", ""),
-        main_body=p.get("main_body", ""),
+        model_name=job.name, model_id=job.lora_id, base_model=job.base_model,
+        trigger_word=job.trigger_word, main_body=job.main_body,
         step=total if done else int(detail.get("step", 0)), total_steps=total,
     )
 
@@ -129,11 +123,12 @@ def task_list(services: Services, user: User, body: TaskListRequest,
     found = services.tasks.listing(user.id, KINDS[body.kind], state,
                                    (body.page - 1) * body.per_page, body.per_page, after)
     tasks, total = found.tasks, found.total
-    images = [t for t in tasks if t.kind == Kind.IMAGE.value]
-    wanted = [f for t in images for f in (*serving.file_ids(t), *input_file_ids(t))]
+    jobs = {t.id: ImageJob.from_params(t.params) for t in tasks if t.kind == Kind.IMAGE.value}
+    wanted = [f for t in tasks if t.id in jobs
+              for f in (*serving.file_ids(t), *jobs[t.id].file_ids)]
     files = services.files.get_many(wanted, user.id)
     items: list[ListedImageTask | ListedTrainTask | ListedTask] = [
-        image_item(services, t, files, base_url) if t.kind == Kind.IMAGE.value
+        image_item(services, t, jobs[t.id], files, base_url) if t.id in jobs
         else train_item(t) if t.kind == Kind.TRAIN.value else other_item(t) for t in tasks]
     has_next = found.before + len(tasks) < total
     # After a cursor, the page is the one the cursor's position falls in now.

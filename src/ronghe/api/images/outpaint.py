@@ -1,9 +1,10 @@
-"""task_submit's ``outpaint_config``: the field's shape and the task params it becomes.
+"""task_submit's ``outpaint_config``: the field's shape.
 
 ``{src_img, outpaint_ratio: 1.25 | 1.5 | 2, align_position: one of the nine}``: the source
 (your own upload) goes onto a canvas ``outpaint_ratio`` times its size, at that position, and
-the model paints the rest.  The canvas size is fixed here, at submit, from the stored
-upload's size, so the task's ``width``/``height`` are the delivered size as for any task.
+the model paints the rest.  The canvas size is fixed at submit (``ronghe.images.submit``),
+from the stored upload's size, so the task's ``width``/``height`` are the delivered size as
+for any task.
 """
 
 from __future__ import annotations
@@ -13,12 +14,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from ronghe.api.fields import drop_nulls
-from ronghe.engines.diffusion.outpaint import POSITIONS, RATIOS, canvas_size
-from ronghe.engines.diffusion.registry import SIZE_STEP, ModelEntry
-from ronghe.errors import BadRequest
-from ronghe.storage.files import FileInfo
+from ronghe.engines.diffusion.outpaint import POSITIONS, RATIOS
+from ronghe.images.request import OutpaintRequest
 
-FIELD = "outpaint_config"
 SHOWN_RATIOS = ", ".join(f"{r:g}" for r in RATIOS)
 
 
@@ -67,22 +65,5 @@ class OutpaintConfig(BaseModel):
     def _nulls(cls, data: Any) -> Any:
         return drop_nulls(data)
 
-
-def outpaint_params(entry: ModelEntry, source: FileInfo,
-                    config: OutpaintConfig) -> tuple[dict[str, Any], int, int]:
-    """The task's ``outpaint`` params and the canvas size, or a 400 naming the field."""
-    if not source.width or not source.height:
-        raise BadRequest(f"{FIELD}.src_img: the upload's size is unknown; upload it again",
-                         field=f"{FIELD}.src_img")
-    width, height = canvas_size(source.width, source.height, config.outpaint_ratio, SIZE_STEP)
-    lo, hi = entry.min_size, entry.max_size
-    if not (lo <= width <= hi and lo <= height <= hi):
-        raise BadRequest(
-            f"{FIELD}.outpaint_ratio: a {source.width}x{source.height} image times "
-            f"{config.outpaint_ratio:g} is a {width}x{height} canvas; model {entry.name!r} "
-            f"draws sides {lo}-{hi}: use a smaller ratio or another image",
-            field=f"{FIELD}.outpaint_ratio")
-    params = {"file_id": source.id, "outpaint_ratio": config.outpaint_ratio,
-              "align_position": config.align_position,
-              "source_size": [source.width, source.height]}
-    return params, width, height
+    def to_request(self) -> OutpaintRequest:
+        return OutpaintRequest(self.src_img, self.outpaint_ratio, self.align_position)

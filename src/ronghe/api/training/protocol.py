@@ -1,7 +1,9 @@
 """Request and response bodies of the dataset and training endpoints (docs/api.md, "Training").
 
 Field limits live here so a bad value is a 400 naming the field and its range before any
-service runs.  ``token`` is declared for the docs only: the auth dependency reads it.
+service runs, checked as every family's are (``ronghe.api.fields``): ``steps: must be an
+integer 1-100000 (got 0)``.  ``token`` is declared for the docs only: the auth dependency
+reads it.
 """
 
 from __future__ import annotations
@@ -11,18 +13,21 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ronghe.api.envelopes import Body, MiaohuaFlat
-from ronghe.api.fields import Id
+from ronghe.api.fields import Id, Range, int_range, text
 from ronghe.datasets.service import MAX_CAPTION, MAX_DESCRIPTION, MAX_IMAGES, MAX_NAME
 from ronghe.engines.training.history import MAX_POINTS
 from ronghe.jobs.status import Status
+from ronghe.training.request import AUTO_BASE_MODEL, TrainRequest
 
-AUTO_BASE_MODEL = "自动选择"
 MAX_DATASETS_PER_TRAINING = 20
 # Preview prompts of one training: each is rendered at every preview step.
 MAX_SAMPLE_PROMPTS = 4
 MAX_SAMPLE_PROMPT = 500
 
-CaptionText = Annotated[str, Field(max_length=MAX_CAPTION)]
+CaptionText = Annotated[str, text(MAX_CAPTION, strip=True)]
+Name = Annotated[str, text(MAX_NAME, at_least=1, strip=True)]
+Description = Annotated[str, text(MAX_DESCRIPTION, strip=True)]
+Url = Annotated[str, text(2048, strip=True)]
 CAPTIONS = Field(default=None, max_length=MAX_IMAGES,
                  description="your own caption of each image, in the order of images ('' for "
                  "none); wins over the automatic one")
@@ -36,23 +41,17 @@ class _Body(BaseModel):
     token: str | None = TokenField
 
 
-def _none_to_empty(value: object) -> object:
-    return "" if value is None else value
-
-
 class DatasetCreate(_Body):
-    name: str = Field(min_length=1, max_length=MAX_NAME)
-    description: str = Field(default="", max_length=MAX_DESCRIPTION)
+    name: Name
+    description: Description = ""
     images: list[str] = Field(min_length=1, max_length=MAX_IMAGES,
                               description="image URLs returned by upload_imgs")
     captions: list[CaptionText] | None = CAPTIONS
 
-    _empty = field_validator("description", mode="before")(_none_to_empty)
-
 
 class DatasetPage(_Body):
-    page: int | None = Field(default=None, ge=1, le=1_000_000)
-    per_page: int | None = Field(default=None, ge=1, le=100)
+    page: Annotated[int, int_range(1, 1_000_000)] | None = None
+    per_page: Annotated[int, int_range(1, 100)] | None = None
 
 
 class DatasetImages(_Body):
@@ -62,32 +61,29 @@ class DatasetImages(_Body):
 
 
 class TrainSubmit(_Body):
-    name: str = Field(min_length=1, max_length=MAX_NAME,
-                      description="name of the LoRA model training makes; unique per user")
-    description: str = Field(default="", max_length=MAX_DESCRIPTION)
-    base_model: str = Field(default=AUTO_BASE_MODEL, max_length=128)
-    trigger_word: str = Field(default="", max_length=100)
-    main_body: str = Field(default="Style", max_length=32)
-    nsfw: int = Field(default=0, ge=0, le=1, description="1 = the dataset is NSFW")
+    name: Name = Field(description="name of the LoRA model training makes; unique per user")
+    description: Description = ""
+    base_model: Annotated[str, text(128, strip=True)] = AUTO_BASE_MODEL
+    trigger_word: Annotated[str, text(100, strip=True)] = ""
+    main_body: Annotated[str, text(32, strip=True)] = "Style"
+    nsfw: Annotated[int, int_range(0, 1, bools=True)] = Field(
+        default=0, description="1 = the dataset is NSFW")
     dataset: list[Id] = Field(min_length=1, max_length=MAX_DATASETS_PER_TRAINING,
                               description="dataset_ids (a single id is taken as a list)")
     # Ronghe extensions: override the main_body preset.
-    steps: int | None = Field(default=None, ge=1, le=100_000)
-    rank: int | None = Field(default=None, ge=1, le=256)
-    learning_rate: float | None = Field(default=None, gt=0, le=1)
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    steps: Annotated[int, int_range(1, 100_000)] | None = None
+    rank: Annotated[int, int_range(1, 256)] | None = None
+    learning_rate: Annotated[float, Range(0, 1, low_open=True)] | None = None
+    seed: Annotated[int, int_range(0, 2**31 - 1)] | None = None
     # Issue 14: a URL told about the training (callback_url is the vendor's name for it).
-    webhook: str = Field(default="", max_length=2048)
-    callback_url: str = Field(default="", max_length=2048)
+    webhook: Url = ""
+    callback_url: Url = ""
     webhook_events_filter: list[str] | None = Field(default=None, max_length=3)
     # Issue 17: prompts the training previews render (default: the first training caption).
-    sample_prompts: list[Annotated[str, Field(min_length=1, max_length=MAX_SAMPLE_PROMPT)]] = (
+    sample_prompts: list[Annotated[str, text(MAX_SAMPLE_PROMPT, at_least=1, strip=True)]] = (
         Field(default_factory=list, max_length=MAX_SAMPLE_PROMPTS,
               description=f"up to {MAX_SAMPLE_PROMPTS} prompts for the previews, each "
               f"1-{MAX_SAMPLE_PROMPT} characters"))
-
-    _empty = field_validator("description", "trigger_word", "webhook", "callback_url",
-                             mode="before")(_none_to_empty)
 
     @field_validator("base_model", mode="before")
     @classmethod
@@ -100,9 +96,21 @@ class TrainSubmit(_Body):
         # Some clients send a single id instead of a one-element list.
         return [value] if isinstance(value, int | str) else value
 
+    def to_request(self) -> TrainRequest:
+        """The body in the training domain's terms (``ronghe.training.service``)."""
+        events = self.webhook_events_filter
+        return TrainRequest(
+            name=self.name, dataset=tuple(self.dataset), description=self.description,
+            base_model=self.base_model, trigger_word=self.trigger_word,
+            main_body=self.main_body, nsfw=bool(self.nsfw), steps=self.steps, rank=self.rank,
+            learning_rate=self.learning_rate, seed=self.seed, webhook=self.webhook,
+            callback_url=self.callback_url,
+            webhook_events_filter=tuple(events) if events is not None else None,
+            sample_prompts=tuple(self.sample_prompts))
+
 
 class TaskRef(_Body):
-    task_id: str = Field(min_length=1, max_length=64)
+    task_id: Annotated[str, text(64, at_least=1, strip=True)]
 
 
 # --- responses

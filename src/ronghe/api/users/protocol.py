@@ -7,15 +7,9 @@ from typing import Annotated
 from pydantic import Field
 
 from ronghe.api.envelopes import Body, MiaohuaOk
+from ronghe.api.fields import choice, int_range, text
 from ronghe.api.images.listing_protocol import ItemPage
-from ronghe.api.images.protocol import (
-    TASK_KINDS,
-    Flag,
-    Lenient,
-    choice,
-    int_range,
-    text,
-)
+from ronghe.api.images.protocol import TASK_KINDS, Flag, Lenient
 
 ID_MAX = 2**31 - 1
 Email = Annotated[str, text(254)]
