@@ -207,14 +207,14 @@ def _bad_path_or_query(scope: Scope) -> tuple[str, str] | None:
     """``(field, message)`` for a NUL in the path or a query parameter (percent-encoded as
     ``%00``; Starlette decodes anything else that is not UTF-8 to U+FFFD)."""
     if "\x00" in scope.get("path", ""):
-        return "path", "the URL path contains a NUL character (%00)"
+        return "path", "path: the URL contains a NUL character (%00); send valid text"
     query = scope.get("query_string", b"")
     if b"%00" in query:
         for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
             if "\x00" in name or "\x00" in value:
                 shown = text.scrub(name.replace("\x00", ""))[:64]
-                return shown or "query", (f"query parameter {shown!r} contains a NUL "
-                                          "character (%00)")
+                field = shown or "query"
+                return field, f"{field}: contains a NUL character (%00); send valid text"
     return None
 
 
