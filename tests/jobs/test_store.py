@@ -214,3 +214,12 @@ def test_recovery_ends_what_it_cannot_write_and_recovers_the_rest(store: TaskSto
 def test_stored_text_that_cannot_be_encoded_reads_as_replacement(store: TaskStore) -> None:
     t = store.create(1, "image", "images.demo", {"prompt": "a \ud800 b\x00"})
     assert store.get(t.id).params["prompt"] == "a \ufffd b\ufffd"
+
+
+def test_a_failure_keeps_the_field_it_is_about(store: TaskStore) -> None:
+    """A front door answers such a task as the client's error by its field, never its text."""
+    t = store.create(1, "caption", "captions.demo", {})
+    store.claim(t.id, "w1")
+    assert store.fail(t.id, "w1", "init_img: the image was deleted", field="init_img")
+    failed = store.get(t.id)
+    assert failed.state is Status.FAILED and failed.result == {"error_field": "init_img"}

@@ -181,7 +181,7 @@ def run_claimed(store: TaskStore, task: TaskView, worker: str, stopping: threadi
         log.warning("task lost its claim; another worker has it", task_id=task_id)
         return None
     except RongheError as exc:
-        store.fail(task_id, worker, exc.msg)
+        store.fail(task_id, worker, exc.msg, field=exc.field)
         log.info("task failed", task_id=task_id, error=exc.msg)
         return Status.FAILED
     except Exception as exc:

@@ -65,6 +65,8 @@ RATE_WINDOW = timedelta(seconds=60)
 # How often recovery may fail on one task with an error that may pass (a database that is
 # away) before the task is ended; an error about the data ends it at the first try.
 RECOVER_TRIES = 3
+# Result key of a failed task: the request field its error is about (TaskStore.fail).
+ERROR_FIELD = "error_field"
 log = structlog.get_logger("ronghe.jobs")
 _PENDING = Status.PENDING.value
 
@@ -337,8 +339,14 @@ class TaskStore:
     def finish(self, task_id: str, worker_id: str, result: dict[str, Any]) -> bool:
         return self._end(task_id, worker_id, Status.DONE, result=result, progress=1.0)
 
-    def fail(self, task_id: str, worker_id: str, error_msg: str) -> bool:
-        return self._end(task_id, worker_id, Status.FAILED, error_msg=error_msg[:2000])
+    def fail(self, task_id: str, worker_id: str, error_msg: str,
+             field: str | None = None) -> bool:
+        """``field``: the request field the error is about, kept in the result as
+        ``error_field`` so a front door can answer it as the client's error without reading
+        the message."""
+        extra: dict[str, Any] = {"result": {ERROR_FIELD: field}} if field else {}
+        return self._end(task_id, worker_id, Status.FAILED, error_msg=error_msg[:2000],
+                         **extra)
 
     def cancelled(self, task_id: str, worker_id: str) -> bool:
         return self._end(task_id, worker_id, Status.CANCELLED, error_msg="cancelled by the user")

@@ -22,6 +22,7 @@ from ronghe.db.models import User
 from ronghe.errors import BadRequest, Timeout, UpstreamError
 from ronghe.images.submit import submit_caption
 from ronghe.jobs import Status
+from ronghe.jobs.store import ERROR_FIELD
 from ronghe.services import Services
 
 router = APIRouter(prefix="/api/v1b", tags=["images"])
@@ -40,7 +41,7 @@ async def _wait(services: Services, user: User, task_id: str) -> str:
     if task.state is Status.DONE:
         return str((task.result or {}).get("caption", ""))
     reason = task.error_msg or "no reason given"
-    if reason.startswith("init_img"):
+    if (task.result or {}).get(ERROR_FIELD) == "init_img":
         raise BadRequest(reason, field="init_img")
     raise UpstreamError(f"img2txt: captioning failed (task {task.id}): {reason}")
 
