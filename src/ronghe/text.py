@@ -79,8 +79,8 @@ def scrub(value: str) -> str:
 
 
 def scrub_json(value: Any) -> Any:
-    """A decoded JSON value with every string (and key) scrubbed; the value itself when
-    nothing needed it."""
+    """A copy of a decoded JSON value with every string (and key) scrubbed (callers check
+    ``json_may_be_invalid`` first, so clean rows skip the copy)."""
     if isinstance(value, str):
         return scrub(value)
     if isinstance(value, dict):

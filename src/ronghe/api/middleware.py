@@ -106,7 +106,8 @@ class BodyMiddleware:
       which runs once the route is known).
     - No string that cannot be stored gets in (``ronghe.text``): a lone surrogate or a NUL
       in a JSON body, a NUL in the path or the query is a 400 naming the field.  Multipart
-      fields are checked where they are parsed (``ronghe.api.forms``).
+      uploads store no text but caption files, checked where they are read
+      (``ronghe.uploads.service.caption_text``).
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:

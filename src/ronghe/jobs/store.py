@@ -83,9 +83,10 @@ class TaskStore:
         # Called in the transaction of every change (see ronghe.jobs.events).
         self.listeners: list[events.Listener] = []
 
-    def _changed(self, s: Session, task_id: str, event: str) -> None:
+    def _changed(self, s: Session, task_id: str, event: str,
+                 listeners: Sequence[events.Listener] | None = None) -> None:
         row = s.execute(_CHANGED, {"id": task_id}).one()
-        events.record(s, row, event, self.listeners)
+        events.record(s, row, event, self.listeners if listeners is None else listeners)
 
     # --- API side
 
@@ -382,8 +383,7 @@ class TaskStore:
             result = s.execute(update(Task).where(where).values(
                 state=state.value, finished_at=utcnow(), lease_expires_at=None, **values))
             if result.rowcount:
-                row = s.execute(_CHANGED, {"id": task_id}).one()
-                events.record(s, row, events.COMPLETED, listeners)
+                self._changed(s, task_id, events.COMPLETED, listeners)
             return bool(result.rowcount)
 
     def _end_failed(self, where: Any, task_id: str, reason: str) -> bool:
