@@ -13,14 +13,18 @@ from ronghe.settings import Settings
 
 
 def default_queues(settings: Settings) -> list[str]:
-    """Every image family configured, plus training: a worker that can run anything."""
-    return all_queues({m.family for m in settings.image_models})
+    """Every image family, plus training: a worker that can run anything, models dropped
+    into the models folder after it started included (not only the configured ones)."""
+    from ronghe.engines.diffusion.families import FAMILIES
+
+    return all_queues({m.family for m in settings.image_models} | set(FAMILIES))
 
 
 def worker(
     queues: Annotated[str | None, typer.Option(
-        "--queues", "-Q", help="Comma-separated queues: images.<family> (demo, sd15, sdxl) "
-        "and training. Default: all of them.", show_default=False)] = None,
+        "--queues", "-Q", help="Comma-separated queues: images.<family> (demo, sd15, sd2, "
+        "sdxl, flux, sd3, zimage, flux2) and training. Default: all of them.",
+        show_default=False)] = None,
     device: Annotated[str | None, typer.Option(
         help="Torch device for this worker: cpu, cuda, cuda:N, mps. Env: RONGHE_DEVICE.",
         show_default=False)] = None,

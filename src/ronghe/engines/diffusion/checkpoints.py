@@ -5,9 +5,14 @@ read tells its layout and whether the file is complete.  A ``.ckpt`` is a zip ho
 pickle; its pickle is read with an unpickler that builds nothing but shapes (no code from the
 file runs, no tensor data is read).
 
-``image_family`` tells SD 1.5, SD 2.x, SDXL and the demo model apart by the original Stable
-Diffusion key layout and the cross-attention width; ``lora_family`` does the same for LoRA
-files (kohya or diffusers format).  Anything else is a ``CheckpointError`` that says why.
+A ``.gguf`` file's tensor names come from its header (the ``gguf`` package), so a quantised
+transformer (FLUX, Z-Image ...) is told from a chat model the same way.
+
+``file_family`` tells a file's family: a transformer family's transformer file by its keys
+(``families.transformer_file_family``), else SD 1.5, SD 2.x, SDXL and the demo model by the
+original Stable Diffusion key layout and the cross-attention width (``image_family``);
+``lora_family`` does the same for LoRA files (kohya, diffusers or the original layout).
+Anything else is a ``CheckpointError`` that says why.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from ronghe.engines.diffusion import families
+
 Shapes = dict[str, tuple[int, ...]]
 
 # A header larger than this is not a checkpoint's (SDXL's is ~200 KB).
@@ -33,7 +40,6 @@ SD2_TEXT = "cond_stage_model.model."
 SDXL_TEXT = "conditioner.embedders."
 # Cross-attention width (the text encoder's hidden size) of each family's UNet.
 CONTEXT_WIDTH = {768: "sd15", 1024: "sd2", 2048: "sdxl"}
-FAMILY_NAMES = {"demo": "the demo model", "sd15": "SD 1.5", "sd2": "SD 2.x", "sdxl": "SDXL"}
 _TO_K = re.compile(r"attn2[._]to_k")
 
 
@@ -132,13 +138,43 @@ def ckpt_shapes(path: Path) -> Shapes:
     return {str(k): v.shape for k, v in root.items() if isinstance(v, _Shape)}
 
 
+def gguf_shapes(path: Path) -> Shapes:
+    """name -> shape of a GGUF file's tensors, from its header (the data is memory-mapped,
+    never read).  Shapes are in torch's order (GGUF stores them reversed)."""
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(path)
+    except Exception as exc:  # truncated or not GGUF: one file's problem, never the scan's
+        raise CheckpointError(f"{path.name}: truncated or not a GGUF file "
+                              f"({type(exc).__name__}: {exc})"[:300]) from None
+    return {t.name: tuple(int(d) for d in reversed(t.shape.tolist())) for t in reader.tensors}
+
+
 def tensor_shapes(path: Path) -> Shapes:
-    """name -> shape of a .safetensors or .ckpt file."""
-    if path.suffix.lower() == ".safetensors":
+    """name -> shape of a .safetensors, .gguf or .ckpt file."""
+    suffix = path.suffix.lower()
+    if suffix == ".safetensors":
         return safetensors_shapes(path)[0]
-    if path.suffix.lower() in (".ckpt", ".pt", ".pth"):
+    if suffix == ".gguf":
+        return gguf_shapes(path)
+    if suffix in (".ckpt", ".pt", ".pth"):
         return ckpt_shapes(path)
-    raise CheckpointError(f"{path.name}: not a .safetensors or .ckpt file")
+    raise CheckpointError(f"{path.name}: not a .safetensors, .gguf or .ckpt file")
+
+
+def file_family(shapes: Shapes, demo: tuple[int, int] | None = None) -> str:
+    """The family of a model file: a transformer family's transformer file, else a whole
+    Stable Diffusion checkpoint (``image_family``)."""
+    transformer = families.transformer_file_family(shapes)
+    if transformer is not None:
+        return transformer.id
+    return image_family(shapes, demo)
+
+
+def label(family_id: str) -> str:
+    family = families.FAMILIES.get(family_id)
+    return family.label if family else family_id
 
 
 def _context_width(shapes: Shapes, prefix: str = "") -> int | None:
@@ -162,8 +198,9 @@ def image_family(shapes: Shapes, demo: tuple[int, int] | None = None) -> str:
         if any(n.startswith(("down_blocks.", "unet.", "mid_block.")) for n in names):
             raise CheckpointError("diffusers-format weights: drop the whole diffusers folder "
                                   "(with model_index.json) instead of one file")
-        raise CheckpointError("no Stable Diffusion UNet in it (no model.diffusion_model.* "
-                              "keys): an unknown layout")
+        raise CheckpointError("neither a Stable Diffusion checkpoint (no "
+                              "model.diffusion_model.* UNet keys) nor a transformer file of "
+                              "FLUX.1, FLUX.2, SD 3.x or Z-Image: an unknown layout")
     width = _context_width(shapes, UNET)
     channels = shapes.get(UNET + "input_blocks.0.0.weight", (0, 0))[1:2]
     in_channels = channels[0] if channels else 0
@@ -179,22 +216,26 @@ def image_family(shapes: Shapes, demo: tuple[int, int] | None = None) -> str:
         family = CONTEXT_WIDTH[width]
     text = {"demo": SD1_TEXT, "sd15": SD1_TEXT, "sd2": SD2_TEXT, "sdxl": SDXL_TEXT}[family]
     if not any(n.startswith(text) for n in names):
-        raise CheckpointError(f"a {FAMILY_NAMES[family]} UNet without its text encoder "
+        raise CheckpointError(f"a {label(family)} UNet without its text encoder "
                               f"(no {text}* keys): only full checkpoints load")
     if family == "sdxl" and not any(n.startswith(SDXL_TEXT + "1.") for n in names):
         raise CheckpointError("an SDXL checkpoint with one text encoder (the refiner?); "
                               "only SDXL base-style checkpoints load")
     if not any(n.startswith("first_stage_model.") for n in names):
-        raise CheckpointError(f"a {FAMILY_NAMES[family]} checkpoint without its VAE "
+        raise CheckpointError(f"a {label(family)} checkpoint without its VAE "
                               "(no first_stage_model.* keys)")
     return family
 
 
 def lora_family(shapes: Shapes, demo_width: int | None = None) -> str:
-    """The base family a LoRA was trained for, from its cross-attention (or text) widths."""
+    """The base family a LoRA was trained for: a transformer family by its key names, an SD
+    family by its cross-attention (or text) widths."""
     names = list(shapes)
     if not any("lora" in n.lower() for n in names):
         raise CheckpointError("no LoRA weights in it (no lora_* keys)")
+    transformer = families.lora_transformer_family(names)
+    if transformer is not None:
+        return transformer.id
     downs = {n: s for n, s in shapes.items()
              if n.endswith(("lora_down.weight", "lora.down.weight", "lora_A.weight"))}
     width = _context_width(downs)

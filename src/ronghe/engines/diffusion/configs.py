@@ -14,12 +14,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ronghe.engines.diffusion.families import FAMILIES
 from ronghe.engines.shipped import default_model_path
 
 CONFIGS = Path(__file__).resolve().parents[2] / "models" / "configs"
 CLIP_VOCAB = CONFIGS / "clip" / "vocab.json"
 CLIP_MERGES = CONFIGS / "clip" / "merges.txt"
-SHIPPED = ("sd15", "sd2", "sdxl")
+# The families whose whole checkpoints load from one file (the demo's config is its folder).
+SHIPPED = tuple(f.id for f in FAMILIES.values() if f.single_file == "checkpoint" and f.id != "demo")
 TOKENIZER_KEYS = ("bos_token", "eos_token", "pad_token", "unk_token", "model_max_length")
 
 

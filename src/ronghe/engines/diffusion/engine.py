@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from ronghe.engines.diffusion import device as placement
 from ronghe.engines.diffusion.generate import (
     GenerationRequest,
     GenerationResult,
@@ -42,13 +43,16 @@ def build_engine(settings: Settings,
                  registry: ModelRegistry | None = None) -> ImageEngine | IsolatedEngine:
     """The engine ``settings.image_worker_process`` asks for, on the process's registry."""
     registry = registry or ModelRegistry(settings)
-    budget_mb = settings.pipeline_memory_budget_mb
-    budget_bytes = budget_mb * 2**20 if budget_mb else None
+    _free, total = placement.cuda_memory(settings.device)
+    budget_bytes = placement.cache_budget(settings.device, total,
+                                          settings.pipeline_memory_budget_mb)
     if settings.image_worker_process:
         return IsolatedEngine(registry, ChildConfig(
             list(settings.image_models), settings.image_default_model,
             settings.pipeline_cache_size, budget_bytes, settings.device,
-            settings.models_path, settings.loras_path))
+            settings.models_path, settings.loras_path, settings.image_dtype,
+            settings.image_offload, settings.image_compile))
     cache = PipelineCache(registry, settings.pipeline_cache_size, budget_bytes,
-                          device=settings.device)
+                          device=settings.device, dtype=settings.image_dtype,
+                          offload=settings.image_offload, compile=settings.image_compile)
     return ImageEngine(registry, cache)

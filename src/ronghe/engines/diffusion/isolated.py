@@ -66,6 +66,9 @@ class ChildConfig:
     # The models folder (and LoRA folder): the child serves what the parent's scan found.
     models_path: Path | None = None
     loras_path: Path | None = None
+    dtype: str = "auto"
+    offload: str = "auto"
+    compile: bool = False
 
 
 class _Stop(Exception):
@@ -74,7 +77,8 @@ class _Stop(Exception):
 
 def _child_main(conn: Connection, config: ChildConfig) -> None:
     registry = ModelRegistry(config)
-    cache = PipelineCache(registry, config.capacity, config.memory_budget_bytes, config.device)
+    cache = PipelineCache(registry, config.capacity, config.memory_budget_bytes, config.device,
+                          config.dtype, config.offload, config.compile)
     engine = ImageEngine(registry, cache)
     while True:
         try:

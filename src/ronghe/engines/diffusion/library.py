@@ -1,13 +1,14 @@
 """The models folder: image models, chat GGUFs and LoRAs dropped under the data directory.
 
 ``<data_dir>/models/`` holds diffusers folders, single ``.safetensors`` / ``.ckpt``
-checkpoints (image models) and ``.gguf`` files (chat models); ``<data_dir>/loras/`` holds
-LoRA files.  Each is served under its file or folder name.  A scan reads each new or changed
-file's tensor names only (``checkpoints``), tells its family, and writes what it found to
-``.ronghe-index.json`` in the models folder; every process (the server, its image worker,
-scale-out workers, the CLI) reads that index, so ``ronghe models scan`` reaches a running
-server without a restart.  A file that cannot be used is listed with its problem, never
-skipped silently and never fatal.
+checkpoints and transformer files (image models; a transformer file may be a ``.gguf``
+quantisation) and ``.gguf`` chat models, told apart by their tensor names;
+``<data_dir>/loras/`` holds LoRA files.  Each is served under its file or folder name.  A
+scan reads each new or changed file's tensor names only (``checkpoints``), tells its family,
+and writes what it found to ``.ronghe-index.json`` in the models folder; every process (the
+server, its image worker, scale-out workers, the CLI) reads that index, so ``ronghe models
+scan`` reaches a running server without a restart.  A file that cannot be used is listed
+with its problem, never skipped silently and never fatal.
 
 Beside a file, ``<stem>.ronghe.json`` may say ``{"family": "sd15", "description": "…"}``
 (for a folder: its ``ronghe.json``); a stated family wins over the detected one, and a
@@ -24,18 +25,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ronghe.engines.diffusion import checkpoints
+from ronghe.engines.diffusion import checkpoints, families
 from ronghe.engines.diffusion.checkpoints import CheckpointError
 
 INDEX_FILE = ".ronghe-index.json"
 BROKEN_FILE = ".ronghe-broken.json"
 SIDECAR_SUFFIX = ".ronghe.json"
 IMAGE_SUFFIXES = (".safetensors", ".ckpt")
-CHAT_SUFFIX = ".gguf"
+# A .gguf is a chat model unless its tensors are an image transformer's.
+CHAT_SUFFIX = GGUF_SUFFIX = ".gguf"
 LORA_SUFFIXES = (".safetensors",)
 # Bumped when inspection changes, so an old index's verdicts are not reused.
-INSPECTOR_VERSION = 1
-FAMILIES = ("demo", "sd15", "sd2", "sdxl")
+INSPECTOR_VERSION = 2
+FAMILIES = families.ids()
 MAX_NAME = 128
 
 
@@ -103,8 +105,8 @@ def classify(path: Path) -> str | None:
     if path.is_dir():
         return "image" if (path / "model_index.json").is_file() else None
     suffix = path.suffix.lower()
-    if suffix == CHAT_SUFFIX:
-        return "chat"
+    if suffix == GGUF_SUFFIX:
+        return gguf_kind(path)
     if suffix == ".safetensors":
         try:
             names = checkpoints.safetensors_shapes(path)[0]
@@ -115,6 +117,15 @@ def classify(path: Path) -> str | None:
             return "lora"
         return "image"
     return "image" if suffix in IMAGE_SUFFIXES else None
+
+
+def gguf_kind(path: Path) -> str:
+    """"image" for a GGUF image transformer (FLUX, Z-Image ...), else "chat"."""
+    try:
+        shapes = checkpoints.gguf_shapes(path)
+    except CheckpointError:
+        return "chat"  # damaged: the chat inspection reports why
+    return "image" if families.transformer_file_family(shapes) else "chat"
 
 
 def demo_signature() -> tuple[int, int] | None:
@@ -129,19 +140,25 @@ def demo_signature() -> tuple[int, int] | None:
 
 
 def folder_family(path: Path, demo: tuple[int, int] | None) -> str:
-    """The family of a diffusers folder, from model_index.json and the UNet's config."""
+    """The family of a diffusers folder, from model_index.json (and, for the Stable
+    Diffusion pipeline's three families, the UNet's config)."""
     try:
         index = json.loads((path / "model_index.json").read_text(encoding="utf-8"))
-        unet = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{path.name}: not a diffusers pipeline folder ({exc})") from None
-    cls = index.get("_class_name")
+    cls = index.get("_class_name") if isinstance(index, dict) else None
+    found = families.of_folder_class(cls)
+    if not found:
+        raise CheckpointError(f"{path.name}: a {cls} folder; the pipelines served are "
+                              + ", ".join(families.folder_classes()))
+    if len(found) == 1:
+        return found[0].id
+    try:  # StableDiffusionPipeline: the demo, SD 1.5 or SD 2.x by the UNet
+        unet = json.loads((path / "unet" / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path.name}: its unet/config.json cannot be read ({exc})") \
+            from None
     width, channels = unet.get("cross_attention_dim"), unet.get("in_channels")
-    if cls == "StableDiffusionXLPipeline":
-        return "sdxl"
-    if cls != "StableDiffusionPipeline":
-        raise CheckpointError(f"{path.name}: a {cls} folder; only StableDiffusionPipeline and "
-                              "StableDiffusionXLPipeline folders load")
     if demo is not None and (width, channels) == demo:
         return "demo"
     if width in (768, 1024) and channels == 4:
@@ -170,14 +187,14 @@ def inspect(path: Path, kind: str, demo: tuple[int, int] | None,
         elif path.is_dir():
             detected = folder_family(path, demo)
         else:
-            detected = checkpoints.image_family(checkpoints.tensor_shapes(path), demo)
+            detected = checkpoints.file_family(checkpoints.tensor_shapes(path), demo)
     except CheckpointError as exc:
         return stated, str(exc), meta
     except Exception as exc:  # an unreadable file is one model's problem, never the scan's
         return None, f"cannot be read: {type(exc).__name__}: {exc}"[:500], {}
     if stated is not None and stated != detected:
         return stated, (f"its family is given as {stated} but its weights are "
-                        f"{checkpoints.FAMILY_NAMES[detected]}'s ({detected})"), meta
+                        f"{checkpoints.label(detected)}'s ({detected})"), meta
     return detected, None, meta
 
 
@@ -191,7 +208,7 @@ def _kind(path: Path, root_kind: str) -> str | None:
         return "image" if (path / "model_index.json").is_file() else None
     if path.suffix.lower() in IMAGE_SUFFIXES:
         return "image"
-    return "chat" if path.suffix.lower() == CHAT_SUFFIX else None
+    return GGUF_SUFFIX if path.suffix.lower() == GGUF_SUFFIX else None
 
 
 def scan_dir(root: Path, root_kind: str, previous: dict[str, Found],
@@ -214,13 +231,15 @@ def scan_dir(root: Path, root_kind: str, previous: dict[str, Found],
             continue  # removed while we looked
         key = str(path)
         old = previous.get(key)
+        if kind == GGUF_SUFFIX:  # chat or image: its tensors tell, read once per version
+            kind = old.kind if old is not None and old.signature == sig else gguf_kind(path)
         if old is not None and old.signature == sig and old.kind == kind:
             item = old
         else:
             family, problem, meta = inspect(path, kind, demo)
             item = Found(name, kind, key, family, problem, sig,
                          str(meta.get("description") or ""),
-                         {k: v for k, v in meta.items() if k in ("trigger_word", "public")})
+                         {k: v for k, v in meta.items() if k in ("trigger_word", "public", "base")})
         group = "chat" if kind == "chat" else kind
         if (group, name) in taken:
             item = Found(name, kind, key, item.family, f"another file here is also named "

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from ronghe.engines.diffusion import checkpoints, families
+from ronghe.engines.diffusion.families import Family, Recommended
 from ronghe.engines.diffusion.guidance import GuidanceSchedule
 from ronghe.engines.diffusion.library import FAMILIES, Found, ModelsFolder
 from ronghe.errors import BadRequest, NotReady
@@ -24,9 +26,11 @@ from ronghe.queues import image_queue
 from ronghe.settings import ImageModelSpec
 
 BUNDLED = "bundled:"
-SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt")
-# Output sides accepted when a model declares no narrower range (multiples of 8).
+SINGLE_FILE_SUFFIXES = (".safetensors", ".ckpt", ".gguf")
+# Output sides accepted when a model declares no narrower range (multiples of 8); each
+# family narrows them (families.py), and the transformer families take multiples of 16.
 SIZE_MIN, SIZE_MAX, SIZE_STEP = 64, 2048, 8
+TRANSFORMER_SIZE_STEP = 16
 DEFAULT_STEPS = 50
 DEFAULT_GUIDANCE = 7.0
 DEMO_CONTROLNETS = ("canny", "brightness", "tile")
@@ -66,6 +70,10 @@ class ModelEntry:
     meta: dict[str, Any] = field(default_factory=dict)
     # Full guidance for the noisiest share of the steps only (the demo model's recipe).
     guidance_schedule: GuidanceSchedule = field(default_factory=GuidanceSchedule)
+    # How ``scale`` reaches the model (families.GuidanceKind).
+    guidance_kind: str = "cfg"
+    # A transformer-only file's diffusers folder (text encoders, VAE, scheduler).
+    base_path: Path | None = None
 
     @property
     def name(self) -> str:
@@ -76,16 +84,35 @@ class ModelEntry:
         return self.spec.family
 
     @property
+    def family_info(self) -> Family:
+        return families.get(self.spec.family)
+
+    @property
     def single_file(self) -> bool:
         return self.path.suffix.lower() in SINGLE_FILE_SUFFIXES
 
     @property
+    def transformer_file(self) -> bool:
+        """A transformer alone (safetensors or GGUF), loaded beside ``base_path``."""
+        return self.single_file and self.family_info.single_file == "transformer"
+
+    @property
+    def quantised(self) -> bool:
+        return self.path.suffix.lower() == ".gguf"
+
+    @property
+    def size_step(self) -> int:
+        return SIZE_STEP if self.family_info.is_sd else TRANSFORMER_SIZE_STEP
+
+    @property
     def min_size(self) -> int:
-        return max(SIZE_MIN, self.spec.min_size or SIZE_MIN)
+        low = max(SIZE_MIN, self.family_info.min_size)
+        return max(low, self.spec.min_size or low)
 
     @property
     def max_size(self) -> int:
-        return min(SIZE_MAX, self.spec.max_size or SIZE_MAX)
+        high = min(SIZE_MAX, self.family_info.max_size)
+        return min(high, self.spec.max_size or high)
 
     @property
     def queue(self) -> str:
@@ -99,7 +126,17 @@ class ModelEntry:
             if not (self.path / "model_index.json").is_file():
                 return f"{self.path} is not a diffusers folder (no model_index.json)"
         elif not self.single_file:
-            return f"{self.path} must be a diffusers folder or a .safetensors/.ckpt file"
+            return f"{self.path} must be a diffusers folder or a .safetensors/.ckpt/.gguf file"
+        elif self.transformer_file:
+            label = self.family_info.label
+            if self.base_path is None:
+                return (f"a {label} transformer file needs a {label} diffusers folder for its "
+                        "text encoders and VAE: put one in the models folder, or name one as "
+                        "\"base\" in its <file>.ronghe.json")
+            if not (self.base_path / "model_index.json").is_file():
+                return f"its base {self.base_path} is not a diffusers folder"
+        elif self.path.suffix.lower() == ".gguf":
+            return f"a GGUF file of {self.family_info.label} (only transformer files are GGUF)"
         for cn, cn_path in self.controlnets.items():
             if not (cn_path / "config.json").is_file():
                 return f"ControlNet {cn!r} files are missing at {cn_path}"
@@ -134,16 +171,58 @@ def _file_meta(path: Path, family: str) -> dict[str, Any]:
     return meta
 
 
-def make_entry(spec: ImageModelSpec) -> ModelEntry:
+def folder_configs(path: Path | None) -> dict[str, Any]:
+    """A diffusers folder's model_index and transformer configs (what tells a flavour)."""
+    configs: dict[str, Any] = {"model_index": {}, "transformer": {}}
+    if path is None:
+        return configs
+    for key, file in (("model_index", path / "model_index.json"),
+                      ("transformer", path / "transformer" / "config.json")):
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            configs[key] = data
+    return configs
+
+
+def transformer_file_configs(path: Path, base: Path | None) -> dict[str, Any]:
+    """The base folder's configs, with what the file itself says of its flavour (a FLUX.1
+    file with a guidance input is dev, without one schnell, whatever the base is)."""
+    configs = folder_configs(base)
+    try:
+        names = set(checkpoints.tensor_shapes(path))
+    except (checkpoints.CheckpointError, OSError):
+        return configs
+    guided = any(n.endswith("guidance_in.in_layer.weight") or
+                 n.endswith("time_text_embed.guidance_embedder.linear_1.weight") for n in names)
+    configs["transformer"] = {**configs["transformer"], "guidance_embeds": guided}
+    return configs
+
+
+def make_entry(spec: ImageModelSpec, base_path: Path | None = None) -> ModelEntry:
     path = resolve_path(spec.path)
+    family = families.get(spec.family)
     if path.suffix.lower() in SINGLE_FILE_SUFFIXES:
         meta = _file_meta(path, spec.family)
+        transformer = family.single_file == "transformer"
+        configs = (transformer_file_configs(path, base_path) if transformer
+                   else folder_configs(None))
     else:
         meta = folder_meta(path)
+        configs = folder_configs(path)
     recommended = meta.get("recommended") or {}
+    rec: Recommended = family.recommend(configs)
     native = meta.get("native_resolution")
-    steps = spec.default_steps or recommended.get("num_inference_steps") or DEFAULT_STEPS
+    steps = (spec.default_steps or recommended.get("num_inference_steps") or rec.steps
+             or DEFAULT_STEPS)
     guidance = recommended.get("guidance_scale")
+    if not isinstance(guidance, int | float) and not family.is_sd:
+        # SD keeps the spec's scale default (7); the newer families' own matter more
+        # (FLUX dev's distilled guidance is 3.5, a turbo model's none).
+        guidance = rec.guidance
+    kind = recommended.get("guidance_kind")
     return ModelEntry(
         spec=spec, path=path,
         controlnets={name: resolve_path(p) for name, p in spec.controlnets.items()},
@@ -152,6 +231,8 @@ def make_entry(spec: ImageModelSpec) -> ModelEntry:
         recommended_guidance=float(guidance) if isinstance(guidance, int | float) else None,
         meta=meta,
         guidance_schedule=GuidanceSchedule.from_recommended(recommended),
+        guidance_kind=kind if kind in ("cfg", "embedded", "none") else rec.guidance_kind,
+        base_path=base_path,
     )
 
 
@@ -202,11 +283,12 @@ class ModelRegistry:
         for item in items:
             if item.kind != "image" or item.name in taken:
                 continue  # a configured model of the same name wins
+            family = item.family if item.family in FAMILIES else "sd15"
             specs.append(ImageModelSpec(
-                name=item.name, path=item.path,
-                family=item.family if item.family in FAMILIES else "sd15",  # type: ignore[arg-type]
+                name=item.name, path=item.path, family=family,
+                base=str(item.meta.get("base") or ""),
                 description=item.description or f"{Path(item.path).name} (models folder)",
-                trainable=item.family in ("demo", "sd15")))
+                trainable=families.get(family).trainable))
             folder[item.name] = item
             taken.add(item.name)
         by_name: dict[str, ImageModelSpec] = {}
@@ -259,9 +341,30 @@ class ModelRegistry:
             return None
         with self._lock:
             entry = self._entries.get(spec.name)
-            if entry is None:
-                entry = self._entries[spec.name] = make_entry(spec)
-            return entry
+        if entry is None:
+            entry = make_entry(spec, self.base_path(spec))
+            with self._lock:
+                entry = self._entries.setdefault(spec.name, entry)
+        return entry
+
+    def base_path(self, spec: ImageModelSpec) -> Path | None:
+        """Where a transformer-only file's other components come from: its ``base`` (a
+        model's name or a folder), else the first usable folder model of its family."""
+        path = resolve_path(spec.path)
+        family = families.get(spec.family)
+        if path.suffix.lower() not in SINGLE_FILE_SUFFIXES or family.single_file != "transformer":
+            return None
+        if spec.base:
+            named = self._by_name.get(spec.base)
+            return resolve_path(named.path) if named is not None else Path(spec.base).expanduser()
+        for other in self._specs:
+            folder = resolve_path(other.path)
+            item = self._folder.get(other.name)
+            if (other.family == spec.family and folder.is_dir()
+                    and (folder / "model_index.json").is_file()
+                    and not (item is not None and item.problem)):
+                return folder
+        return None
 
     def entries(self) -> list[ModelEntry]:
         self.refresh()
@@ -333,5 +436,8 @@ def describe(entry: ModelEntry, default: bool = False,
         "path": str(entry.path), "single_file": entry.single_file,
         "controlnets": sorted(entry.controlnets), "native_resolution": entry.native_resolution,
         "sizes": f"{entry.min_size}-{entry.max_size}", "default_steps": entry.default_steps,
+        "family_label": entry.family_info.label, "size_step": entry.size_step,
+        "base": str(entry.base_path) if entry.base_path else None,
+        "quantised": entry.quantised,
         "default": default, "problem": registry.problem(entry) if registry else entry.problem(),
     }
