@@ -30,9 +30,10 @@ import structlog
 from PIL import Image
 
 from ronghe.catalog.service import LoraState
+from ronghe.engines.diffusion import families, output
 from ronghe.engines.training.captions import training_caption
 from ronghe.engines.training.history import LossHistory
-from ronghe.engines.training.presets import TARGET_MODULES, Preset
+from ronghe.engines.training.presets import Preset
 from ronghe.errors import RongheError
 from ronghe.jobs.runner import Cancelled, Shutdown
 from ronghe.jobs.store import Lost
@@ -182,7 +183,10 @@ def _train(ctx: TrainTaskContext, job: TrainJob, folder: Path) -> dict[str, Any]
     with budget.lease("torch") as threads:
         torch.set_num_threads(threads)
         captions = _captions(ctx, job, pairs)
-        trainer = LoraTrainer(entry.path, preset, job.seed)
+        trainer = LoraTrainer(entry.path, preset, job.seed, family=job.family,
+                              device=ctx.device, dtype=ctx.dtype)
+        log.info("training starts", task_id=ctx.task.id, family=job.family,
+                 device=ctx.device, precision=trainer.precision.describe())
         trainer.prepare(images, captions, lambda i, n: ctx.check())
         extra = trainer.load_checkpoint(folder) or {}
         run = _Run(ctx, job, trainer, folder, extra.get("samples", []), trainer.step)
@@ -266,7 +270,12 @@ class _Run:
         for index, prompt in enumerate(prompts):
             image = self.trainer.sample(prompt, seed=self.job.seed)
             out = io.BytesIO()
-            image.save(out, format="PNG")
+            # Like every PNG Ronghe writes, it carries A1111's parameters text.
+            text = output.a1111_text({"prompt": prompt, "seed": self.job.seed,
+                                      "width": image.width, "height": image.height,
+                                      "model": self.job.base_model,
+                                      "loras": [{"name": self.job.name, "weight": 1.0}]})
+            image.save(out, format="PNG", pnginfo=output.png_info(text))
             info = self.ctx.files.save(
                 self.ctx.task.user_id, out.getvalue(), "image/png", SAMPLE_KIND, image.width,
                 image.height, file_id=sample_file_id(self.ctx.task.id, step, index))
@@ -310,12 +319,13 @@ class _Run:
             "alpha": self.preset.alpha, "steps": trainer.step,
             "learning_rate": self.preset.learning_rate, "batch_size": self.preset.batch_size,
             "resolution": self.preset.resolution, "seed": job.seed, "images": image_count,
-            "target_modules": list(TARGET_MODULES), "buckets": trainer.bucket_summary,
+            "target_modules": list(families.get(job.family).lora_targets),
+            "precision": trainer.precision.describe(), "buckets": trainer.bucket_summary,
             "final_loss": round(sum(losses[-20:]) / max(1, len(losses[-20:])), 6),
             "train_seconds": round(trainer.elapsed, 1), "task_id": self.ctx.task.id,
         }
-        config = trainer.unet.peft_config["default"].to_dict()
-        files = export_files(trainer.lora_state_dict(), config, self.preset.alpha, sidecar)
+        files = export_files(trainer.lora_state_dict(), trainer.lora_config(),
+                             self.preset.alpha, sidecar, family=job.family)
         for name, data in files.items():
             ctype = "application/json" if name.endswith(".json") else "application/octet-stream"
             ctx.files.storage.put(f"{prefix}/{name}", data, ctype)

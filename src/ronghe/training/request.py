@@ -26,6 +26,8 @@ class TrainRequest:
     steps: int | None = None
     rank: int | None = None
     learning_rate: float | None = None
+    # Side of the square training images (and of the buckets' area); a multiple of 16.
+    resolution: int | None = None
     # None: a random seed.
     seed: int | None = None
     webhook: str = ""

@@ -31,6 +31,8 @@ from ronghe.webhooks.request import task_webhook
 
 # Entries in these states no longer hold their name: submitting the name again replaces them.
 REPLACEABLE = (LoraState.FAILED, LoraState.CANCELLED)
+# A requested training resolution is a multiple of this.
+RESOLUTION_STEP = 16
 
 
 class Training:
@@ -65,8 +67,13 @@ class Training:
         hook = task_webhook(self.services, user_id, req.webhook, req.callback_url,
                             list(events) if events is not None else None)
         preset = preset_for(entry.family, main_body)
+        if req.resolution is not None and req.resolution % RESOLUTION_STEP:
+            # FLUX packs 2x2 patches of the 8x-downsampled latents: sides of 16 px fit all.
+            raise BadRequest(f"resolution: must be a multiple of {RESOLUTION_STEP} "
+                             f"(got {req.resolution})", field="resolution")
         overrides = {k: v for k, v in (("steps", req.steps), ("rank", req.rank),
-                                       ("learning_rate", req.learning_rate)) if v is not None}
+                                       ("learning_rate", req.learning_rate),
+                                       ("resolution", req.resolution)) if v is not None}
         preset = replace(preset, **overrides)
         seed = req.seed if req.seed is not None else random.randrange(2**31)
         self._free_name(user_id, name)

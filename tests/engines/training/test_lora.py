@@ -134,8 +134,8 @@ def test_presets_and_captions() -> None:
             assert preset.alpha == preset.rank and preset.steps > 0
             assert preset.checkpoint_every <= preset.steps
     assert preset_for("demo", "Human").flip is False
-    with pytest.raises(ValueError, match="sdxl"):
-        preset_for("sdxl", "Style")
+    with pytest.raises(ValueError, match="sd3"):
+        preset_for("sd3", "Style")
     assert base_caption("  purple   star ", "Style") == "purple star style"
     assert base_caption("", "Animals") == "animal"
     assert captions_for([None, None], "ohwx", "Human", lambda _: "smiling") == [  # type: ignore[list-item]

@@ -74,6 +74,9 @@ class TrainSubmit(_Body):
     steps: Annotated[int, int_range(1, 100_000)] | None = None
     rank: Annotated[int, int_range(1, 256)] | None = None
     learning_rate: Annotated[float, Range(0, 1, low_open=True)] | None = None
+    resolution: Annotated[int, int_range(32, 2048)] | None = Field(
+        default=None, description="training side in pixels, a multiple of 16 (default: the "
+        "preset's, 1024 for SDXL and FLUX)")
     seed: Annotated[int, int_range(0, 2**31 - 1)] | None = None
     # Issue 14: a URL told about the training (callback_url is the vendor's name for it).
     webhook: Url = ""
@@ -103,7 +106,8 @@ class TrainSubmit(_Body):
             name=self.name, dataset=tuple(self.dataset), description=self.description,
             base_model=self.base_model, trigger_word=self.trigger_word,
             main_body=self.main_body, nsfw=bool(self.nsfw), steps=self.steps, rank=self.rank,
-            learning_rate=self.learning_rate, seed=self.seed, webhook=self.webhook,
+            learning_rate=self.learning_rate, resolution=self.resolution, seed=self.seed,
+            webhook=self.webhook,
             callback_url=self.callback_url,
             webhook_events_filter=tuple(events) if events is not None else None,
             sample_prompts=tuple(self.sample_prompts))

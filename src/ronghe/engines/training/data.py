@@ -18,10 +18,11 @@ from PIL import Image
 ASPECTS: tuple[float, ...] = (1.0, 4 / 3, 3 / 4, 3 / 2, 2 / 3, 16 / 9, 9 / 16)
 
 
-def bucket_sizes(resolution: int) -> list[tuple[int, int]]:
+def bucket_sizes(resolution: int, small_step: int = 8) -> list[tuple[int, int]]:
     """(width, height) of each bucket: about resolution² pixels, sides multiples of 64
-    (8 for tiny models), so SD's 8x VAE downsampling and the UNet's 3 halvings divide them."""
-    step = 64 if resolution >= 256 else 8
+    (``small_step`` for tiny models: 8, or 16 where the latents are packed in 2×2 patches),
+    so SD's 8x VAE downsampling and the UNet's 3 halvings divide them."""
+    step = 64 if resolution >= 256 else small_step
     sizes: dict[tuple[int, int], None] = {}
     for aspect in ASPECTS:
         width = max(step, round(resolution * math.sqrt(aspect) / step) * step)
@@ -43,12 +44,18 @@ def to_size(image: Image.Image, width: int, height: int) -> Image.Image:
         canvas = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(canvas, rgba)
     image = image.convert("RGB")
-    scale = max(width / image.width, height / image.height)
-    cover_w = max(width, round(image.width * scale))
-    cover_h = max(height, round(image.height * scale))
+    cover_w, cover_h, left, top = cover_box(image.width, image.height, width, height)
     image = image.resize((cover_w, cover_h), Image.Resampling.LANCZOS, reducing_gap=3.0)
-    left, top = (cover_w - width) // 2, (cover_h - height) // 2
     return image.crop((left, top, left + width, top + height))
+
+
+def cover_box(image_w: int, image_h: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """(cover width, cover height, left, top): the size an image is scaled to so that it
+    covers width x height, and the corner of the centred crop (SDXL's crop conditioning)."""
+    scale = max(width / image_w, height / image_h)
+    cover_w = max(width, round(image_w * scale))
+    cover_h = max(height, round(image_h * scale))
+    return cover_w, cover_h, (cover_w - width) // 2, (cover_h - height) // 2
 
 
 def to_square(image: Image.Image, size: int) -> Image.Image:
