@@ -13,6 +13,9 @@ the same context settings (4,096 cells per sequence, flash attention off, as Ron
 - the ratios Ronghe/raw for 1 stream and for 4 streams, each the median of per-pair ratios
   (raw and Ronghe runs alternate, which goes first alternates too), so load that drifts
   during the run moves both halves of a pair alike;
+- the batching gain of each side, 4 streams' aggregate / 1 stream's (raw 4 ÷ raw 1 beside
+  Ronghe 4 ÷ Ronghe 1, medians of rounds) and Ronghe's gain as a share of raw's: a raw gain
+  near 1 says this CPU hardly rewards batching, and then the 4-stream ratio says little;
 - prompt-prefix reuse: time to first token of turn 2 of a ~1,500-token conversation, cold
   (nothing cached) and warm (turn 1 just ran, its slot still holds the conversation);
 - CPU time per generated token: of the benchmark's process during raw runs, of the server's
@@ -20,6 +23,9 @@ the same context settings (4,096 cells per sequence, flash attention off, as Ron
   runs, so it shows what Ronghe itself costs on top of llama.cpp when the box is busy.
 
     python bench/chat.py --tokens 64 --rounds 3 --threads 1
+
+The load average (1, 5 and 15 minutes) is printed at the start and the end: on a shared
+machine the absolute figures move with it, the ratios much less.
 """
 
 from __future__ import annotations
@@ -286,7 +292,10 @@ def serve(data_dir: str, threads: int) -> None:
     import uvicorn
 
     from ronghe.app import create_app
+    from ronghe.logs import configure
     from ronghe.settings import ChatModelSpec, Settings
+
+    configure("warning")  # no line per request in the benchmark's output
 
     models = [ChatModelSpec(name="smollm2", path="bundled:smollm2", n_ctx=N_CTX)]
     app = create_app(Settings(data_dir=Path(data_dir) / "data", cpu_threads=threads,
@@ -310,6 +319,11 @@ def serve(data_dir: str, threads: int) -> None:
     server.run(sockets=[sock])
 
 
+def load() -> str:
+    """The 1, 5 and 15-minute load averages."""
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
@@ -329,7 +343,7 @@ def main() -> None:
         return
 
     print(f"SmolLM2-135M Q4_1, {args.tokens} tokens/stream, {args.rounds} rounds, "
-          f"{args.threads} thread(s), load average {os.getloadavg()[0]:.2f} at start")
+          f"{args.threads} thread(s), {os.cpu_count()} CPUs, load average {load()} at start")
     raw = Raw(args.threads, 4)
     bias = {str(t): -100 for t in raw.eog}
     results: dict[str, list[Run]] = {k: [] for k in
@@ -358,7 +372,7 @@ def main() -> None:
             _, turn2b = conversation(f"city{r}", raw)
             ttft(url, key, conversation(f"city{r}", raw)[0])  # turn 1 runs first
             warm.append(ttft(url, key, turn2b))
-        load_end = os.getloadavg()[0]
+        load_end = load()
 
     print(f"{'':16} {'agg tok/s':>9} {'TTFT p50':>9} {'TTFT max':>9} {'gap p50':>8} "
           f"{'gap p99':>8} {'CPU/tok':>8}   (ms; medians over rounds, gaps pooled)")
@@ -376,6 +390,17 @@ def main() -> None:
           f"pairs {min(one):.3f}-{max(one):.3f})")
     print(f"ratio Ronghe 4 streams / raw 4 batched: {statistics.median(four):.3f} (target >= "
           f"0.9; pairs {min(four):.3f}-{max(four):.3f})")
+    # Per round: each side's 4-stream aggregate over its own 1-stream one, and their quotient.
+    gain_raw = [b.rate / a.rate for a, b in zip(results["raw 1"], results["raw 4 batched"],
+                                                strict=True)]
+    gain_ronghe = [b.rate / a.rate for a, b in zip(results["ronghe 1"], results["ronghe 4"],
+                                                   strict=True)]
+    share = [h / r for h, r in zip(gain_ronghe, gain_raw, strict=True)]
+    print(f"batching gain, 4 streams / 1 stream: raw {statistics.median(gain_raw):.2f} x, Ronghe "
+          f"{statistics.median(gain_ronghe):.2f} x; Ronghe's / raw's {statistics.median(share):.3f}"
+          f" (target >= 0.9; rounds {', '.join(f'{x:.3f}' for x in share)})"
+          + ("  -- raw gains under 1.2 x: this CPU hardly rewards batching"
+             if statistics.median(gain_raw) < 1.2 else ""))
     ttft1 = statistics.median(t for r in results["ronghe 1"] for t in r.ttfts())
     max4 = max(t for r in results["ronghe 4"] for t in r.ttfts())
     before_end = all(max(t[0] for t in r.times) < min(t[-1] for t in r.times)
@@ -392,7 +417,7 @@ def main() -> None:
     print(f"turn 2 of a ~1,500-token conversation, TTFT: cold {statistics.median(cold) * 1000:.0f}"
           f" ms, warm {statistics.median(warm) * 1000:.0f} ms "
           f"({statistics.median(cold) / statistics.median(warm):.1f}x)")
-    print(f"load average at end {load_end:.2f}")
+    print(f"load average at end {load_end}")
 
 
 if __name__ == "__main__":

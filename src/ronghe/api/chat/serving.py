@@ -24,7 +24,13 @@ from ronghe.api.chat.protocol import (
     stream_error_body,
 )
 from ronghe.api.chat.state import ChatState
-from ronghe.api.chat.streaming import DONE, EventStream, collect_or_disconnect, sse
+from ronghe.api.chat.streaming import (
+    DONE,
+    EventStream,
+    collect_or_disconnect,
+    sse,
+    text_events,
+)
 from ronghe.engines.llm.base import ChatStream
 from ronghe.errors import ContentViolation, RongheError, Timeout
 
@@ -59,10 +65,11 @@ async def complete(request: Request, body: VendorChatRequest,
 
 
 async def _events(rid: str, stream: ChatStream) -> AsyncIterator[str]:
+    text_chunk = text_events(lambda text: chunk_body(rid, text))  # encodes only the text
     try:
         async for delta in stream:
             if delta.finish_reason is None:
-                yield sse(chunk_body(rid, delta.text))
+                yield text_chunk(delta.text)
             else:
                 status = 4 if delta.finish_reason == "content_filter" else 0
                 yield sse(chunk_body(rid, delta.text, delta.finish_reason, delta.usage,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
@@ -27,6 +27,26 @@ DONE = "data: [DONE]\n\n"
 def sse(payload: dict[str, Any]) -> str:
     """One data-only event: ``data: <json>`` and a blank line (clients split on ``data:``)."""
     return f"data: {json.dumps(payload, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+# Stands for the text while the rest of a chunk is encoded; private-use characters, so no id
+# or model name holds it (and if one did, text_events notices and encodes chunks whole).
+_TEXT_MARK = "\ue000ronghe-text\ue000"
+_encode_text = json.JSONEncoder(ensure_ascii=False).encode  # a str: just the quoted string
+
+
+def text_events(build: Callable[[str], dict[str, Any]]) -> Callable[[str], str]:
+    """A function giving ``sse(build(text))`` for any text, byte for byte, with everything
+    around the text encoded once.
+
+    A stream sends an event per token or two, and each of the streams a decode step feeds
+    gets one: encoding the whole chunk (id, model, the choice list) every time repeats the
+    same work, so only the text is encoded per event.
+    """
+    head, mark, tail = sse(build(_TEXT_MARK)).partition(_encode_text(_TEXT_MARK))
+    if not mark or _TEXT_MARK in head + tail:
+        return lambda text: sse(build(text))
+    return lambda text: head + _encode_text(text) + tail
 
 
 class EventStream(StreamingResponse):

@@ -23,7 +23,13 @@ from fastapi.responses import Response
 from ronghe.api.chat.params import check_input_size
 from ronghe.api.chat.serving import CLIENT_GONE
 from ronghe.api.chat.state import ChatState
-from ronghe.api.chat.streaming import DONE, EventStream, collect_all_or_disconnect, sse
+from ronghe.api.chat.streaming import (
+    DONE,
+    EventStream,
+    collect_all_or_disconnect,
+    sse,
+    text_events,
+)
 from ronghe.api.envelopes import Family, error_body
 from ronghe.api.openai.protocol import (
     ChatCompletion,
@@ -129,9 +135,14 @@ class _Merged:
 async def _events(rid: str, model: str, created: int, stream: ChatStream,
                   include_usage: bool) -> AsyncIterator[str]:
     merged = stream if isinstance(stream, _Merged) else None
-    for i in range(merged.count if merged else 1):
+    choices = merged.count if merged else 1
+    for i in range(choices):
         yield sse(chunk_body(rid, model, created, {"role": "assistant", "content": ""},
                              index=i))
+    # Text without logprobs, the chunk nearly every token makes: only the text is encoded.
+    text_chunk = [text_events(lambda text, i=i: chunk_body(rid, model, created,
+                                                           {"content": text}, index=i))
+                  for i in range(choices)]
     usages: list[Usage | None] = []
     try:
         async for delta in stream:
@@ -140,8 +151,9 @@ async def _events(rid: str, model: str, created: int, stream: ChatStream,
             # of it, or alone in an empty delta (tokens of a character cut off at the end).
             logprobs = delta.logprobs
             if delta.text or (logprobs and not delta.tool_calls):
-                yield sse(chunk_body(rid, model, created, {"content": delta.text}, index=i,
-                                     logprobs=logprobs))
+                yield (sse(chunk_body(rid, model, created, {"content": delta.text}, index=i,
+                                      logprobs=logprobs))
+                       if logprobs else text_chunk[i](delta.text))
                 logprobs = ()
             if delta.tool_calls:
                 pieces = [tool_call_delta(p) for p in delta.tool_calls]
