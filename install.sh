@@ -57,6 +57,14 @@ if [ "$(cat .venv/.ronghe-llama 2>/dev/null)" != "$LLAMA_KEY" ]; then
   echo "$LLAMA_KEY" > .venv/.ronghe-llama
 fi
 .venv/bin/python -m pip install --quiet -e '.[test]'
+# spandrel (upscaler models) requires torchvision, and PyPI's torchvision is built against
+# the CUDA torch: beside the CPU build it fails to import ("operator torchvision::nms does
+# not exist"), and diffusers' pipelines fail with it (they import it when it is installed).
+# Ronghe runs without it: spandrel uses it only for LaMa and RestoreFormer, which it does not
+# load (engines/diffusion/upscalers.py imports spandrel without it).
+if ! .venv/bin/python -c 'import torchvision' 2>/dev/null; then
+  .venv/bin/python -m pip uninstall --quiet -y torchvision 2>/dev/null || true
+fi
 # One decode step of the bundled chat model in a child process: a broken llama.cpp build
 # fails here, with its reason, rather than as a crash in the middle of serving.
 .venv/bin/python -m ronghe.engines.llm.selfcheck

@@ -50,13 +50,13 @@ def test_what_workers_run_imports_nothing_from_api() -> None:
 
 def test_the_domain_imports_nothing_from_api() -> None:
     # Where a request is checked and becomes a job: every front door calls it, none owns it.
-    for package in ("images", "training"):
+    for package in ("images", "training", "downloads"):
         assert imported(package), package
         assert offenders(package, ("ronghe.api", "ronghe.features")) == {}, package
 
 
 # The typed jobs whose params a task row holds.
-JOBS = ("ImageJob", "CaptionJob", "TrainJob")
+JOBS = ("ImageJob", "CaptionJob", "TrainJob", "PullRequest")
 
 
 def task_params_built(package: str) -> dict[str, list[str]]:

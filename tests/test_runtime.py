@@ -52,7 +52,7 @@ def test_serve_runs_the_sender_registers_the_answers_and_sets_the_budget(
     services: Services = app.state.services
     runtime: Runtime = app.state.runtime
     assert runtime.role is Role.SERVE and runtime.role.sends_webhooks
-    assert set(services.answers) == {Kind.IMAGE, Kind.CAPTION, Kind.TRAIN}
+    assert set(services.answers) >= {Kind.IMAGE, Kind.CAPTION, Kind.TRAIN, Kind.DOWNLOAD}
     assert services.chat is not None  # built with the app, loaded on first use
     with TestClient(app) as client:
         assert runtime.sender is not None and services.loop is not None

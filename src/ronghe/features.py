@@ -30,10 +30,13 @@ from ronghe.services import Services
 BUILTIN: tuple[str, ...] = (
     "ronghe.api.chat.feature",
     "ronghe.api.openai.feature",
+    "ronghe.api.openai_images.feature",
+    "ronghe.api.sdapi.feature",
     "ronghe.api.images.feature",
     "ronghe.api.training.feature",
     "ronghe.api.fusion.feature",
     "ronghe.api.events.feature",
+    "ronghe.api.downloads.feature",
 )
 
 

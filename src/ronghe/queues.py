@@ -18,10 +18,17 @@ class Kind(StrEnum):
     TRAIN = "train"
     # img2txt: one caption of one uploaded image, on the short image queues.
     CAPTION = "caption"
+    # One image made larger by an upscaler (POST /api/v1b/upscale), on the same queues.
+    UPSCALE = "upscale"
+    # ronghe models pull on the server (admins): a model into the models folder.
+    DOWNLOAD = "download"
 
 
 class Queue(StrEnum):
     TRAINING = "training"
+    # Model pulls: run by the API process's own download worker, which writes its models
+    # folder (never by the image worker, which they would hold up for minutes).
+    DOWNLOADS = "downloads"
     # Celery's queue for a message sent without one (never used by Ronghe's own tasks).
     DEFAULT = "images.default"
 

@@ -51,9 +51,15 @@ class ImageModelSpec(BaseModel):
     """An image model served by name: a diffusers folder or a single-file checkpoint."""
 
     name: str = Field(min_length=1, max_length=128)
-    # A diffusers folder or a .safetensors/.ckpt file; "bundled:demo" is the shipped demo model.
+    # A diffusers folder or a .safetensors/.ckpt/.gguf file; "bundled:demo" is the shipped
+    # demo model.
     path: str
-    family: Literal["demo", "sd15", "sd2", "sdxl"] = "sd15"
+    # One of engines/diffusion/families.py's ids (docs/configuration.md has the table).
+    family: str = "sd15"
+    # For a transformer-only file (FLUX, SD 3.x, Z-Image, FLUX.2 safetensors or GGUF): the
+    # diffusers folder (a path or another model's name) its text encoders and VAE come from;
+    # "" = the first usable folder of its family.
+    base: str = Field(default="", max_length=4096)
     aliases: list[str] = Field(default_factory=list)
     # ControlNet name -> a ControlNetModel folder; "bundled:demo-canny" for the demo's.
     controlnets: dict[str, str] = Field(default_factory=dict)
@@ -62,6 +68,15 @@ class ImageModelSpec(BaseModel):
     max_size: int | None = Field(default=None, ge=8, le=4096)
     trainable: bool = True
     description: str = ""
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, value: str) -> str:
+        from ronghe.engines.diffusion.families import FAMILIES
+
+        if value not in FAMILIES:
+            raise ValueError(f"family must be one of {', '.join(FAMILIES)}, not {value!r}")
+        return value
 
 
 def _default_chat_models() -> list[ChatModelSpec]:
@@ -209,9 +224,24 @@ class Settings(BaseSettings):
     task_events_heartbeat_seconds: float = Field(default=15, ge=0.5, le=300)
     task_events_max_streams: int = Field(default=8, ge=1, le=1000)
 
+    # --- model pulls (ronghe models pull, the admin's "Add a model" panel)
+    # A Hugging Face token for gated and private repos; unset: HF_TOKEN or a saved login.
+    hf_token: SecretStr | None = None
+    # The Hub's address (a mirror such as https://hf-mirror.com); unset: HF_ENDPOINT, else
+    # https://huggingface.co.
+    hf_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+
     # --- devices
     # Torch device for image generation and training in this process ("cpu", "cuda:0", …).
     device: str = Field(default="cpu", pattern=r"^(cpu|mps|cuda(:\d+)?)$")
+    # Image models' precision: auto = float32 on CPU, float16 on MPS, and on CUDA float16
+    # for the SD families and bfloat16 for FLUX, SD 3.x, Z-Image and FLUX.2.
+    image_dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    # Where a model's weights live on a GPU: none (all on it), model (each component moved
+    # to it while it runs), sequential (layer by layer); auto = the fastest that fits.
+    image_offload: Literal["auto", "none", "model", "sequential"] = "auto"
+    # torch.compile the denoiser on first use (CUDA; the first image pays the compile).
+    image_compile: bool = False
     # Threads for torch and llama.cpp; never let both spin all cores at once.
     cpu_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1), ge=1)
 

@@ -26,7 +26,7 @@ FIELDS: dict[tuple[str, str], set[str]] = {
     ("post", f"{MIAOHUA}/task_result"): {"task_id", "state", "images", "error_msg", "progress",
                                          "seed", "prompt", "task_type", "prompt_added",
                                          "select_seed", "wait_time", "preview", "code", "msg",
-                                         "info"},
+                                         "info", "sampler_name", "scheduler"},
     ("post", f"{MIAOHUA}/task_results"): {"code", "info", "msg"},
     ("post", f"{MIAOHUA}/task_cancel"): {"code", "info", "msg"},
     ("post", f"{MIAOHUA}/train_progress"): {
@@ -55,6 +55,7 @@ FIELDS: dict[tuple[str, str], set[str]] = {
     ("post", f"{MIAOHUA}/revoke_token"): {"code", "info", "msg"},
     ("post", f"{MIAOHUA}/files"): {"code", "info", "msg"},
     ("post", f"{MIAOHUA}/file_url"): {"code", "info", "msg"},
+    ("post", f"{MIAOHUA}/png_info"): {"code", "info", "msg"},
     ("post", "/nlp/v1/chat/completions"): {"code", "msg", "data"},
     ("post", "/v1/chat/completions"): {"id", "object", "created", "model", "choices", "usage"},
     ("get", "/v1/models"): {"object", "data"},
@@ -79,6 +80,7 @@ NESTED: list[tuple[tuple[str, str], tuple[str, ...], set[str]]] = [
      {"large", "middle", "small", "save_index", "seed", "width", "height", "share",
       "shareable"}),
     (("post", f"{MIAOHUA}/task_submit"), ("info",), {"task_id"}),
+    (("post", f"{MIAOHUA}/png_info"), ("info",), {"text", "parameters", "settings"}),
     (("post", f"{MIAOHUA}/task_result"), ("info",),
      {"task_id", "state", "images", "error_msg", "progress", "select_seed"}),
     (("post", f"{MIAOHUA}/task_cancel"), ("info",), {"task_id", "state", "cancel_requested"}),
@@ -131,7 +133,11 @@ UNION_ITEMS = {
     "SubmittedParams": {"model_name", "prompt", "neg_prompt", "n_images", "scale",
                         "select_seed", "output_size", "ddim_steps", "strength", "init_img",
                         "add_prompt", "lora_configs", "cn_configs", "versionid",
-                        "outpaint_config"},
+                        "outpaint_config", "sampler_name", "scheduler", "enable_hr",
+                        "hr_scale", "hr_upscaler", "hr_second_pass_steps",
+                        "hr_denoising_strength"},
+    "ListedUpscaleTask": LISTED | {"images", "task_type", "upscaler", "scale", "source_img",
+                                   "source_size"},
 }
 
 
@@ -187,8 +193,10 @@ def test_listings_and_fusion_document_each_item_shape(doc: dict[str, Any]) -> No
         assert set(schemas[name]["required"]) == fields, name
     # Training tasks and any other kind are items of the same lists, documented as such.
     for route, names in (((f"{MIAOHUA}/task_list"),
-                          {"ListedImageTask", "ListedTrainTask", "ListedTask"}),
-                         ((f"{MIAOHUA}/admin/queue"), {"QueuedImage", "QueuedTraining"})):
+                          {"ListedImageTask", "ListedUpscaleTask", "ListedTrainTask",
+                           "ListedTask"}),
+                         ((f"{MIAOHUA}/admin/queue"),
+                          {"QueuedImage", "QueuedTraining", "QueuedDownload"})):
         items = walk(doc, ok_schema(doc, ("post", route)), ("info", "items"))["items"]
         assert {ref["$ref"].rsplit("/", 1)[-1] for ref in items["anyOf"]} == names, route
     # task_id is sent only with a drawing: documented, not required.

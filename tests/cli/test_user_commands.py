@@ -261,3 +261,27 @@ def test_ctrl_c_in_train_asks_whether_to_cancel(server: Server, tmp_path: Path) 
     assert r.exit_code == 0, r.output
     with Client(server.url, token=token) as c:
         assert c.wait_training(task_id, timeout=120).state == "cancelled"
+
+
+def test_generate_with_a_mask_and_png_info(server: Server, config: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    logged_in(server, config)
+    source = make_images(tmp_path)[0]
+    mask = tmp_path / "mask.png"
+    with Image.open(source) as image:
+        Image.new("L", image.size, 255).save(mask)
+    out = tmp_path / "out"
+    made = as_json(ronghe(config, "generate", PROMPT, "--init", str(source), "--mask",
+                          str(mask), "--mask-blur", "0", "--fill", "fill", "--format", "png",
+                          "--seed", "5", "--json", "--out", str(out), *SMALL))
+    path = Path(made["images"][0]["path"])
+    assert path.suffix == ".png"
+    assert as_json(ronghe(config, "result", made["task_id"], "--json"))["task_type"] == "inpaint"
+    info = as_json(ronghe(config, "png-info", str(path), "--json"))
+    assert info["settings"]["select_seed"] == 5 and info["settings"]["inpainting_fill"] == 0
+    assert "Masked content: fill" in info["text"]
+    table = ronghe(config, "png-info", str(path))
+    assert table.exit_code == 0 and "select_seed" in table.stdout
+    r = ronghe(config, "generate", PROMPT, "--mask", str(tmp_path / "none.png"), *SMALL)
+    assert r.exit_code == 1 and "--mask: no such file" in r.stderr

@@ -215,3 +215,24 @@ def test_logout_revokes_the_token(server: Server) -> None:
     with Client(server.url, token=token) as stale, pytest.raises(AuthError) as caught:
         stale.tasks()
     assert caught.value.status == 401
+
+
+def test_inpainting_with_local_files_and_png_info(alice: Client, tmp_path: Path) -> None:
+    source = make_images(tmp_path)[0]
+    mask = tmp_path / "mask.png"
+    with Image.open(source) as image:
+        width, height = image.size
+    picture = Image.new("L", (width, height), 0)
+    picture.paste(255, (0, 0, width // 2, height))
+    picture.save(mask)
+    # Both images are local: uploaded first, then sent as init_img and mask_img.
+    [image] = alice.generate(PROMPT, n_images=1, init_img=source, mask_img=mask, mask_blur=2,
+                             select_seed=3, output_format="png", **SMALL)
+    assert image.task.task_type == "inpaint"
+    saved = image.save(tmp_path)
+    assert saved.suffix == ".png" and image.filename.endswith(".png")
+    assert "Mask blur: 2" in image.infotext and image.parameters["mask_blur"] == 2
+    info = alice.png_info(saved)  # a local file: uploaded, then read
+    assert info.settings["select_seed"] == 3 and info.settings["mask_blur"] == 2
+    assert info.parameters["Size-1"] == "64" and info.text == image.infotext
+    assert alice.png_info(image.url).settings == info.settings  # or by the image's URL

@@ -75,3 +75,20 @@ def test_a_row_stored_before_the_job_was_typed_still_loads() -> None:
 
 def test_the_caption_job_round_trips() -> None:
     assert CaptionJob.from_params(CaptionJob("f1").to_params()) == CaptionJob("f1")
+
+
+def test_mask_options_and_output_format_round_trip_and_old_rows_load() -> None:
+    job = ImageJob(model="ronghe-demo", prompt="p", neg_prompt="", n_images=1, scale=7.0,
+                   seed=1, width=64, height=64, steps=4, strength=0.6, task_type="inpaint",
+                   init_file_id="init", mask=Mask("m", blur=9, invert=True, only_masked=True,
+                                                  padding=12, fill=0),
+                   output_format="png")
+    params = json.loads(json.dumps(job.to_params()))
+    assert ImageJob.from_params(params) == job
+    assert params["output_format"] == "png" and params["mask"]["padding"] == 12
+    # A mask stored before its options existed: A1111's defaults; jpeg by default.
+    old = {**params, "mask": {"file_id": "m"}}
+    del old["output_format"]
+    loaded = ImageJob.from_params(old)
+    assert loaded.mask == Mask("m", blur=4, invert=False, only_masked=False, padding=32, fill=1)
+    assert loaded.output_format == "jpeg" and "output_format" not in loaded.to_params()

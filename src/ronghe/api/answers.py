@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ronghe.api.downloads.serving import download_answer
 from ronghe.api.images import img2txt, serving
 from ronghe.api.training.serving import TrainingService
 from ronghe.jobs.answers import Answer
@@ -20,5 +21,7 @@ def train_answer(services: Services, task: TaskView, base_url: str) -> dict[str,
 
 
 def builders() -> dict[str, Answer]:
+    # An upscale task answers as an image task: its one image, task_type "upscale".
     return {Kind.IMAGE: serving.task_answer, Kind.CAPTION: img2txt.answer,
-            Kind.TRAIN: train_answer}
+            Kind.TRAIN: train_answer, Kind.UPSCALE: serving.task_answer,
+            Kind.DOWNLOAD: download_answer}

@@ -6,6 +6,8 @@ Errors:
   ``/v1/fusion-new/…``, ``/fusion/v1/…``): ``{"code", "msg", "data": null}``
 - OpenAI-compatible (``/v1/…``): ``{"error": {"message", "type", "param", "code"}}``
 - Miaohua image and training (``/api/v1b/…``): ``{"code", "info": null, "msg"}``
+- AUTOMATIC1111-compatible (``/sdapi/…``): A1111's ``{"error", "detail", "body", "errors"}``
+  (``error`` the kind, ``detail`` and ``errors`` the message), with ``code`` and ``param``
 - everything else: ``{"code", "msg"}``
 
 The HTTP status always equals ``code``, so both status-checking and code-checking clients
@@ -44,6 +46,7 @@ class Family(StrEnum):
     CHAT = "chat"
     OPENAI = "openai"
     MIAOHUA = "miaohua"
+    SDAPI = "sdapi"
     PLAIN = "plain"
 
 
@@ -54,9 +57,14 @@ def family_of(path: str) -> Family:
         return Family.OPENAI
     if path.startswith("/api/"):
         return Family.MIAOHUA
+    if path.startswith("/sdapi/"):
+        return Family.SDAPI
     return Family.PLAIN
 
 
+# A1111 names the exception in ``error``; these are the kinds its API raises.
+SDAPI_KINDS = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound",
+               413: "PayloadTooLarge", 429: "TooManyRequests"}
 OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
 
@@ -73,6 +81,9 @@ def error_body(family: Family, status: int, msg: str, field: str | None = None) 
                           "param": field, "code": status}}
     if family is Family.MIAOHUA:
         return {"code": status, "info": None, "msg": msg}
+    if family is Family.SDAPI:
+        return {"error": SDAPI_KINDS.get(status, "HTTPException"), "detail": msg, "body": "",
+                "errors": msg, "code": status, "param": field}
     return {"code": status, "msg": msg}
 
 
@@ -151,6 +162,15 @@ class ChatError(Body):
     data: None = None
 
 
+class SdapiError(Body):
+    error: str = Field(description="the kind of error (BadRequest, Unauthorized …)")
+    detail: str = Field(description="what is wrong, naming the field and its allowed range")
+    body: str = ""
+    errors: str = Field(description="the same message (A1111's field for it)")
+    code: int = Field(description="the HTTP status")
+    param: str | None = Field(description="the offending field, when there is one")
+
+
 class OpenAIErrorDetail(Body):
     message: str
     type: str
@@ -164,7 +184,7 @@ class OpenAIError(Body):
 
 ERROR_MODELS: dict[Family, type[BaseModel]] = {
     Family.CHAT: ChatError, Family.OPENAI: OpenAIError,
-    Family.MIAOHUA: MiaohuaError, Family.PLAIN: PlainError,
+    Family.MIAOHUA: MiaohuaError, Family.SDAPI: SdapiError, Family.PLAIN: PlainError,
 }
 ERROR_DESCRIPTIONS = {
     400: "Bad request: a field is missing, malformed or out of range (the message names it)",

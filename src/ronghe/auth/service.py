@@ -136,6 +136,22 @@ class AuthService:
 
     def login(self, email: str, password: str, client_ip: str = "") -> Issued:
         """Checks credentials and issues a token; one answer for every kind of failure."""
+        with self.db.session() as s:
+            user = self._checked_login(s, email, password, client_ip)
+            return self._issue_token(s, user.id)
+
+    def user_for_password(self, email: str, password: str, client_ip: str = "") -> User:
+        """HTTP Basic with the account's email and password (the AUTOMATIC1111-compatible
+        API): checked and throttled exactly as ``login``, a failure counting toward the
+        same lockout, but no token is issued."""
+        with self.db.session() as s:
+            user = self._checked_login(s, email, password, client_ip)
+            s.flush()
+            s.expunge(user)  # detached, as user_for_token hands users out
+            return user
+
+    def _checked_login(self, s: Session, email: str, password: str, client_ip: str) -> User:
+        """The account these credentials open, or RateLimited / Unauthorized."""
         # Counted as a failure before the password is checked, atomically with the lock, so
         # concurrent guesses cannot all slip in under the limit; a success undoes it.
         attempt = self.throttle.reserve(email, client_ip)
@@ -143,17 +159,16 @@ class AuthService:
             wait = attempt.refused_for
             raise RateLimited(f"too many failed logins for this account from this address; "
                               f"try again in {int(wait) + 1} seconds", retry_after=wait)
-        with self.db.session() as s:
-            user = s.scalar(select(User).where(User.email == email.strip().lower()))
-            ok = passwords.verify_password(user.password_hash if user else None, password)
-            if not ok or user is None or not user.is_active:
-                self.throttle.confirm_failure(attempt)
-                time.sleep(self.settings.login_delay_seconds)
-                raise Unauthorized(BAD_LOGIN)
-            self.throttle.succeeded(email, client_ip)
-            if passwords.needs_rehash(user.password_hash):
-                user.password_hash = passwords.hash_password(password)
-            return self._issue_token(s, user.id)
+        user = s.scalar(select(User).where(User.email == email.strip().lower()))
+        ok = passwords.verify_password(user.password_hash if user else None, password)
+        if not ok or user is None or not user.is_active:
+            self.throttle.confirm_failure(attempt)
+            time.sleep(self.settings.login_delay_seconds)
+            raise Unauthorized(BAD_LOGIN)
+        self.throttle.succeeded(email, client_ip)
+        if passwords.needs_rehash(user.password_hash):
+            user.password_hash = passwords.hash_password(password)
+        return user
 
     def _issue_token(self, s: Session, user_id: int) -> Issued:
         secret = new_secret(TOKEN_PREFIX)

@@ -35,7 +35,8 @@ def parse_lora(text: str) -> dict[str, Any]:
 
 
 def save_images(images: list[GeneratedImage], out_dir: Path) -> list[Path]:
-    """``<task>_<index>.jpg`` in ``out_dir``: the server's JPEGs, parameters inside."""
+    """``<task>_<index>.jpg`` (.png, .webp) in ``out_dir``: the server's files, parameters
+    inside."""
     out_dir.mkdir(parents=True, exist_ok=True)
     return [image.save(out_dir) for image in images]
 
@@ -69,20 +70,78 @@ def generate(
                                               show_default=False)] = None,
     negative: Annotated[str | None, typer.Option("--negative", help="What not to draw.",
                                                  show_default=False)] = None,
+    sampler: Annotated[str | None, typer.Option(help="A sampler by A1111's name (Euler a, "
+                                                "DPM++ 2M …; 'ronghe catalog' models list "
+                                                "theirs); the model's own if absent.",
+                                                show_default=False)] = None,
+    scheduler: Annotated[str | None, typer.Option(help="With --sampler: Automatic, Karras, "
+                                                  "Exponential or SGM Uniform.",
+                                                  show_default=False)] = None,
+    mask: Annotated[str | None, typer.Option(help="Inpainting: a mask over --init (white "
+                                             "repaints, black keeps), a local image or an "
+                                             "upload's URL.", show_default=False)] = None,
+    mask_blur: Annotated[int | None, typer.Option(help="Feather the mask's edge by this "
+                                                  "many pixels (0-64; 4).",
+                                                  show_default=False)] = None,
+    invert_mask: Annotated[bool, typer.Option("--invert-mask", help="Repaint the black "
+                                              "area instead.")] = False,
+    only_masked: Annotated[bool, typer.Option("--only-masked", help="Paint only the mask's "
+                                              "box at --size, then paste it back into the "
+                                              "full-size image.")] = False,
+    padding: Annotated[int | None, typer.Option(help="--only-masked: pixels around the "
+                                                "mask's box (0-256; 32).",
+                                                show_default=False)] = None,
+    fill: Annotated[str | None, typer.Option(help="What the masked area starts from: "
+                                             "original (default) or fill (the colours "
+                                             "around it).", show_default=False)] = None,
+    output_format: Annotated[str | None, typer.Option("--format", help="jpeg (default), "
+                                                      "png (lossless) or webp.",
+                                                      show_default=False)] = None,
+    hires: Annotated[float | None, typer.Option(help="Hires fix: upscale by this (1-4), then "
+                                                "paint over with a second pass.",
+                                                show_default=False)] = None,
+    hr_upscaler: Annotated[str | None, typer.Option(help="--hires: Latent (default; and its "
+                                                    "variants), Lanczos, Nearest or an "
+                                                    "upscaler model ('ronghe upscalers').",
+                                                    show_default=False)] = None,
+    hr_steps: Annotated[int | None, typer.Option(help="--hires: steps of the second pass "
+                                                 "(0-150; 0 = --steps).",
+                                                 show_default=False)] = None,
+    hr_denoise: Annotated[float | None, typer.Option(help="--hires: how much the second "
+                                                     "pass changes (0-1; 0.7).",
+                                                     show_default=False)] = None,
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to write the images.",
                                           file_okay=False)] = Path("."),
     as_json: Json = False,
 ) -> None:
-    """Generate images; writes <task>_<index>.jpg files and prints their paths.
+    """Generate images; writes <task>_<index>.jpg (.png, .webp) files and prints their paths.
 
-    A progress bar follows the task; Ctrl-C cancels it.  The JPEGs carry their generation
-    parameters (a JSON comment and EXIF UserComment)."""
+    A progress bar follows the task; Ctrl-C cancels it.  The images carry their generation
+    parameters (AUTOMATIC1111's text, which 'ronghe png-info' reads back, and Ronghe's
+    JSON)."""
     fields: dict[str, Any] = {"n_images": n}
     for key, value in (("select_seed", seed), ("output_size", size), ("model_name", model),
                        ("init_img", init), ("strength", strength), ("ddim_steps", steps),
-                       ("neg_prompt", negative)):
+                       ("neg_prompt", negative), ("mask_img", mask), ("mask_blur", mask_blur),
+                       ("inpaint_full_res_padding", padding), ("inpainting_fill", fill),
+                       ("output_format", output_format), ("sampler_name", sampler),
+                       ("scheduler", scheduler)):
         if value is not None:
             fields[key] = value
+    if hires is not None:
+        fields.update(enable_hr=True, hr_scale=hires)
+    elif any(v is not None for v in (hr_upscaler, hr_steps, hr_denoise)):
+        fail("--hr-upscaler, --hr-steps and --hr-denoise need --hires SCALE")
+    for key, value in (("hr_upscaler", hr_upscaler), ("hr_second_pass_steps", hr_steps),
+                       ("hr_denoising_strength", hr_denoise)):
+        if value is not None:
+            fields[key] = value
+    if invert_mask:
+        fields["inpainting_mask_invert"] = True
+    if only_masked:
+        fields["inpaint_full_res"] = True
+    if mask and not mask.startswith(("http://", "https://")) and not Path(mask).is_file():
+        fail(f"--mask: no such file {mask!r}")
     if lora:
         fields["lora_configs"] = [parse_lora(x) for x in lora]
     if init and not init.startswith(("http://", "https://")) and not Path(init).is_file():
@@ -96,6 +155,7 @@ def generate(
         paths = save_images(images, out_dir)
     if as_json:
         print_json({"task_id": task_id, "seed": final.seed, "prompt": final.prompt,
+                    "sampler_name": final.sampler_name, "scheduler": final.scheduler,
                     "images": image_rows(images, paths)})
         return
     for path in paths:
@@ -226,7 +286,76 @@ def catalog(
     out.print(table)
 
 
+def png_info(
+    image: Annotated[str, typer.Argument(help="A local image (uploaded first) or an "
+                                         "image's URL on the server.")],
+    as_json: Json = False,
+) -> None:
+    """Read the generation settings an image carries (Ronghe's, AUTOMATIC1111's, Civitai's).
+
+    Prints the settings as task_submit fields; --json adds A1111's text and parsed labels."""
+    if not image.startswith(("http://", "https://")) and not Path(image).is_file():
+        fail(f"no such file {image!r}")
+    with client() as c, api_errors():
+        found = c.png_info(image if image.startswith(("http://", "https://")) else Path(image))
+    if as_json:
+        print_json(found)
+        return
+    if not found.text:
+        note("the image carries no generation parameters")
+        return
+    table = Table("field", "value", title="generation settings")
+    for key, value in found.settings.items():
+        table.add_row(key, str(value))
+    out.print(table)
+
+
+def upscale(
+    image: Annotated[str, typer.Argument(help="A local image (uploaded first) or an image's "
+                                         "URL on the server (an upload, a generated image).")],
+    upscaler: Annotated[str, typer.Option("--upscaler", "-u", help="Lanczos, Nearest or an "
+                                          "upscaler model ('ronghe upscalers').")] = "Lanczos",
+    scale: Annotated[float, typer.Option(help="How much larger (1-4).")] = 2.0,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where to write the image.",
+                                          file_okay=False)] = Path("."),
+    as_json: Json = False,
+) -> None:
+    """Upscale an image on the server (a task); writes <task>_0.jpg and prints its path."""
+    remote = image.startswith(("http://", "https://"))
+    if not remote and not Path(image).is_file():
+        fail(f"no such file {image!r}")
+    with client() as c, api_errors():
+        task_id = c.upscale_submit(image if remote else Path(image), upscaler=upscaler,
+                                   scale=scale)
+        final = follow(c, task_id)
+        if final.state != "done":
+            fail(f"upscale {task_id} {final.state}: {final.error_msg or final.state}")
+        images = c.images(final)
+        paths = save_images(images, out_dir)
+    if as_json:
+        print_json({"task_id": task_id, "upscaler": upscaler, "scale": scale,
+                    "images": image_rows(images, paths)})
+        return
+    for path in paths:
+        print(path)
+
+
+def list_upscalers(as_json: Json = False) -> None:
+    """The upscalers the server offers: --hr-upscaler's and 'ronghe upscale' choices."""
+    with client() as c, api_errors():
+        rows = c.upscalers()
+    if as_json:
+        print_json(rows)
+        return
+    table = Table("name", "kind", "model", "problem", title="upscalers")
+    for row in rows:
+        model = f"{row.get('architecture')} {row.get('scale')}x" if row["kind"] == "model" else ""
+        table.add_row(row["name"], row["kind"], model, row.get("problem") or "")
+    out.print(table)
+
+
 def register(app: typer.Typer) -> None:
     for name, fn in (("generate", generate), ("tasks", tasks), ("result", result),
-                     ("cancel", cancel), ("catalog", catalog)):
+                     ("cancel", cancel), ("catalog", catalog), ("png-info", png_info),
+                     ("upscale", upscale), ("upscalers", list_upscalers)):
         app.command(name, rich_help_panel=PANEL)(fn)

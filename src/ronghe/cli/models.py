@@ -13,11 +13,12 @@ from rich.table import Table
 
 from ronghe.cli import ConfigFile, DataDir, fail, load_settings, out
 from ronghe.cli.common import services
+from ronghe.engines.diffusion.families import FAMILIES
 
 app = typer.Typer(help="List the models served; scan or add models you bring.",
                   invoke_without_command=True)
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-FAMILY_CHOICES = ("demo", "sd15", "sd2", "sdxl")
+FAMILY_CHOICES = tuple(FAMILIES)
 
 
 @app.callback()
@@ -34,26 +35,42 @@ def models(ctx: typer.Context, as_json: AsJson = False, data_dir: DataDir = None
     chat = list_chat_models(settings, registry.found)
     images = [describe(e, e.name == settings.image_default_model, registry)
               for e in registry.entries()]
+    for row in [*images, *chat]:  # disk use per model (ronghe models rm frees it)
+        row["bytes"] = _bytes(row.get("path"))
     loras = [{"name": i.name, "family": i.family, "path": i.path, "problem": i.problem}
              for i in registry.found if i.kind == "lora"]
     if as_json:
         print(json.dumps({"chat": chat, "image": images, "lora": loras}, ensure_ascii=False,
                          indent=2))
         return
-    table = Table("chat model", "engine", "where", "context", "default", title="Chat")
+    table = Table("chat model", "engine", "where", "context", "default", "disk", title="Chat")
     for m in chat:
         table.add_row(m["name"], m["engine"], m["path"] or m["base_url"] or "",
-                      str(m["context"]), "yes" if m["default"] else "")
+                      str(m["context"]), "yes" if m["default"] else "", _gb(m["bytes"]))
     out.print(table)
     table = Table("image model", "family", "aliases", "controlnets", "sizes", "where",
-                  "status", title="Image")
+                  "disk", "status", title="Image")
+    # A problem is what a reader looks for: its column keeps room; long paths give way.
+    table.columns[5].overflow = "ellipsis"
+    table.columns[5].max_width = 40
+    table.columns[7].min_width = 30
     for m in images:
         table.add_row(m["name"] + (" (default)" if m["default"] else ""), m["family"],
                       ", ".join(m["aliases"]), ", ".join(m["controlnets"]), m["sizes"],
-                      m["path"], m["problem"] or "ok")
+                      m["path"], _gb(m["bytes"]), m["problem"] or "ok")
     out.print(table)
     if loras:
         _print_loras(loras)
+
+
+def _bytes(path: str | None) -> int | None:
+    from ronghe.downloads.install import size_of
+
+    return size_of(Path(path)) if path and Path(path).exists() else None
+
+
+def _gb(size: int | None) -> str:
+    return "" if size is None else f"{size / 1e9:.2f} GB"
 
 
 def _print_loras(rows: list[dict[str, Any]]) -> None:
@@ -144,4 +161,7 @@ def add(
 
 
 def register(root: typer.Typer) -> None:
+    from ronghe.cli import pull  # pull and rm (ronghe.downloads)
+
+    pull.register(app)
     root.add_typer(app, name="models")

@@ -36,6 +36,7 @@ from ronghe.client.models import (
     DatasetPage,
     ModelInfo,
     ModelPage,
+    PngInfo,
     TaskImage,
     TaskPage,
     TaskResult,
@@ -47,7 +48,7 @@ from ronghe.client.models import (
 __all__ = [
     "APIError", "ApiKey", "AsyncClient", "AsyncGeneratedImage", "AuthError", "BusyError",
     "CancelResult", "ChatReply", "Client", "ConflictError", "ConnectionFailed", "Dataset",
-    "DatasetPage", "GeneratedImage", "ModelInfo", "ModelPage", "NotFoundError", "Policy",
+    "DatasetPage", "GeneratedImage", "ModelInfo", "ModelPage", "NotFoundError", "PngInfo", "Policy",
     "RateLimitedError", "ServerError", "TaskFailed", "TaskImage", "TaskPage", "TaskResult",
     "Token", "TrainProgress", "TrainedModel", "ValidationError", "WaitTimeout",
 ]

@@ -30,6 +30,7 @@ from ronghe.client.models import (
     ChatReply,
     DatasetPage,
     ModelPage,
+    PngInfo,
     TaskPage,
     TaskResult,
     Token,
@@ -177,8 +178,8 @@ class AsyncClient:
     # --- image tasks
 
     async def submit(self, prompt: str = "", **fields: Any) -> str:
-        """``task_submit`` with any of its fields; ``init_img`` may be a local file or bytes
-        (uploaded first).  Returns the task id."""
+        """``task_submit`` with any of its fields; ``init_img`` and ``mask_img`` may be
+        local files or bytes (uploaded first).  Returns the task id."""
         return await self._run(self._core.submit({"prompt": prompt, **fields}))
 
     async def result(self, task_id: str) -> TaskResult:
@@ -203,6 +204,21 @@ class AsyncClient:
     def images(self, result: TaskResult) -> list[AsyncGeneratedImage]:
         return [AsyncGeneratedImage(self, result, image) for image in result.images]
 
+    async def upscale(self, image: ImageInput, *, upscaler: str = "Lanczos",
+                      scale: float = 2.0, on_progress: Progress | None = None,
+                      timeout: float | None = None) -> AsyncGeneratedImage:
+        """Upscales one image as a task and returns it (``Client.upscale``)."""
+        final = await self._run(self._core.upscale(image, upscaler, scale, on_progress,
+                                                   timeout))
+        return self.images(final)[0]
+
+    async def upscale_submit(self, image: ImageInput, *, upscaler: str = "Lanczos",
+                             scale: float = 2.0) -> str:
+        return await self._run(self._core.upscale_submit(image, upscaler, scale))
+
+    async def upscalers(self) -> list[dict[str, Any]]:
+        return await self._run(self._core.upscalers())
+
     async def cancel(self, task_id: str) -> CancelResult:
         return await self._run(self._core.cancel(task_id))
 
@@ -213,6 +229,12 @@ class AsyncClient:
         page's ``next_cursor``) pages by position instead of number: while you page, tasks
         submitted meanwhile neither repeat nor hide one."""
         return await self._run(self._core.tasks(page, per_page, state, kind, cursor))
+
+    async def png_info(self, image: ImageInput) -> PngInfo:
+        """The generation settings an image carries (A1111's parameters text, as Ronghe,
+        AUTOMATIC1111 and Civitai write it): an upload's or generated image's URL, or a
+        local path or bytes (uploaded first).  ``generate(**info.settings)`` redraws it."""
+        return await self._run(self._core.png_info(image))
 
     async def download(self, url: str) -> bytes:
         return await self._send(self._core.fetch(url))

@@ -33,12 +33,16 @@ from ronghe.client.models import (
     ChatReply,
     DatasetPage,
     ModelPage,
+    PngInfo,
     TaskPage,
     TaskResult,
     Token,
     TrainedModel,
     TrainProgress,
 )
+
+# task_submit's fields that take an image: a local one is uploaded first.
+IMAGE_FIELDS = ("init_img", "mask_img")
 
 
 class Core(Wire):
@@ -108,14 +112,16 @@ class Core(Wire):
     def submit(self, fields: dict[str, Any]) -> Op[str]:
         from ronghe.api.images.protocol import TaskSubmitRequest
 
-        init = fields.get("init_img")
-        # A local image is uploaded first: the server takes only its own upload URLs.
-        local = bool(init) and not (isinstance(init, str) and init.startswith(URL_PREFIXES))
+        # A local image (init_img, mask_img) is uploaded first: the server takes only its
+        # own upload URLs.
+        local = {k: fields[k] for k in IMAGE_FIELDS
+                 if fields.get(k) and not (isinstance(fields[k], str)
+                                           and fields[k].startswith(URL_PREFIXES))}
         body = validated(TaskSubmitRequest, {k: v for k, v in fields.items()
-                                             if not (local and k == "init_img")})
+                                             if k not in local})
         yield from self.ensure_token()
-        if local:
-            body["init_img"] = (yield from self.upload([init]))[0]
+        for key, item in local.items():
+            body[key] = (yield from self.upload([item]))[0]
         answer = yield Call("POST", f"{API}/task_submit", json=body)
         # One real client reads info.task_id: accept both shapes.
         return str(answer.get("task_id") or (answer.get("info") or {}).get("task_id"))
@@ -166,6 +172,34 @@ class Core(Wire):
             raise errors.TaskFailed(f"task {task_id} {final.state}: {reason}", task=final)
         return final
 
+    def upscale_submit(self, image: ImageInput, upscaler: str, scale: float) -> Op[str]:
+        """``POST /api/v1b/upscale``: a URL the API gave (an upload, a generated image) or
+        a local image (uploaded first); returns the task id."""
+        from ronghe.api.images.upscale import UpscaleBody
+
+        remote = isinstance(image, str) and image.startswith(URL_PREFIXES)
+        body = validated(UpscaleBody, {"init_img": image if remote else "",
+                                       "upscaler": upscaler, "scale": scale})
+        yield from self.ensure_token()
+        if not remote:
+            body["init_img"] = (yield from self.upload([image]))[0]
+        answer = yield Call("POST", f"{API}/upscale", json=body)
+        return str(answer.get("task_id") or (answer.get("info") or {}).get("task_id"))
+
+    def upscale(self, image: ImageInput, upscaler: str, scale: float,
+                on_progress: Progress | None, timeout: float | None) -> Op[TaskResult]:
+        task_id = yield from self.upscale_submit(image, upscaler, scale)
+        final = yield from self.wait(task_id, on_progress, timeout)
+        if final.state != "done":
+            raise errors.TaskFailed(f"upscale {task_id} {final.state}: "
+                                    f"{final.error_msg or final.state}", task=final)
+        return final
+
+    def upscalers(self) -> Op[list[dict[str, Any]]]:
+        yield from self.ensure_token()
+        body = yield Call("GET", f"{API}/upscalers")
+        return list(body.get("info") or [])
+
     def cancel(self, task_id: str) -> Op[CancelResult]:
         yield from self.ensure_token()
         body = yield Call("POST", f"{API}/task_cancel", json={"task_id": task_id})
@@ -185,6 +219,15 @@ class Core(Wire):
 
     def fetch(self, url: str) -> Call:
         return Call("GET", url, auth=None, raw=True)
+
+    def png_info(self, image: ImageInput) -> Op[PngInfo]:
+        """The generation settings an image carries: an upload's or generated image's URL,
+        or a local image (uploaded first)."""
+        yield from self.ensure_token()
+        if not (isinstance(image, str) and image.startswith(URL_PREFIXES)):
+            image = (yield from self.upload([image]))[0]
+        body = yield Call("POST", f"{API}/png_info", json={"init_img": image})
+        return PngInfo.model_validate(body.get("info") or {})
 
     # --- uploads, datasets, training
 

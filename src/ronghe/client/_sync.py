@@ -30,6 +30,7 @@ from ronghe.client.models import (
     ChatReply,
     DatasetPage,
     ModelPage,
+    PngInfo,
     TaskPage,
     TaskResult,
     Token,
@@ -177,8 +178,8 @@ class Client:
     # --- image tasks
 
     def submit(self, prompt: str = "", **fields: Any) -> str:
-        """``task_submit`` with any of its fields; ``init_img`` may be a local file or bytes
-        (uploaded first).  Returns the task id."""
+        """``task_submit`` with any of its fields; ``init_img`` and ``mask_img`` may be
+        local files or bytes (uploaded first).  Returns the task id."""
         return self._run(self._core.submit({"prompt": prompt, **fields}))
 
     def result(self, task_id: str) -> TaskResult:
@@ -203,6 +204,26 @@ class Client:
     def images(self, result: TaskResult) -> list[GeneratedImage]:
         return [GeneratedImage(self, result, image) for image in result.images]
 
+    def upscale(self, image: ImageInput, *, upscaler: str = "Lanczos", scale: float = 2.0,
+                on_progress: Progress | None = None,
+                timeout: float | None = None) -> GeneratedImage:
+        """Upscales one image (a URL the API gave, e.g. ``GeneratedImage.url``, or a local
+        path or bytes, uploaded first) as a task, waits for it and returns the image.
+        ``upscaler``: Lanczos, Nearest or a model of the server's (``upscalers()``);
+        ``scale`` 1-4."""
+        final = self._run(self._core.upscale(image, upscaler, scale, on_progress, timeout))
+        return self.images(final)[0]
+
+    def upscale_submit(self, image: ImageInput, *, upscaler: str = "Lanczos",
+                       scale: float = 2.0) -> str:
+        """``upscale`` without waiting: the task id (``wait`` or ``result`` it)."""
+        return self._run(self._core.upscale_submit(image, upscaler, scale))
+
+    def upscalers(self) -> list[dict[str, Any]]:
+        """The upscalers (name, kind, architecture, scale, problem): hr_upscaler's and
+        ``upscale``'s choices."""
+        return self._run(self._core.upscalers())
+
     def cancel(self, task_id: str) -> CancelResult:
         return self._run(self._core.cancel(task_id))
 
@@ -213,6 +234,12 @@ class Client:
         page's ``next_cursor``) pages by position instead of number: while you page, tasks
         submitted meanwhile neither repeat nor hide one."""
         return self._run(self._core.tasks(page, per_page, state, kind, cursor))
+
+    def png_info(self, image: ImageInput) -> PngInfo:
+        """The generation settings an image carries (A1111's parameters text, as Ronghe,
+        AUTOMATIC1111 and Civitai write it): an upload's or generated image's URL, or a
+        local path or bytes (uploaded first).  ``generate(**info.settings)`` redraws it."""
+        return self._run(self._core.png_info(image))
 
     def download(self, url: str) -> bytes:
         return self._send(self._core.fetch(url))

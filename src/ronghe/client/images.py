@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,6 +13,15 @@ if TYPE_CHECKING:
     from ronghe.client._sync import Client
 
 
+def extension(data: bytes | None) -> str:
+    """The file extension of image bytes by their signature (.jpg when not known yet)."""
+    if data is not None and data.startswith(b"\x89PNG"):
+        return ".png"
+    if data is not None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
+    return ".jpg"
+
+
 class _Image:
     def __init__(self, task: TaskResult, image: TaskImage) -> None:
         self.task = task
@@ -23,7 +30,8 @@ class _Image:
 
     @property
     def url(self) -> str:
-        """The full-size JPEG's signed, expiring URL (``middle``/``small`` are on ``image``)."""
+        """The full-size image's signed, expiring URL (``middle``/``small`` are on
+        ``image``)."""
         return self.image.large
 
     @property
@@ -48,8 +56,9 @@ class _Image:
 
     @property
     def filename(self) -> str:
-        """``<task>_<index>.jpg``: what ``save`` calls the file in a directory."""
-        return f"{self.task_id}_{self.index}.jpg"
+        """``<task>_<index>.jpg`` (``.png``, ``.webp`` for those formats, known once the
+        image is downloaded): what ``save`` calls the file in a directory."""
+        return f"{self.task_id}_{self.index}{extension(self._data)}"
 
     def _write(self, path: str | os.PathLike[str], data: bytes) -> Path:
         target = Path(path)
@@ -60,11 +69,15 @@ class _Image:
 
     @staticmethod
     def _parameters(data: bytes) -> dict[str, Any]:
-        from PIL import Image
+        from ronghe.engines.diffusion.output import read_metadata
 
-        with Image.open(io.BytesIO(data)) as image:
-            comment = image.info.get("comment", b"")
-        return json.loads(comment.decode("utf-8")) if comment else {}
+        return read_metadata(data)
+
+    @staticmethod
+    def _infotext(data: bytes) -> str:
+        from ronghe.engines.diffusion.output import read_parameters
+
+        return read_parameters(data)
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(task_id={self.task_id!r}, index={self.index}, "
@@ -78,19 +91,26 @@ class GeneratedImage(_Image):
 
     @property
     def data(self) -> bytes:
-        """The JPEG, downloaded on first use."""
+        """The image (JPEG, PNG or WebP, as the task's output_format), downloaded on first
+        use."""
         if self._data is None:
             self._data = self._client.download(self.url)
         return self._data
 
     def save(self, path: str | os.PathLike[str] = ".") -> Path:
-        """Writes the JPEG to ``path`` (a file, or a directory: ``<task>_<index>.jpg`` in it)."""
+        """Writes the image to ``path`` (a file, or a directory: ``<task>_<index>.jpg``,
+        ``.png`` or ``.webp`` in it)."""
         return self._write(path, self.data)
 
     @property
     def parameters(self) -> dict[str, Any]:
-        """The generation parameters the server wrote into the JPEG (prompt, seed, steps…)."""
+        """The generation parameters the server wrote into the image (prompt, seed, steps…)."""
         return self._parameters(self.data)
+
+    @property
+    def infotext(self) -> str:
+        """AUTOMATIC1111's parameters text the image carries (what its PNG Info shows)."""
+        return self._infotext(self.data)
 
 
 class AsyncGeneratedImage(_Image):
@@ -99,14 +119,14 @@ class AsyncGeneratedImage(_Image):
         self._client = client
 
     async def read(self) -> bytes:
-        """The JPEG, downloaded on first use."""
+        """The image, downloaded on first use."""
         if self._data is None:
             self._data = await self._client.download(self.url)
         return self._data
 
     @property
     def data(self) -> bytes:
-        """The JPEG once ``await image.read()`` (or ``save``) has fetched it."""
+        """The image once ``await image.read()`` (or ``save``) has fetched it."""
         if self._data is None:
             raise RuntimeError("the image is not downloaded yet: await image.read() first")
         return self._data
@@ -117,3 +137,7 @@ class AsyncGeneratedImage(_Image):
     @property
     def parameters(self) -> dict[str, Any]:
         return self._parameters(self.data)
+
+    @property
+    def infotext(self) -> str:
+        return self._infotext(self.data)

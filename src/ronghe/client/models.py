@@ -55,6 +55,15 @@ class TaskImage(Answer):
     height: int | None = None
 
 
+class PngInfo(Answer):
+    """``png_info``: the A1111 parameters text an image carries, parsed.  ``settings`` are
+    task_submit fields: ``client.generate(**info.settings)`` draws it again."""
+
+    text: str = ""
+    parameters: dict[str, str] = Field(default_factory=dict)
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
 class TaskResult(Answer):
     """``task_result``: state, progress 0-1 and, once done, the images.  ``task_list``
     items add ``kind`` (image or train), ``create_time``, ``finish_time``, ``params``."""
@@ -67,6 +76,10 @@ class TaskResult(Answer):
     seed: int | None = None
     prompt: str | None = None
     task_type: str = ""
+    # The sampler and schedule type that ran, by A1111's names (the model's own when the
+    # task named none).
+    sampler_name: str | None = None
+    scheduler: str | None = None
     images: list[TaskImage] = Field(default_factory=list)
     create_time: str | None = None
     finish_time: str | None = None

@@ -6,4 +6,5 @@ from ronghe.db import models  # noqa: F401
 from ronghe.idempotency import models as _idempotency  # noqa: F401
 from ronghe.jobs import events as _events  # noqa: F401
 from ronghe.jobs import models as _jobs  # noqa: F401
+from ronghe.preferences import models as _preferences  # noqa: F401
 from ronghe.webhooks import models as _webhooks  # noqa: F401

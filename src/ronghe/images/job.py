@@ -93,13 +93,41 @@ class Outpaint:
 @dataclass(frozen=True)
 class Mask:
     """An inpainting mask (an upload): white where the model paints over the init image,
-    black where the init image is kept."""
+    black where the init image is kept; how it is applied (``engines.diffusion.masking``,
+    A1111's names and defaults)."""
 
     file_id: str
+    # Gaussian feathering of the mask's edge, in pixels (sigma).
+    blur: int = 4
+    # Paint the black area instead of the white.
+    invert: bool = False
+    # Paint only the mask's bounding box (+ padding) at the task's size, then paste it back
+    # into the init image (which keeps its own size).
+    only_masked: bool = False
+    padding: int = 32
+    # What the painted area starts from: 0 fill (the colours around it), 1 original.
+    fill: int = 1
 
     @classmethod
     def from_params(cls, data: dict[str, Any]) -> Mask:
-        return cls(str(data["file_id"]))
+        return cls(**_known(cls, {**data, "file_id": str(data["file_id"])}))
+
+
+@dataclass(frozen=True)
+class Hires:
+    """A1111's hires fix: the first pass at the job's width x height, upscaled ``scale``
+    times by ``upscaler`` (a built-in name or an upscaler model's), then painted over again
+    by an img2img pass of ``steps`` (0: the job's) at ``denoise``."""
+
+    scale: float
+    upscaler: str
+    steps: int
+    denoise: float
+
+    @classmethod
+    def from_params(cls, data: dict[str, Any]) -> Hires:
+        return cls(float(data["scale"]), str(data["upscaler"]), int(data["steps"]),
+                   float(data["denoise"]))
 
 
 @dataclass(frozen=True)
@@ -131,6 +159,13 @@ class ImageJob:
     mask: Mask | None = None
     # Stored beside the input, where the outbox reads it (``webhooks.request.PARAM``).
     webhook: Webhook | None = None
+    # The stored images' format: jpeg, png or webp.
+    output_format: str = "jpeg"
+    # The hires fix; the delivered images are width x height times its scale.
+    hires: Hires | None = None
+    # A1111's sampler and schedule type, checked for the model's family; "": its own.
+    sampler_name: str = ""
+    scheduler: str = ""
 
     @property
     def file_ids(self) -> list[str]:
@@ -161,6 +196,12 @@ class ImageJob:
             params["mask"] = asdict(self.mask)
         if self.webhook is not None:
             params[WEBHOOK] = self.webhook.to_param()
+        if self.output_format != "jpeg":
+            params["output_format"] = self.output_format
+        if self.hires is not None:
+            params["hires"] = asdict(self.hires)
+        if self.sampler_name:
+            params.update(sampler_name=self.sampler_name, scheduler=self.scheduler)
         return params
 
     @classmethod
@@ -168,7 +209,7 @@ class ImageJob:
         """The job of a stored task; keys it does not know (the memo, or decisions stored
         at the top level before the memo existed) are not part of it."""
         p = params
-        outpaint, mask = p.get("outpaint"), p.get("mask")
+        outpaint, mask, hires = p.get("outpaint"), p.get("mask"), p.get("hires")
         return cls(
             model=p["model"], prompt=p["prompt"], neg_prompt=p["neg_prompt"],
             n_images=p["n_images"], scale=p["scale"], seed=p["seed"], width=p["width"],
@@ -181,6 +222,9 @@ class ImageJob:
             outpaint=Outpaint.from_params(outpaint) if outpaint else None,
             mask=Mask.from_params(mask) if mask else None,
             webhook=Webhook.from_params(p),
+            output_format=str(p.get("output_format", "jpeg")),
+            hires=Hires.from_params(hires) if hires else None,
+            sampler_name=str(p.get("sampler_name", "")), scheduler=str(p.get("scheduler", "")),
         )
 
 
@@ -196,3 +240,28 @@ class CaptionJob:
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> CaptionJob:
         return cls(str(params["file_id"]))
+
+
+@dataclass(frozen=True)
+class UpscaleJob:
+    """The upscale task: one of the user's images (an upload or an output) made ``scale``
+    times larger by ``upscaler`` (Lanczos, Nearest or an upscaler model's name)."""
+
+    file_id: str
+    upscaler: str
+    scale: float
+    # The source's size when it was submitted, and the delivered size.
+    source_size: tuple[int, int]
+    width: int
+    height: int
+    # listings and task_result show it beside image tasks' types.
+    task_type: str = "upscale"
+
+    def to_params(self) -> dict[str, Any]:
+        return {**asdict(self), "source_size": list(self.source_size)}
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> UpscaleJob:
+        width, height = params["source_size"]
+        return cls(str(params["file_id"]), str(params["upscaler"]), float(params["scale"]),
+                   (int(width), int(height)), int(params["width"]), int(params["height"]))

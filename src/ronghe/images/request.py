@@ -64,13 +64,33 @@ class ImageRequest:
     init_img: str = ""
     # An inpainting mask (an upload) over init_img: white is painted, black kept.
     mask_img: str = ""
+    # The mask's options (A1111's names); None: not sent (the default with a mask, and an
+    # error without one).
+    mask_blur: int | None = None
+    inpainting_mask_invert: bool | None = None
+    inpaint_full_res: bool | None = None
+    inpaint_full_res_padding: int | None = None
+    inpainting_fill: int | None = None
+    # jpeg, png or webp: the format of the stored images.
+    output_format: str = "jpeg"
     # None: the model's default steps.
     ddim_steps: int | None = None
+    # A1111's sampler and schedule type (engines/diffusion/samplers.py); "": the model's own.
+    sampler_name: str = ""
+    scheduler: str = ""
     controlnet_model: str = ""
     cn_configs: tuple[ControlRequest, ...] = ()
     lora_configs: tuple[LoraRequest, ...] = ()
     add_prompt: bool = False
     outpaint_config: OutpaintRequest | None = None
+    # The hires fix (A1111's names): the hr_ fields apply only with enable_hr.
+    enable_hr: bool = False
+    hr_scale: float = 2.0
+    # A built-in upscaler (Latent …, Lanczos, Nearest) or an upscaler model's name.
+    hr_upscaler: str = "Latent"
+    # 0: the first pass's steps.
+    hr_second_pass_steps: int = 0
+    hr_denoising_strength: float = 0.7
     webhook: str = ""
     callback_url: str = ""
     webhook_events_filter: tuple[str, ...] | None = None

@@ -17,12 +17,14 @@ import re
 from ronghe.catalog.folder import is_folder_lora
 from ronghe.catalog.service import LoraInfo, LoraState, is_id
 from ronghe.db.models import User
-from ronghe.engines.diffusion import control
+from ronghe.engines.diffusion import control, prompts, samplers
 from ronghe.engines.diffusion.control import annotators
+from ronghe.engines.diffusion.families import CONTROLNET, INPAINT
+from ronghe.engines.diffusion.infotext import FILLS
+from ronghe.engines.diffusion.masking import LATENT_NOISE, LATENT_NOTHING, ORIGINAL
 from ronghe.engines.diffusion.outpaint import canvas_size
 from ronghe.engines.diffusion.registry import (
     DEFAULT_GUIDANCE,
-    SIZE_STEP,
     ModelEntry,
     ModelRegistry,
 )
@@ -41,6 +43,7 @@ from ronghe.images.request import (
     ImageRequest,
     OutpaintRequest,
 )
+from ronghe.images.upscale import hires_part
 from ronghe.jobs import TaskView
 from ronghe.queues import Kind, image_queue
 from ronghe.services import Services
@@ -156,15 +159,15 @@ def model_for(services: Services, user: User, versionid: str) -> ModelEntry:
 
 
 def parse_size(text: str, entry: ModelEntry) -> tuple[int, int]:
-    lo, hi = entry.min_size, entry.max_size
-    allowed = (f"WxH with each side a multiple of {SIZE_STEP} from {lo} to {hi} "
+    lo, hi, step = entry.min_size, entry.max_size, entry.size_step
+    allowed = (f"WxH with each side a multiple of {step} from {lo} to {hi} "
                f"for model {entry.name!r}, e.g. 960x960")
     match = SIZE_RE.match(text or "")
     if not match:
         raise field_error("output_size", allowed, text)
     width, height = int(match[1]), int(match[2])
     for side in (width, height):
-        if side % SIZE_STEP or not lo <= side <= hi:
+        if side % step or not lo <= side <= hi:
             raise field_error("output_size", allowed, text)
     return width, height
 
@@ -196,6 +199,10 @@ def control_part(services: Services, user: User, entry: ModelEntry, cn: str, url
                  unit: ControlRequest | None, field: str) -> Control:
     """A ControlNet unit: ``unit`` None is the first edition's ``controlnet_model`` (its
     control image is init_img, its settings the defaults)."""
+    family = entry.family_info
+    if not family.supports(CONTROLNET):
+        raise BadRequest(f"{field}: {family.label} models ({entry.name}) take no ControlNet "
+                         "here; use a Stable Diffusion model for ControlNet", field=field)
     if cn not in entry.controlnets:
         available = ", ".join(sorted(entry.controlnets)) or "none"
         raise BadRequest(f"{field}: ControlNet {cn!r} is not available for model "
@@ -242,7 +249,7 @@ def outpaint_part(entry: ModelEntry, source: FileInfo,
         raise BadRequest(f"{OUTPAINT}.src_img: the upload's size is unknown; upload it again",
                          field=f"{OUTPAINT}.src_img")
     width, height = canvas_size(source.width, source.height, request.outpaint_ratio,
-                                SIZE_STEP)
+                                entry.size_step)
     lo, hi = entry.min_size, entry.max_size
     if not (lo <= width <= hi and lo <= height <= hi):
         raise BadRequest(
@@ -293,7 +300,15 @@ def check(services: Services, user: User, request: ImageRequest) -> ImageJob:
     init_file_id = None
     if request.init_img and not init_used_as_control:
         init_file_id = image_file(services, user, request.init_img, "init_img").id
-    mask = mask_part(services, user, request, init_file_id)
+    mask = mask_part(services, user, entry, request, init_file_id, controls)
+    hires = hires_part(services, entry, request, width, height,
+                       paints_over=bool(init_file_id or mask or outpaint))
+    # The sampler a family takes, and the prompt syntax it reads (a 400 naming the field).
+    sampler_name, scheduler = samplers.check(
+        entry.family, entry.name, request.sampler_name, request.scheduler,
+        paints_over=bool(init_file_id or mask or outpaint or hires))
+    prompts.check(request.prompt, "prompt", entry.family)
+    prompts.check(request.neg_prompt, "neg_prompt", entry.family)
     named = "versionid" if request.versionid != "" else "model_name"
     loras = [lora_part(entry, registry, lora, 1.0, named) for lora in implied]
     for i, wanted in enumerate(request.lora_configs):
@@ -321,17 +336,44 @@ def check(services: Services, user: User, request: ImageRequest) -> ImageJob:
         strength=1.0 if outpaint else request.strength,
         init_file_id=init_file_id, controls=tuple(controls), loras=tuple(loras),
         add_prompt=request.add_prompt, task_type=task_type, outpaint=outpaint, mask=mask,
-        versionid=request.versionid, webhook=hook)
+        versionid=request.versionid, webhook=hook, output_format=request.output_format,
+        hires=hires, sampler_name=sampler_name, scheduler=scheduler)
 
 
-def mask_part(services: Services, user: User, request: ImageRequest,
-              init_file_id: str | None) -> Mask | None:
+# The mask's options: what each defaults to with a mask (A1111's img2img defaults, except
+# inpainting_fill: original, the image as it is, which A1111's UI starts with too).
+MASK_OPTIONS = {"mask_blur": 4, "inpainting_mask_invert": False, "inpaint_full_res": False,
+                "inpaint_full_res_padding": 32, "inpainting_fill": ORIGINAL}
+
+
+def mask_part(services: Services, user: User, entry: ModelEntry, request: ImageRequest,
+              init_file_id: str | None, controls: list[Control]) -> Mask | None:
+    sent = {name: getattr(request, name) for name in MASK_OPTIONS
+            if getattr(request, name) is not None}
     if not request.mask_img:
+        if sent:
+            name = next(iter(sent))
+            raise BadRequest(f"{name}: applies to inpainting only; send mask_img (and "
+                             "init_img) with it", field=name)
         return None
     if init_file_id is None:
         raise BadRequest("mask_img: needs init_img, the image it paints over (not used as a "
                          "control image)", field="mask_img")
-    return Mask(image_file(services, user, request.mask_img, "mask_img").id)
+    if controls:
+        raise BadRequest("mask_img: cannot be combined with ControlNet units "
+                         "(controlnet_model, cn_configs)", field="mask_img")
+    if not entry.family_info.supports(INPAINT):
+        raise BadRequest(f"mask_img: {entry.family_info.label} models ({entry.name}) take no "
+                         "inpainting here", field="mask_img")
+    options = {**MASK_OPTIONS, **sent}
+    fill = options["inpainting_fill"]
+    if fill in (LATENT_NOISE, LATENT_NOTHING):
+        raise BadRequest(f"inpainting_fill: {fill} ({FILLS[fill]}) is not available yet; use "
+                         "0 (fill) or 1 (original)", field="inpainting_fill")
+    return Mask(image_file(services, user, request.mask_img, "mask_img").id,
+                blur=options["mask_blur"], invert=options["inpainting_mask_invert"],
+                only_masked=options["inpaint_full_res"],
+                padding=options["inpaint_full_res_padding"], fill=fill)
 
 
 def submit(services: Services, user: User, request: ImageRequest) -> TaskView:

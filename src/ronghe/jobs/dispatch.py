@@ -43,11 +43,14 @@ class InProcessDispatcher:
                  devices: Sequence[str] = ("cpu",),
                  queues: Sequence[str] | None = None, instance: str = "",
                  poll_seconds: float = 2.0, interleave_prefix: str | None = None,
-                 sweep_seconds: float | None = None) -> None:
+                 sweep_seconds: float | None = None,
+                 exclude_queues: Sequence[str] = ()) -> None:
         self.store = store
         self.handlers = handlers
         self.devices = list(devices)
         self.queues = list(queues) if queues is not None else None
+        # Queues another dispatcher of this process serves (with queues=None: all but these).
+        self.exclude_queues = tuple(exclude_queues)
         self.interleave_prefix = interleave_prefix
         self.poll = poll_seconds
         # How often expired leases are swept while running (a hung or foreign worker).
@@ -107,7 +110,8 @@ class InProcessDispatcher:
 
     def _run_one(self, wid: str, prefix: str | None = None, nested: bool = False) -> bool:
         # Fairness is the store's order (TaskStore.claim_next), shared with Celery workers.
-        task = self.store.claim_next(wid, self.queues, queue_prefix=prefix)
+        task = self.store.claim_next(wid, self.queues, queue_prefix=prefix,
+                                     exclude_queues=self.exclude_queues)
         if task is None:
             return False
 
@@ -130,6 +134,32 @@ class InProcessDispatcher:
                 log.exception("worker loop error")
             with self._wake:
                 self._wake.wait(self.poll)
+
+
+class WithDownloads:
+    """A dispatcher, plus this process's own worker for model pulls (``Queue.DOWNLOADS``).
+
+    A pull writes the models folder of the server that was asked for it, so it runs here
+    whatever dispatches the other tasks (the embedded worker or Celery), on a thread of its
+    own: an hour-long download never holds up image tasks, and no Celery worker, which may
+    see another disk, ever takes one."""
+
+    def __init__(self, main: Dispatcher, downloads: InProcessDispatcher,
+                 queue: str) -> None:
+        self.main = main
+        self.downloads = downloads
+        self.queue = queue
+
+    def submit(self, task: TaskView) -> None:
+        (self.downloads if task.queue == self.queue else self.main).submit(task)
+
+    def start(self) -> None:
+        self.main.start()
+        self.downloads.start()
+
+    def stop(self) -> None:
+        self.downloads.stop()
+        self.main.stop()
 
 
 INSTANCE_FILE = "instance.id"

@@ -241,28 +241,36 @@ class TaskStore:
         with self.db.session() as s:
             s.execute(update(Task).where(Task.id == task_id).values(dispatched_at=utcnow()))
 
-    def _claimable(self, queues: Sequence[str] | None, queue_prefix: str | None) -> Any:
+    def _claimable(self, queues: Sequence[str] | None, queue_prefix: str | None,
+                   exclude: Sequence[str] = ()) -> Any:
         cond = and_(Task.state == _PENDING, Task.cancel_requested.is_(False),
                     Task.attempts < self.max_attempts)
         if queues is not None:
             cond = and_(cond, Task.queue.in_(list(queues)))
         if queue_prefix is not None:
             cond = and_(cond, Task.queue.startswith(queue_prefix))
+        if exclude:
+            cond = and_(cond, Task.queue.not_in(list(exclude)))
         return cond
 
     def fair_order(self, queues: Sequence[str] | None = None, limit: int = 8,
-                   queue_prefix: str | None = None) -> list[str]:
+                   queue_prefix: str | None = None,
+                   exclude_queues: Sequence[str] = ()) -> list[str]:
         """Ids of the next pending tasks in fair order (lowest fair_key, then oldest)."""
+        where = self._claimable(queues, queue_prefix, exclude_queues)
         with self.db.reading() as c:
-            return list(c.scalars(select(Task.id).where(self._claimable(queues, queue_prefix))
+            return list(c.scalars(select(Task.id).where(where)
                                   .order_by(Task.fair_key, Task.created_at).limit(limit)))
 
     def claim_next(self, worker_id: str, queues: Sequence[str] | None = None,
-                   queue_prefix: str | None = None, rounds: int = 5) -> TaskView | None:
+                   queue_prefix: str | None = None, rounds: int = 5,
+                   exclude_queues: Sequence[str] = ()) -> TaskView | None:
         """Claim the fairest pending task; None when there is none.  Several workers may
-        race for the same head: the loser takes the next one."""
+        race for the same head: the loser takes the next one.  ``exclude_queues``: queues
+        another worker of the process serves (the download worker's)."""
         for _ in range(rounds):
-            ids = self.fair_order(queues, queue_prefix=queue_prefix)
+            ids = self.fair_order(queues, queue_prefix=queue_prefix,
+                                  exclude_queues=exclude_queues)
             if not ids:
                 return None
             for task_id in ids:

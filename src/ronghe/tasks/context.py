@@ -15,6 +15,8 @@ from typing import Any
 
 from ronghe.catalog.service import LoraCatalog
 from ronghe.datasets.service import DatasetService
+from ronghe.downloads.install import Places
+from ronghe.downloads.pull import HubAccess
 from ronghe.engines.diffusion.engine import ImageEngineProtocol
 from ronghe.engines.diffusion.registry import ModelRegistry
 from ronghe.engines.training.captions import Captioner
@@ -67,6 +69,8 @@ class ImageTaskContext(TaskContext):
     metrics: ImageMetrics | None
     # Seconds between live previews; 0: none (image_previews off).
     preview_seconds: float = 0.0
+    # <models>/upscalers: the hires fix's upscaler models (None: the built-in ones only).
+    upscalers: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,9 @@ class TrainTaskContext(TaskContext):
     datasets: DatasetService
     # Which of these task ids will never run again (TaskStore.ended): their checkpoints go.
     ended: Callable[[Sequence[str]], set[str]]
+    # The torch device LoRAs train on, and settings' image_dtype (precision.pick_precision).
+    device: str = "cpu"
+    dtype: str = "auto"
 
     def yield_to_waiting(self) -> None:
         """Between training steps: let short waiting tasks (images) run first."""
@@ -88,7 +95,26 @@ class TrainTaskContext(TaskContext):
 
 
 @dataclass(frozen=True)
+class UpscaleTaskContext(TaskContext):
+    files: FileService
+    # <models>/upscalers, where the task's upscaler model is found by name.
+    upscalers: Path
+    # The torch device the upscaler model runs on.
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
 class CaptionTaskContext(TaskContext):
     files: FileService
     # None where no captioner is configured (captioner_model ""): the task fails saying so.
     captioner: Captioner | None
+
+
+@dataclass(frozen=True)
+class DownloadTaskContext(TaskContext):
+    # The staging folder and the models, LoRA and upscaler folders of this server.
+    places: Places
+    # The Hub token and endpoint (settings' hf_token / hf_endpoint, else HF_TOKEN ...).
+    access: HubAccess
+    # Scans the models folders again once a model is in place (catalog.folder.scan_all).
+    rescan: Callable[[], Any]

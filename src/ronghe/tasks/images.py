@@ -1,4 +1,5 @@
-"""The image task: a checked ``ImageJob`` in (``ronghe.images.job``), stored JPEGs out.
+"""The image task: a checked ``ImageJob`` in (``ronghe.images.job``), stored images out
+(JPEG, PNG or WebP, as the job's ``output_format`` says).
 
 Everything the job needs is in the task row (checked at submit by ``ronghe.images.submit``,
 the seed already chosen), so a task re-run after a crash produces the same images, and
@@ -20,15 +21,18 @@ from PIL import Image
 from safetensors.torch import load as load_safetensors
 
 from ronghe.catalog.service import LoraCatalog
-from ronghe.engines.diffusion import outpaint
+from ronghe.engines.diffusion import masking, outpaint
 from ronghe.engines.diffusion.generate import ControlUnit, GenerationRequest, GenerationResult
-from ronghe.engines.diffusion.output import encode_variants
+from ronghe.engines.diffusion.infotext import short_hash
+from ronghe.engines.diffusion.output import FORMATS, encode_variants
 from ronghe.engines.diffusion.pipelines import LoraSource
+from ronghe.engines.diffusion.registry import ModelEntry
 from ronghe.errors import BadRequest, NotFound, NotReady
-from ronghe.images.job import ImageJob, Lora
+from ronghe.images.job import ImageJob, Lora, Mask
 from ronghe.jobs.previews import PreviewSaver
 from ronghe.jobs.runner import Cancelled, Shutdown
 from ronghe.storage.files import FileService
+from ronghe.tasks import upscale as upscaling
 from ronghe.tasks.context import ImageTaskContext
 from ronghe.tasks.metrics import ImageMetrics
 
@@ -55,13 +59,16 @@ def run(ctx: ImageTaskContext) -> dict[str, Any]:
             used_prompt = enriched_prompt(ctx)
         # 3. The inputs: init image, control images, LoRA weights.
         ctx.progress(0.01, {"stage": "loading"})
-        request = build_request(ctx, job, entry.name, used_prompt)
+        prepared = mask_inputs(ctx, job)
+        request = build_request(ctx, job, entry.name, used_prompt, prepared)
         # 4. Denoise, reporting every step (a cancel stops at the next one).
         result = generate(ctx, request)
         ctx.check()  # a cancel during the last step must not be overwritten by a result
+        if prepared is not None:  # the painted images back into the init image
+            result.images = [masking.finish(im, prepared) for im in result.images]
         # 5. Encode each image in three sizes with its metadata, and store them.
         ctx.progress(1 - PREPARE_SHARE, {"stage": "saving"})
-        images = save_images(ctx, job, result, request, used_prompt)
+        images = save_images(ctx, job, result, request, used_prompt, model_hash(entry))
         # 6. The task's result, as task_result reports it.
         return {
             "images": images, "seed": job.seed, "seeds": request.seeds,
@@ -70,6 +77,9 @@ def run(ctx: ImageTaskContext) -> dict[str, Any]:
             "steps_run": result.steps_run, "seconds": round(result.seconds, 3),
             # add_prompt: whether the chat model's details made it into the prompt.
             "prompt_added": used_prompt != job.prompt,
+            # The sampler and schedule type that ran (A1111's names): the model's own
+            # when the job named none.
+            "sampler_name": result.sampler, "scheduler": result.schedule,
         }
 
 
@@ -88,13 +98,28 @@ def enriched_prompt(ctx: ImageTaskContext) -> str:
     return used
 
 
-def build_request(ctx: ImageTaskContext, job: ImageJob, model: str,
-                  prompt: str) -> GenerationRequest:
+def mask_inputs(ctx: ImageTaskContext, job: ImageJob) -> masking.Prepared | None:
+    """With a mask: the init image and mask the model paints (blurred, cropped, filled as
+    the job says; ``engines.diffusion.masking``)."""
+    if job.mask is None or job.init_file_id is None:
+        return None
+    user_id = ctx.task.user_id
+    init = open_image(ctx.files, job.init_file_id, user_id, "init_img")
+    # Not made RGB: a mask with transparency is read by its alpha.
+    mask = open_image(ctx.files, job.mask.file_id, user_id, "mask_img", keep_mode=True)
+    m = job.mask
+    options = masking.MaskOptions(m.blur, m.invert, m.only_masked, m.padding, m.fill)
+    return masking.prepare(init, mask, (job.width, job.height), options)
+
+
+def build_request(ctx: ImageTaskContext, job: ImageJob, model: str, prompt: str,
+                  prepared: masking.Prepared | None = None) -> GenerationRequest:
     user_id = ctx.task.user_id
     init = (open_image(ctx.files, job.init_file_id, user_id, "init_img")
-            if job.init_file_id else None)
-    mask = (open_image(ctx.files, job.mask.file_id, user_id, "mask_img").convert("L")
-            if job.mask is not None else None)
+            if job.init_file_id and prepared is None else None)
+    mask = None
+    if prepared is not None:
+        init, mask = prepared.init, prepared.mask
     if job.outpaint is not None:
         # outpaint_config: the upload on the larger canvas; the mask marks the new area.
         source = open_image(ctx.files, job.outpaint.file_id, user_id,
@@ -114,6 +139,8 @@ def build_request(ctx: ImageTaskContext, job: ImageJob, model: str,
         strength=job.strength, controls=controls, model=model, mask_image=mask,
         loras=lora_sources(ctx.files, ctx.loras, job.loras),
         preview_seconds=ctx.preview_seconds,
+        hires=upscaling.hires_fix(ctx, job, model),
+        sampler=job.sampler_name, schedule=job.scheduler,
     )
 
 
@@ -136,8 +163,27 @@ def generate(ctx: ImageTaskContext, request: GenerationRequest) -> GenerationRes
     return result
 
 
+def model_hash(entry: ModelEntry) -> str | None:
+    """A1111's "Model hash" of a single-file checkpoint (a folder has none A1111 knows)."""
+    if not entry.single_file:
+        return None
+    try:
+        return short_hash(entry.path)
+    except OSError:
+        return None
+
+
+def mask_meta(mask: Mask | None) -> dict[str, Any]:
+    if mask is None:
+        return {}
+    return {"mask_blur": mask.blur, "inpainting_mask_invert": mask.invert,
+            "inpaint_full_res": mask.only_masked,
+            "inpaint_full_res_padding": mask.padding, "inpainting_fill": mask.fill}
+
+
 def save_images(ctx: ImageTaskContext, job: ImageJob, result: GenerationResult,
-                request: GenerationRequest, used_prompt: str) -> list[dict[str, Any]]:
+                request: GenerationRequest, used_prompt: str,
+                hash_: str | None = None) -> list[dict[str, Any]]:
     task = ctx.task
     meta_base = {
         "prompt": used_prompt, "negative_prompt": job.neg_prompt, "steps": job.steps,
@@ -149,15 +195,23 @@ def save_images(ctx: ImageTaskContext, job: ImageJob, result: GenerationResult,
                          "processor": c.processor, "low": c.low, "high": c.high,
                          "rate": c.rate} for c in job.controls],
         "render_size": _size(result) if result.resized else None,
+        **mask_meta(job.mask),
+        **upscaling.hires_meta(job.hires),
+        # A1111's "Sampler" and "Schedule type" (what ran; the model's own when unnamed).
+        "sampler_name": result.sampler or None, "scheduler": result.schedule or None,
     }
+    if hash_:
+        meta_base["model_hash"] = hash_
     if used_prompt != job.prompt:
         meta_base["original_prompt"] = job.prompt
     images = []
     for index, (image, seed) in enumerate(zip(result.images, request.seeds, strict=True)):
         meta = {**meta_base, "seed": seed, "save_index": index}
         entry_out: dict[str, Any] = {"save_index": index, "seed": seed}
-        for variant, (data, width, height) in encode_variants(image, meta).items():
-            info = ctx.files.save(task.user_id, data, "image/jpeg", job.task_type,
+        content_type = FORMATS[job.output_format][1]
+        for variant, (data, width, height) in encode_variants(
+                image, meta, job.output_format).items():
+            info = ctx.files.save(task.user_id, data, content_type, job.task_type,
                                   width, height,
                                   file_id=output_file_id(task.id, index, variant))
             entry_out[variant] = info.id
@@ -170,7 +224,8 @@ def _size(result: GenerationResult) -> str:
     return f"{result.render_size[0]}x{result.render_size[1]}"
 
 
-def open_image(files: FileService, file_id: str, user_id: int, what: str) -> Image.Image:
+def open_image(files: FileService, file_id: str, user_id: int, what: str,
+               keep_mode: bool = False) -> Image.Image:
     try:
         info = files.get(file_id, user_id)
         data = files.read(info)
@@ -178,7 +233,7 @@ def open_image(files: FileService, file_id: str, user_id: int, what: str) -> Ima
         raise BadRequest(f"{what}: the uploaded image is gone") from None
     image = Image.open(io.BytesIO(data))
     image.load()
-    return image.convert("RGB")
+    return image if keep_mode else image.convert("RGB")
 
 
 def lora_sources(files: FileService, loras: LoraCatalog,

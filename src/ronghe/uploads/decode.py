@@ -3,7 +3,9 @@
 Order matters: the byte size is checked before anything is parsed, the format and the pixel
 count are read from the header before any pixel is decoded (a 50-kB PNG can claim 2 gigapixels),
 and only then is the image decoded.  What is stored is a re-encoded copy: EXIF orientation
-applied, metadata (GPS, thumbnails, comments) dropped, only pixels and the colour profile kept.
+applied, metadata (GPS, thumbnails, comments) dropped, only pixels and the colour profile kept,
+and the generation parameters text (AUTOMATIC1111's, as Ronghe, A1111 and Civitai write it)
+so that ``png_info`` can read it back.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ronghe.engines.diffusion.output import exif_with, image_parameters, png_info
+
 # Pillow format name -> (content type, encoder options for the stored copy).
 FORMATS: dict[str, tuple[str, dict[str, object]]] = {
     "JPEG": ("image/jpeg", {"quality": 95, "subsampling": 0}),
@@ -21,6 +25,8 @@ FORMATS: dict[str, tuple[str, dict[str, object]]] = {
     "WEBP": ("image/webp", {"quality": 95, "method": 4}),
 }
 ALLOWED = "JPEG, PNG or WebP"
+# The longest generation parameters text an upload keeps (characters); longer is dropped.
+MAX_PARAMETERS = 65536
 
 
 class ImageRejected(ValueError):
@@ -85,8 +91,9 @@ def decode_upload(data: bytes, max_bytes: int, max_pixels: int,
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 image.load()
+                parameters = image_parameters(image)
                 upright = ImageOps.exif_transpose(image)
-                return _encode(upright, fmt, image.info.get("icc_profile"))
+                return _encode(upright, fmt, image.info.get("icc_profile"), parameters)
         except Exception as exc:
             # Chunks after the pixels (a zTXt bomb at the end), a broken EXIF block or an
             # ICC profile the encoder refuses: the client's bytes, so a 400, never a 500.
@@ -99,7 +106,8 @@ def _said(exc: Exception) -> str:
     return text[:200].encode("ascii", "backslashreplace").decode("ascii")
 
 
-def _encode(image: Image.Image, fmt: str, icc: bytes | None) -> DecodedImage:
+def _encode(image: Image.Image, fmt: str, icc: bytes | None,
+            parameters: str = "") -> DecodedImage:
     if image.mode not in ("RGB", "RGBA", "L", "LA"):
         has_alpha = image.mode in ("P", "PA") and "transparency" in image.info
         image = image.convert("RGBA" if has_alpha or image.mode == "PA" else "RGB")
@@ -107,8 +115,15 @@ def _encode(image: Image.Image, fmt: str, icc: bytes | None) -> DecodedImage:
         image = image.convert("RGB")
     content_type, options = FORMATS[fmt]
     out = io.BytesIO()
-    # Only the colour profile is carried over (it changes how pixels look); EXIF, XMP and
-    # text chunks are dropped.
-    extra = {"icc_profile": icc} if icc else {}
+    # Only the colour profile is carried over (it changes how pixels look), and the
+    # generation parameters where A1111 keeps them; the rest of EXIF, XMP and text chunks
+    # is dropped.
+    extra: dict[str, object] = {"icc_profile": icc} if icc else {}
+    if parameters and len(parameters) <= MAX_PARAMETERS:
+        if fmt == "PNG":
+            extra["pnginfo"] = png_info(parameters)
+        else:
+            exif = exif_with(parameters, software=False)
+            extra["exif"] = exif.tobytes() if fmt == "WEBP" else exif
     image.save(out, format=fmt, **options, **extra)
     return DecodedImage(out.getvalue(), content_type, image.width, image.height)

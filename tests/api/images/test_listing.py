@@ -185,4 +185,6 @@ def test_a_task_stored_before_the_typed_job_still_lists(idle: TestClient) -> Non
         "model_name": "ronghe-demo", "versionid": "", "prompt": "a red circle",
         "neg_prompt": "", "n_images": 1, "scale": 5.0, "select_seed": 3,
         "output_size": "64x64", "ddim_steps": 4, "strength": 0.6, "init_img": "",
-        "add_prompt": True, "lora_configs": [], "cn_configs": [], "outpaint_config": None}
+        "add_prompt": True, "lora_configs": [], "cn_configs": [], "outpaint_config": None,
+        "sampler_name": "", "scheduler": "", "enable_hr": False, "hr_scale": None,
+        "hr_upscaler": None, "hr_second_pass_steps": None, "hr_denoising_strength": None}

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from safetensors.torch import load as load_safetensors
 
+from ronghe.engines.diffusion.output import read_parameters
 from ronghe.engines.training.presets import MAIN_BODIES
 from tests.conftest import Account
 from tests.training_support import (
@@ -47,6 +48,8 @@ def test_short_training_runs_to_a_ready_model(client: TestClient, account: Accou
     assert final["samples"][-1]["step"] == 4 and len(final["preview_images"]) >= 1
     preview = client.get(final["preview_images"][-1].replace("http://testserver", ""))
     assert preview.status_code == 200 and preview.content[:4] == b"\x89PNG"
+    # Like every PNG Ronghe writes, it carries A1111's parameters text (issue 29).
+    assert "<lora:stars-lora:1>" in read_parameters(preview.content)
     # The loss curve: one point per step of a short run, each the loss of that step; it
     # grew with the steps while the run went (each answer had a point for every step done).
     history = final["loss_history"]

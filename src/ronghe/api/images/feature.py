@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from ronghe.api.images import img2txt
+from ronghe.api.images import img2txt, pnginfo, upscale
 from ronghe.api.images.router import router
 from ronghe.features import BaseFeature
 from ronghe.services import Services
@@ -20,6 +20,8 @@ class ImageFeature(BaseFeature):
         services.readiness["images"] = services.image_models.readiness
         app.include_router(router)
         app.include_router(img2txt.router)
+        app.include_router(pnginfo.router)
+        app.include_router(upscale.router)
 
 
 feature = ImageFeature()

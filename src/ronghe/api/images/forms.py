@@ -16,11 +16,15 @@ from ronghe.api.images.protocol import (
     LoraRow,
     ModelPage,
     TrainedChoice,
+    UpscalerRow,
 )
 from ronghe.catalog.service import LoraInfo
 from ronghe.db.models import User
+from ronghe.engines.diffusion import prompts, samplers
+from ronghe.engines.diffusion.families import CONTROLNET, IMG2IMG, INPAINT, TXT2IMG
 from ronghe.engines.diffusion.outpaint import POSITIONS, RATIOS
 from ronghe.engines.diffusion.registry import DEFAULT_GUIDANCE, ModelEntry, ModelRegistry
+from ronghe.images import upscale
 from ronghe.images.request import MAX_CN_UNITS
 from ronghe.images.submit import RANDOM_SEED_MAX
 from ronghe.services import Services
@@ -50,7 +54,8 @@ def resolutions(entry: ModelEntry) -> dict[str, list[str]]:
     return {ratio: [s for s in sizes if fits(s)] for ratio, sizes in RESOLUTIONS.items()}
 
 
-def model_info(entry: ModelEntry, default: bool, registry: ModelRegistry) -> FormModel:
+def model_info(entry: ModelEntry, default: bool, registry: ModelRegistry,
+               upscaler_models: tuple[str, ...] = ()) -> FormModel:
     return FormModel(
         name=entry.name, aliases=list(entry.spec.aliases), family=registry.family_label(entry),
         problem=registry.problem(entry),
@@ -59,13 +64,22 @@ def model_info(entry: ModelEntry, default: bool, registry: ModelRegistry) -> For
         native_resolution=entry.native_resolution, resolution=resolutions(entry),
         controlnets=sorted(entry.controlnets), default_steps=entry.default_steps,
         default_scale=entry.recommended_guidance or DEFAULT_GUIDANCE,
+        family_label=entry.family_info.label, size_step=entry.size_step,
+        modes=[m for m in (TXT2IMG, IMG2IMG, INPAINT, CONTROLNET)
+               if entry.family_info.supports(m)],
+        negative_prompt=entry.family_info.negative_prompt, guidance=entry.guidance_kind,
+        samplers=samplers.describe(entry.family),
+        weighted_prompts=entry.family in prompts.WEIGHTED_FAMILIES,
+        hires_upscalers=upscale.hires_choices(entry, list(upscaler_models)),
     )
 
 
 def generation_form(services: Services, user: User | None) -> MiaohuaOk[list[FormField]]:
     registry = services.image_models
     default_entry = registry.find("")
-    models = [model_info(e, e is default_entry, registry) for e in registry.entries()]
+    upscalers = upscale.choices(services)
+    usable = tuple(u.name for u in upscalers if u.kind == "model" and u.problem is None)
+    models = [model_info(e, e is default_entry, registry, usable) for e in registry.entries()]
     choices = registry.choices()
     trained: list[TrainedChoice] = []
     if user is not None:
@@ -100,6 +114,12 @@ def generation_form(services: Services, user: User | None) -> MiaohuaOk[list[For
          "default": 0.6, "min": 0, "max": 1},
         {"name": "ddim_steps", "type": "int", "description": "sampling steps",
          "default": default_entry.default_steps if default_entry else 50, "min": 1, "max": 150},
+        {"name": "sampler_name", "type": "str", "description": "sampler (A1111's names; "
+         "'' = the model's own; each model's choices are in model_name.models[].samplers)",
+         "default": "", "choices": ["", *dict.fromkeys(
+             s["name"] for e in registry.entries() for s in samplers.describe(e.family))]},
+        {"name": "scheduler", "type": "str", "description": "schedule type, with "
+         "sampler_name", "default": samplers.AUTOMATIC, "choices": list(samplers.SCHEDULES)},
         {"name": "add_prompt", "type": "bool", "description": "let the chat model improve "
          "the prompt first", "default": False},
         {"name": "cn_configs", "type": "list", "description": "ControlNet units",
@@ -110,6 +130,38 @@ def generation_form(services: Services, user: User | None) -> MiaohuaOk[list[For
          "{src_img: your upload's URL, outpaint_ratio, align_position}", "default": None,
          "choices": {"outpaint_ratio": [f"{r:g}" for r in RATIOS],
                      "align_position": list(POSITIONS)}},
+        {"name": "mask_img", "type": "str", "description": "inpainting: a mask over init_img "
+         "(your upload's URL; white repaints, black keeps)", "default": ""},
+        {"name": "mask_blur", "type": "int", "description": "inpainting: feather the mask's "
+         "edge by this many pixels", "default": 4, "min": 0, "max": 64},
+        {"name": "inpainting_mask_invert", "type": "bool", "description": "inpainting: "
+         "repaint the black area instead", "default": False},
+        {"name": "inpaint_full_res", "type": "bool", "description": "inpainting: paint only "
+         "the mask's box at output_size, then paste it back (the image keeps its size)",
+         "default": False},
+        {"name": "inpaint_full_res_padding", "type": "int", "description": "inpainting, "
+         "only masked: pixels around the mask's box", "default": 32, "min": 0, "max": 256},
+        {"name": "inpainting_fill", "type": "int", "description": "inpainting: what the "
+         "masked area starts from (0 fill: the colours around it, 1 original)", "default": 1,
+         "choices": ["0", "1"], "min": 0, "max": 1},
+        {"name": "output_format", "type": "str", "description": "the stored images' format",
+         "default": "jpeg", "choices": ["jpeg", "png", "webp"]},
+        {"name": "enable_hr", "type": "bool", "description": "hires fix: render, upscale "
+         "hr_scale times, then paint over with a second image-to-image pass (text-to-image "
+         "only; each model's hr_upscaler choices are in model_name.models[].hires_upscalers)",
+         "default": False},
+        {"name": "hr_scale", "type": "float", "description": "hires fix: upscale by",
+         "default": 2.0, "min": 1, "max": 4},
+        {"name": "hr_upscaler", "type": "str", "description": "hires fix: the upscaler "
+         "(Latent ones, Lanczos, Nearest or an upscaler model of <models>/upscalers)",
+         "default": "Latent",
+         "choices": [u.name for u in upscalers if u.problem is None],
+         "upscalers": [UpscalerRow(name=u.name, kind=u.kind, architecture=u.architecture,
+                                   scale=u.scale, problem=u.problem) for u in upscalers]},
+        {"name": "hr_second_pass_steps", "type": "int", "description": "hires fix: steps "
+         "of the second pass (0 = ddim_steps)", "default": 0, "min": 0, "max": 150},
+        {"name": "hr_denoising_strength", "type": "float", "description": "hires fix: how "
+         "much the second pass changes", "default": 0.7, "min": 0, "max": 1},
     ]
     return miaohua_ok([FormField(**field) for field in info])
 
@@ -136,7 +188,8 @@ def base_models(registry: ModelRegistry, page: int, per_page: int,
         description=e.spec.description, is_opensource=True, model_id=e.name,
         model_name=e.name, tag=registry.family_label(e), versionid=e.name,
         aliases=list(e.spec.aliases), controlnets=sorted(e.controlnets),
-        problem=registry.problem(e),
+        problem=registry.problem(e), family_label=e.family_info.label, min_size=e.min_size,
+        max_size=e.max_size, size_step=e.size_step, default_steps=e.default_steps,
     ) for e in registry.entries()
         if matches(query, e.name, e.spec.description, e.family, *e.spec.aliases)]
     start = (page - 1) * per_page

@@ -23,6 +23,7 @@ from ronghe.api.images.listing_protocol import (
     ListedOutpaint,
     ListedTask,
     ListedTrainTask,
+    ListedUpscaleTask,
     SubmittedParams,
     TaskItems,
     TaskPage,
@@ -30,7 +31,7 @@ from ronghe.api.images.listing_protocol import (
 from ronghe.api.images.protocol import TaskListRequest
 from ronghe.db.models import User
 from ronghe.errors import BadRequest
-from ronghe.images.job import ImageJob
+from ronghe.images.job import ImageJob, UpscaleJob
 from ronghe.jobs import Status, TaskView
 from ronghe.jobs.paging import Position
 from ronghe.queues import Kind
@@ -41,7 +42,8 @@ from ronghe.tasks.training import TrainJob
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 # None: every kind, which lets the database walk the user's tasks in index order.
 KINDS: dict[str, tuple[str, ...] | None] = {
-    "image": (Kind.IMAGE.value,), "train": (Kind.TRAIN.value,), "all": None}
+    "image": (Kind.IMAGE.value, Kind.UPSCALE.value), "train": (Kind.TRAIN.value,),
+    "all": None}
 
 
 def stamp(moment: datetime | None) -> str:
@@ -78,6 +80,10 @@ def submitted_params(services: Services, job: ImageJob, files: dict[str, FileInf
         outpaint_config=outpaint and ListedOutpaint(
             src_img=url(outpaint.file_id), outpaint_ratio=outpaint.outpaint_ratio,
             align_position=outpaint.align_position),
+        sampler_name=job.sampler_name, scheduler=job.scheduler,
+        **({"enable_hr": True, "hr_scale": job.hires.scale, "hr_upscaler": job.hires.upscaler,
+            "hr_second_pass_steps": job.hires.steps,
+            "hr_denoising_strength": job.hires.denoise} if job.hires else {}),
     )
 
 
@@ -89,6 +95,20 @@ def image_item(services: Services, task: TaskView, job: ImageJob,
     return ListedImageTask(images=images, **fields, create_time=stamp(task.created_at),
                            finish_time=stamp(task.finished_at), model=job.model,
                            params=submitted_params(services, job, files, base_url))
+
+
+def upscale_item(services: Services, task: TaskView, job: UpscaleJob,
+                 files: dict[str, FileInfo], base_url: str) -> ListedUpscaleTask:
+    fields = serving.result_fields(services, task, base_url, live=False)
+    images = [{**image, "task_id": task.id, "task_type": job.task_type}
+              for image in serving.image_urls(services, task, base_url, files)]
+    source = files.get(job.file_id)
+    return ListedUpscaleTask(
+        task_id=task.id, state=task.state, progress=fields["progress"],
+        error_msg=fields["error_msg"], create_time=stamp(task.created_at),
+        finish_time=stamp(task.finished_at), images=images, upscaler=job.upscaler,
+        scale=job.scale, source_img=services.files.url(source, base_url) if source else "",
+        source_size="{}x{}".format(*job.source_size))
 
 
 def train_item(task: TaskView) -> ListedTrainTask:
@@ -124,11 +144,16 @@ def task_list(services: Services, user: User, body: TaskListRequest,
                                    (body.page - 1) * body.per_page, body.per_page, after)
     tasks, total = found.tasks, found.total
     jobs = {t.id: ImageJob.from_params(t.params) for t in tasks if t.kind == Kind.IMAGE.value}
+    upscales = {t.id: UpscaleJob.from_params(t.params) for t in tasks
+                if t.kind == Kind.UPSCALE.value}
     wanted = [f for t in tasks if t.id in jobs
               for f in (*serving.file_ids(t), *jobs[t.id].file_ids)]
+    wanted += [f for t in tasks if t.id in upscales
+               for f in (*serving.file_ids(t), upscales[t.id].file_id)]
     files = services.files.get_many(wanted, user.id)
-    items: list[ListedImageTask | ListedTrainTask | ListedTask] = [
+    items: list[ListedImageTask | ListedUpscaleTask | ListedTrainTask | ListedTask] = [
         image_item(services, t, jobs[t.id], files, base_url) if t.id in jobs
+        else upscale_item(services, t, upscales[t.id], files, base_url) if t.id in upscales
         else train_item(t) if t.kind == Kind.TRAIN.value else other_item(t) for t in tasks]
     has_next = found.before + len(tasks) < total
     # After a cursor, the page is the one the cursor's position falls in now.

@@ -81,6 +81,14 @@ class SubmittedParams(Body):
     cn_configs: list[ListedCn]
     outpaint_config: ListedOutpaint | None = Field(
         default=None, description="outpainting's source (signed URL), ratio and position")
+    sampler_name: str = Field(default="", description="as asked ('' = the model's own)")
+    scheduler: str = Field(default="", description="as asked ('' with no sampler_name)")
+    # The hires fix; the hr_ fields are its own when enable_hr is true.
+    enable_hr: bool = False
+    hr_scale: float | None = None
+    hr_upscaler: str | None = None
+    hr_second_pass_steps: int | None = None
+    hr_denoising_strength: float | None = None
 
 
 class ListedTask(Body):
@@ -107,6 +115,19 @@ class ListedImageTask(ListedTask):
     params: SubmittedParams
 
 
+class ListedUpscaleTask(ListedTask):
+    """An upscale task (POST /api/v1b/upscale): its image, and what it upscaled how."""
+
+    kind: Literal["upscale"] = "upscale"
+    images: list[ListedImage]
+    task_type: Literal["upscale"] = "upscale"
+    upscaler: str
+    scale: float
+    source_img: str = Field(description="signed URL of the image it upscaled, or '' once "
+                            "deleted")
+    source_size: str
+
+
 class ListedTrainTask(ListedTask):
     """A training task's summary; train_progress has the rest (loss, ETA, samples)."""
 
@@ -120,7 +141,7 @@ class ListedTrainTask(ListedTask):
     total_steps: int
 
 
-class TaskItems(ItemPage[ListedImageTask | ListedTrainTask | ListedTask]):
+class TaskItems(ItemPage[ListedImageTask | ListedUpscaleTask | ListedTrainTask | ListedTask]):
     """task_list's page: ItemPage plus where the next one starts."""
 
     next_cursor: str = Field(description="send as cursor for the page after this one "

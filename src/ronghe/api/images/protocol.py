@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from ronghe.api.envelopes import Body, Sparse
 from ronghe.api.fields import (
     MAX_ID,
+    Checked,
     choice,
     drop_nulls,
     flag,
@@ -24,6 +25,7 @@ from ronghe.api.fields import (
 )
 from ronghe.api.images.cursors import Cursor
 from ronghe.api.images.outpaint import OutpaintConfig
+from ronghe.engines.diffusion.infotext import FILLS
 from ronghe.images.request import (
     MAX_CN_UNITS,
     ControlRequest,
@@ -123,6 +125,38 @@ def _model_version(value: Any) -> int | str:
     return value
 
 
+OUTPUT_FORMATS = ("jpeg", "png", "webp")
+
+
+def _fill(value: Any) -> int:
+    """inpainting_fill: A1111's index 0-3 (also as a string), or its name."""
+    allowed = "must be 0 (fill), 1 (original), 2 (latent noise) or 3 (latent nothing)"
+    if isinstance(value, str) and value.strip().lower() in FILLS:
+        return FILLS.index(value.strip().lower())
+    if isinstance(value, bool):
+        raise ValueError(allowed)
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError(allowed) from None
+    if not number.is_integer() or not 0 <= number <= 3:
+        raise ValueError(allowed)
+    return int(number)
+
+
+def _output_format(value: Any) -> str:
+    name = value.strip().lower() if isinstance(value, str) else value
+    if name == "jpg":
+        return "jpeg"
+    if name not in OUTPUT_FORMATS:
+        raise ValueError("must be one of jpeg, png, webp")
+    return str(name)
+
+
+def _maybe_bool(value: int | None) -> bool | None:
+    return None if value is None else bool(value)
+
+
 class TaskSubmitRequest(Lenient):
     model_name: Name = ""
     # The later editions' name for the model: a base model's versionid from /models/base or
@@ -138,11 +172,34 @@ class TaskSubmitRequest(Lenient):
     init_img: Url = ""
     strength: Annotated[float, number_range(0, 1)] = 0.6
     ddim_steps: Annotated[int | None, int_range(1, 150)] = None
+    # Ronghe's own, A1111's names: the sampler and schedule type ("" = the model's own
+    # scheduler); which ones a model takes depends on its family (checked at submit).
+    sampler_name: Annotated[str, text(64)] = ""
+    scheduler: Annotated[str, text(32)] = ""
     controlnet_model: Annotated[str, text(64)] = ""
     cn_configs: list[CnConfig] = Field(default_factory=list, max_length=MAX_CN_UNITS)
     lora_configs: list[LoraConfig] = Field(default_factory=list, max_length=MAX_LORAS)
     add_prompt: Flag = False
     outpaint_config: OutpaintConfig | None = None
+    # Inpainting (Ronghe's own, A1111's names): a mask over init_img and how it applies;
+    # the options need mask_img (ronghe.images.submit), null/absent means the default.
+    mask_img: Url = ""
+    mask_blur: Annotated[int | None, int_range(0, 64)] = None
+    inpainting_mask_invert: Annotated[int | None, int_range(0, 1, bools=True)] = None
+    inpaint_full_res: Annotated[int | None, int_range(0, 1, bools=True)] = None
+    inpaint_full_res_padding: Annotated[int | None, int_range(0, 256)] = None
+    inpainting_fill: Annotated[int | None, Checked(_fill, {"minimum": 0, "maximum": 3})] = None
+    output_format: Annotated[str, Checked(_output_format, {"enum": list(OUTPUT_FORMATS)})] = (
+        "jpeg")
+    # Hires fix (Ronghe's own, A1111's names): render, upscale hr_scale times, then paint
+    # over with a second img2img pass; the hr_ fields apply only with enable_hr.
+    enable_hr: Flag = False
+    hr_scale: Annotated[float, number_range(1, 4)] = 2.0
+    # Latent (and its variants), Lanczos, Nearest or an upscaler model's name (submit checks).
+    hr_upscaler: Annotated[str, text(128)] = "Latent"
+    # 0: the first pass's steps.
+    hr_second_pass_steps: Annotated[int, int_range(0, 150)] = 0
+    hr_denoising_strength: Annotated[float, number_range(0, 1)] = 0.7
     # Issue 14: a URL told about the task (callback_url is the vendor's name for it).
     webhook: Url = ""
     callback_url: Url = ""
@@ -157,12 +214,21 @@ class TaskSubmitRequest(Lenient):
             strength=self.strength, neg_prompt=self.neg_prompt, model_name=self.model_name,
             versionid=self.versionid, scale=self.scale, select_seed=self.select_seed,
             init_img=self.init_img, ddim_steps=self.ddim_steps,
+            sampler_name=self.sampler_name, scheduler=self.scheduler,
             controlnet_model=self.controlnet_model,
             cn_configs=tuple(u.to_request() for u in self.cn_configs),
             lora_configs=tuple(u.to_request() for u in self.lora_configs),
             add_prompt=self.add_prompt,
             outpaint_config=(self.outpaint_config.to_request()
                              if self.outpaint_config is not None else None),
+            mask_img=self.mask_img, mask_blur=self.mask_blur,
+            inpainting_mask_invert=_maybe_bool(self.inpainting_mask_invert),
+            inpaint_full_res=_maybe_bool(self.inpaint_full_res),
+            inpaint_full_res_padding=self.inpaint_full_res_padding,
+            inpainting_fill=self.inpainting_fill, output_format=self.output_format,
+            enable_hr=self.enable_hr, hr_scale=self.hr_scale, hr_upscaler=self.hr_upscaler,
+            hr_second_pass_steps=self.hr_second_pass_steps,
+            hr_denoising_strength=self.hr_denoising_strength,
             webhook=self.webhook, callback_url=self.callback_url,
             webhook_events_filter=tuple(events) if events is not None else None)
 
@@ -203,6 +269,14 @@ class TaskListRequest(Lenient):
 # --- responses
 
 
+class SamplerChoice(Body):
+    name: str = Field(description="an A1111 sampler name, as sampler_name")
+    schedules: list[str] = Field(description="the scheduler values it takes")
+    automatic: str = Field(description="the schedule type 'Automatic' stands for")
+    paints_over: bool = Field(default=True, description="whether it also runs img2img, "
+                              "inpainting, outpainting and hires fix (false: txt2img only)")
+
+
 class FormModel(Body):
     name: str
     aliases: list[str]
@@ -216,8 +290,38 @@ class FormModel(Body):
     controlnets: list[str]
     default_steps: int
     default_scale: float
+    family_label: str = Field(default="", description="the family's name as people say it "
+                              "(SD 1.5, SDXL, FLUX.1, SD 3 / 3.5, Z-Image, FLUX.2 [klein])")
+    size_step: int = Field(default=8, description="output sides are multiples of this")
+    modes: list[str] = Field(default_factory=list, description="what the model can do: "
+                             "txt2img, img2img, inpaint, controlnet")
+    negative_prompt: bool = Field(default=True, description="whether neg_prompt reaches the "
+                                  "model (FLUX has none)")
+    guidance: str = Field(default="cfg", description="how scale is used: cfg (classifier-"
+                          "free guidance), embedded (FLUX.1 dev's distilled guidance) or "
+                          "none (a few-step model ignores it)")
     problem: str | None = Field(default=None, description="why it cannot be used now "
                                 "(e.g. a truncated checkpoint); null when it can")
+    samplers: list[SamplerChoice] = Field(
+        default_factory=list, description="the sampler_name values this model takes, each "
+        "with its scheduler values; none sent = the model's own sampler")
+    weighted_prompts: bool = Field(
+        default=False, description="whether (word:1.3), [word] and BREAK weight the prompt "
+        "(CLIP families); elsewhere prompts are plain text")
+    hires_upscalers: list[str] = Field(
+        default_factory=list, description="the hr_upscaler values this model takes with "
+        "enable_hr (the Latent ones on SD 1.5, SD 2.x and SDXL only); [] = no hires fix")
+
+
+class UpscalerRow(Body):
+    name: str = Field(description="as hr_upscaler (or upscale's upscaler)")
+    kind: str = Field(description="latent (hires fix only), resampler or model (a file of "
+                      "<models>/upscalers)")
+    architecture: str = Field(default="", description="a model's architecture (ESRGAN, "
+                              "SwinIR, HAT …)")
+    scale: int | None = Field(default=None, description="a model's own scale (2, 4 …)")
+    problem: str | None = Field(default=None, description="why a model file cannot be "
+                                "used; null when it can")
 
 
 class TrainedChoice(Body):
@@ -241,6 +345,7 @@ class FormField(Sparse):
     max_items: int | None = None
     models: list[FormModel] | None = None
     trained: list[TrainedChoice] | None = None
+    upscalers: list[UpscalerRow] | None = None
 
 
 class BaseModelRow(Body):
@@ -257,6 +362,11 @@ class BaseModelRow(Body):
     controlnets: list[str]
     problem: str | None = Field(default=None, description="why it cannot be used now; "
                                 "null when it can")
+    family_label: str = Field(default="", description="the family (tag) as people name it")
+    min_size: int = Field(default=64, description="smallest output side")
+    max_size: int = Field(default=2048, description="largest output side")
+    size_step: int = Field(default=8, description="output sides are multiples of this")
+    default_steps: int = Field(default=50, description="steps when ddim_steps is not sent")
 
 
 class LoraRow(Body):

@@ -59,6 +59,11 @@ class TaskState(Body):
     prompt: str | None = Field(description="the prompt used (after add_prompt)")
     task_type: str = Field(description="txt2img, img2img, controlnet or outpaint")
     prompt_added: bool = Field(description="add_prompt: whether the chat model added details")
+    sampler_name: str = Field(default="", description="the sampler that ran, by A1111's "
+                              "name (the model's own when none was named); before it ran, "
+                              "the one asked for ('' = the model's own)")
+    scheduler: str = Field(default="", description="the schedule type that ran (Automatic "
+                           "resolved to the sampler's own: Karras for DPM++ 2M …)")
     select_seed: int | None = Field(description="the vendor's later name for seed")
     wait_time: int = Field(ge=0, description="tasks that will run before this one in its "
                            "queue; 0 when running or finished")

@@ -75,6 +75,10 @@ def result_fields(services: Services, task: TaskView, base_url: str,
         "prompt": result.get("prompt", task.params.get("prompt")),
         # add_prompt: false when the chat model added nothing (the prompt was used as sent).
         "prompt_added": bool(result.get("prompt_added", False)),
+        # A1111's names: the sampler and schedule type that ran (the model's own when none
+        # was named); before the task has run, what was asked ("" = the model's own).
+        "sampler_name": result.get("sampler_name", task.params.get("sampler_name", "")),
+        "scheduler": result.get("scheduler", task.params.get("scheduler", "")),
         "task_type": task.params.get("task_type", ""),
         # The vendor's later names: select_seed for seed; wait_time = tasks ahead.
         "select_seed": result.get("seed", task.params.get("seed")),

@@ -131,8 +131,14 @@ class QueuedTraining(QueueEntry):
     model_name: str = Field(description="the LoRA being trained")
 
 
+class QueuedDownload(QueueEntry):
+    """A model pull (``model`` is what is pulled: a catalogue name, repo id or URL)."""
+
+    model_name: str = Field(description="the name it is installed under ('' until known)")
+
+
 UserPage = MiaohuaOk[ItemPage[UserInfo]]
-QueuePage = MiaohuaOk[ItemPage[QueuedImage | QueuedTraining]]
+QueuePage = MiaohuaOk[ItemPage[QueuedImage | QueuedTraining | QueuedDownload]]
 
 
 # --- the models folder (POST /admin/models/scan)

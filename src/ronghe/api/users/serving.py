@@ -7,7 +7,13 @@ from typing import TypeVar
 from ronghe.api.envelopes import MiaohuaOk, miaohua_ok
 from ronghe.api.images.listing import stamp
 from ronghe.api.images.listing_protocol import ItemPage
-from ronghe.api.users.protocol import KeyInfo, QueuedImage, QueuedTraining, UserInfo
+from ronghe.api.users.protocol import (
+    KeyInfo,
+    QueuedDownload,
+    QueuedImage,
+    QueuedTraining,
+    UserInfo,
+)
 from ronghe.db.models import ApiKey, User
 from ronghe.jobs import Status, TaskView
 
@@ -29,7 +35,7 @@ def key_body(key: ApiKey) -> KeyInfo:
                    create_time=stamp(key.created_at), last_used_time=stamp(key.last_used_at))
 
 
-def queue_item(task: TaskView, email: str) -> QueuedImage | QueuedTraining:
+def queue_item(task: TaskView, email: str) -> QueuedImage | QueuedTraining | QueuedDownload:
     p = task.params
     started = stamp(task.started_at) if task.state is Status.RUNNING else ""
     common = dict(task_id=task.id, kind=task.kind, state=task.state.value,
@@ -37,5 +43,8 @@ def queue_item(task: TaskView, email: str) -> QueuedImage | QueuedTraining:
                   create_time=stamp(task.created_at), start_time=started, queue=task.queue)
     if task.kind == "image":
         return QueuedImage(**common, model=p.get("model", ""), prompt=p.get("prompt", ""))
+    if task.kind == "download":
+        name = (task.detail or {}).get("name") or p.get("name") or ""
+        return QueuedDownload(**common, model=p.get("ref", ""), model_name=name)
     return QueuedTraining(**common, model=p.get("base_model", ""),
                           model_name=p.get("name", ""))

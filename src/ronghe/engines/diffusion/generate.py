@@ -17,7 +17,9 @@ import torch
 from PIL import Image
 
 from ronghe.engines.cpu import budget
-from ronghe.engines.diffusion import control, outpaint
+from ronghe.engines.diffusion import control, outpaint, prompts, samplers, upscale
+from ronghe.engines.diffusion import device as placement
+from ronghe.engines.diffusion.families import Family
 from ronghe.engines.diffusion.guidance import GuidanceSchedule
 from ronghe.engines.diffusion.inpaint import LatentBlend, pipeline_handles
 from ronghe.engines.diffusion.pipelines import (
@@ -32,8 +34,8 @@ from ronghe.engines.diffusion.pipelines import (
 from ronghe.engines.diffusion.preview import CleanSampleTap, PreviewCallback, Previewer
 from ronghe.engines.diffusion.registry import ModelEntry, ModelRegistry
 
-# Images denoised together, per family: larger models would run out of memory on CPU boxes.
-BATCH = {"demo": 8, "sd15": 2, "sd2": 1, "sdxl": 1}
+# Images denoised together on a GPU (on a CPU: the family's ``cpu_batch``).
+GPU_BATCH = 4
 # Step callback: (steps done, steps in total); raises to stop the generation.
 StepCallback = Callable[[int, int], None]
 
@@ -73,6 +75,17 @@ class GenerationRequest:
     loras: list[LoraSource] = field(default_factory=list)
     # Seconds between live previews (0: none); see engines/diffusion/preview.py.
     preview_seconds: float = 0.0
+    # Hires fix (upscale.py): the first pass upscaled, then a second img2img pass.
+    hires: upscale.HiresFix | None = None
+    # A1111's sampler and schedule type (samplers.py); "" = the model's own scheduler.
+    sampler: str = ""
+    schedule: str = ""
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """The delivered size: width x height, times hr_scale with the hires fix."""
+        return (self.hires.size(self.width, self.height) if self.hires is not None
+                else (self.width, self.height))
 
     @property
     def mode(self) -> str:
@@ -93,10 +106,16 @@ class GenerationResult:
     steps_run: int
     seconds: float
     control_maps: list[Image.Image] = field(default_factory=list)
+    # The sampler and schedule type that ran, by A1111's names (samplers.py).
+    sampler: str = ""
+    schedule: str = ""
 
 
-def size_multiple(pipe: Any) -> int:
-    """Smallest pixel step the model's latents allow (VAE factor x UNet downsamplings)."""
+def size_multiple(pipe: Any, entry: ModelEntry) -> int:
+    """Smallest pixel step the model's latents allow (VAE factor x UNet downsamplings; the
+    transformer families' VAE factor x their 2x2 patches)."""
+    if not hasattr(pipe, "unet"):
+        return entry.size_step
     blocks = len(getattr(pipe.unet.config, "block_out_channels", (0,)))
     latent_step = int(getattr(pipe, "vae_scale_factor", 8)) * 2 ** max(0, blocks - 1)
     # diffusers' SD pipelines also refuse sides that are not multiples of 8.
@@ -145,39 +164,67 @@ class ImageEngine:
             torch.set_num_threads(threads or share)
             loaded = self.cache.model(entry)
             self.cache.apply_loras(loaded, req.loras)
-            size = render_size(entry, req.width, req.height, size_multiple(loaded.base))
+            size = render_size(entry, req.width, req.height,
+                               size_multiple(loaded.base, entry))
             maps = [control.control_image(u.source, size, u.processor, u.low, u.high,
                                           u.rate, u.annotators) for u in req.controls]
             mode = req.mode
             # A UNet the inpainting pipeline refuses inpaints by LatentBlend on txt2img.
-            blended = mode == INPAINT and not pipeline_handles(loaded.base.unet)
-            pipe = self.cache.pipeline(loaded, TXT2IMG if blended else mode,
-                                       tuple(u.name for u in req.controls))
+            blended = (mode == INPAINT and entry.family_info.is_sd
+                       and not pipeline_handles(loaded.base.unet))
+            pipe = self.cache.pipeline_for_run(loaded, TXT2IMG if blended else mode,
+                                               tuple(u.name for u in req.controls))
             init = (req.init_image.convert("RGB").resize(size, Image.Resampling.BICUBIC)
                     if req.init_image is not None else None)
             mask = (req.mask_image.convert("L").resize(size, Image.Resampling.NEAREST)
                     if req.mask_image is not None else None)
-            previewer = (Previewer(pipe, entry.family, req.preview_seconds, on_preview)
+            used = samplers.used(pipe.scheduler, entry.family, req.sampler, req.schedule)
+            previewer = (Previewer(pipe, entry.family_info, size, req.preview_seconds,
+                                   on_preview)
                          if on_preview is not None and req.preview_seconds > 0 else None)
-            images, steps_run = self._run(entry, pipe, req, size, init, maps, on_step,
+            images, steps_run = self._run(entry, pipe, req, size, init, maps,
+                                          upscale.first_pass_progress(req, on_step),
                                           previewer, mask, blended)
+            if req.hires is not None:  # upscale, then a second img2img pass (upscale.py)
+                second = self.cache.pipeline_for_run(loaded, IMG2IMG)
+
+                def render(again: GenerationRequest, start: Image.Image, at: tuple[int, int],
+                           step: StepCallback | None) -> tuple[list[Image.Image], int]:
+                    previews = (Previewer(second, entry.family_info, at, req.preview_seconds,
+                                          on_preview)
+                                if previewer is not None and on_preview is not None else None)
+                    return self._run(entry, second, again, at, start, [], step, previews)
+
+                images, size, more = upscale.hires_fix(
+                    req, second, images, size, size_multiple(loaded.base, entry), steps_run,
+                    render, on_step, self.cache.device)
+                steps_run += more
         for unit, control_map in zip(req.controls, maps, strict=True):
             images = [control.finish(im, unit.processor, control_map) for im in images]
-        resized = size != (req.width, req.height)
+        resized = size != req.output_size
         if resized:
-            images = [im.resize((req.width, req.height), Image.Resampling.BICUBIC)
-                      for im in images]
+            images = [im.resize(req.output_size, Image.Resampling.BICUBIC) for im in images]
         if req.mask_image is not None and req.init_image is not None:
             # At full size, so a model rendering smaller still keeps the source's pixels.
             images = [outpaint.composite(im, req.init_image, req.mask_image) for im in images]
         return GenerationResult(images, size, resized, steps_run,
-                                time.perf_counter() - started, maps)
+                                time.perf_counter() - started, maps, *used)
 
     def _run(self, entry: ModelEntry, pipe: Any, req: GenerationRequest,
              size: tuple[int, int], init: Image.Image | None, maps: list[Image.Image],
              on_step: StepCallback | None, previewer: Previewer | None = None,
              mask: Image.Image | None = None,
              blended: bool = False) -> tuple[list[Image.Image], int]:
+        # The request's sampler on this (cached, shared) pipeline for this pass only.
+        with samplers.applied(pipe, entry.family, req.sampler, req.schedule):
+            return self._denoise(entry, pipe, req, size, init, maps, on_step, previewer,
+                                 mask, blended)
+
+    def _denoise(self, entry: ModelEntry, pipe: Any, req: GenerationRequest,
+                 size: tuple[int, int], init: Image.Image | None, maps: list[Image.Image],
+                 on_step: StepCallback | None, previewer: Previewer | None = None,
+                 mask: Image.Image | None = None,
+                 blended: bool = False) -> tuple[list[Image.Image], int]:
         per_image = req.steps
         if init is not None and not blended:  # LatentBlend paints from noise: every step
             # img2img runs only the last ``strength`` share of the schedule.
@@ -186,7 +233,16 @@ class ImageEngine:
                 # Nothing to denoise: strength ~0 means "keep the image".
                 return [init.copy() for _ in req.seeds], 0
         total = per_image * len(req.seeds)
-        batch = BATCH.get(entry.family, 1)
+        family = entry.family_info
+        batch = family.cpu_batch if self.cache.device == "cpu" else GPU_BATCH
+        tiling, slicing = placement.vae_tiling(size[0], size[1], min(batch, len(req.seeds)))
+        vae = pipe.vae
+        # The VAE is shared by the model's pipelines: set both ways on every run.
+        for on, enable, disable in ((tiling, "enable_tiling", "disable_tiling"),
+                                    (slicing, "enable_slicing", "disable_slicing")):
+            method = getattr(vae, enable if on else disable, None)
+            if method is not None:
+                method()
         # A LoRA's concept is a weaker signal than the words the base model knows, and
         # guidance in the late steps is what carries it (a trained colour: 16/16 guided every
         # step, 11/16 with the demo's schedule; docs/demo-model.md), so a request that applies
@@ -194,8 +250,16 @@ class ImageEngine:
         # img2img (not LatentBlend) runs the last per_image steps only.
         applies_loras = any(lora.weight != 0 for lora in req.loras)
         schedule = GuidanceSchedule() if applies_loras else entry.guidance_schedule
+        requested = req.guidance
+        if entry.guidance_kind == "none":
+            # A few-step distilled model: the request's scale would only slow it down (and
+            # spoil it); it renders at its own (usually no guidance).
+            requested = entry.recommended_guidance or 0.0
         guidance, guidance_hook = schedule.start(
-            req.guidance, req.steps, skipped=0 if blended else req.steps - per_image)
+            requested, req.steps, skipped=0 if blended else req.steps - per_image)
+        negative = (req.negative_prompt or None) if family.negative_prompt else None
+        # Weighted or long prompts as compel's embeddings (prompts.py), plain ones as text.
+        call = prompts.pipeline_arguments(pipe, entry.family, req.prompt, negative or "")
         images: list[Image.Image] = []
         tap = CleanSampleTap(pipe.scheduler)
         for first in range(0, len(req.seeds), batch):
@@ -207,20 +271,20 @@ class ImageEngine:
             def callback(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any],
                          done_before: int = done_before, n: int = len(seeds),
                          blend: LatentBlend | None = blend) -> dict[str, Any]:
-                guidance_hook(pipe, step)
+                done = samplers.schedule_step(_pipe, step, per_image)  # 2nd-order: 2 calls
+                guidance_hook(pipe, done)
                 if blend is not None:
                     kwargs["latents"] = blend(kwargs["latents"], step)
                 if previewer is not None:
                     previewer(tap, kwargs["latents"])
                 if on_step is not None:
-                    on_step(done_before + (step + 1) * n, total)
+                    on_step(done_before + (done + 1) * n, total)
                 return kwargs
 
             args = ({"width": size[0], "height": size[1]} if blend is not None
-                    else self._arguments(req, size, init, maps, mask))
+                    else self._arguments(req, size, init, maps, mask, family))
             with torch.inference_mode(), tap:
-                out = pipe(prompt=req.prompt, negative_prompt=req.negative_prompt or None,
-                           num_images_per_prompt=len(seeds),
+                out = pipe(**call, num_images_per_prompt=len(seeds),
                            generator=[torch.Generator().manual_seed(s) for s in seeds],
                            num_inference_steps=req.steps, guidance_scale=guidance,
                            callback_on_step_end=callback, output_type="pil", **args)
@@ -229,15 +293,24 @@ class ImageEngine:
 
     @staticmethod
     def _arguments(req: GenerationRequest, size: tuple[int, int], init: Image.Image | None,
-                   maps: list[Image.Image], mask: Image.Image | None = None) -> dict[str, Any]:
+                   maps: list[Image.Image], mask: Image.Image | None = None,
+                   family: Family | None = None) -> dict[str, Any]:
         width, height = size
         args: dict[str, Any] = {}
+        if (mask is None and init is not None and family is not None
+                and family.pipelines.get(IMG2IMG) == family.pipelines.get(INPAINT)):
+            # A family whose img2img is its inpainting pipeline (FLUX.2 [klein]): the mask
+            # covers everything, so ``strength`` alone decides how much changes.
+            mask = Image.new("L", size, 255)
         if mask is not None:
             # The inpainting pipeline's own default size is the UNet's, not the image's.
             return {"image": init, "mask_image": mask, "strength": req.strength,
                     "width": width, "height": height}
         if init is not None:
             args.update(image=init, strength=req.strength)
+            if family is not None and not family.is_sd:
+                # Their img2img pipelines default to the model's native size, not the image's.
+                args.update(width=width, height=height)
         else:
             args.update(width=width, height=height)
         if maps:

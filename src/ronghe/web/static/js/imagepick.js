@@ -27,7 +27,8 @@ export function dropZone(label, onFiles, { multiple = false } = {}) {
 }
 
 // A single-image picker: shows the picture, its upload progress, and keeps the URL.
-export function imagePicker(name, label) {
+// onChange(url, src) hears every change ('' when removed), e.g. the mask editor.
+export function imagePicker(name, label, onChange = null) {
   let url = '';
   const preview = h('div', { class: 'pick-preview' });
   const error = h('p', { class: 'field-error', role: 'alert' });
@@ -43,6 +44,7 @@ export function imagePicker(name, label) {
     remove.hidden = !value;
     zone.hidden = Boolean(value);
     if (value) preview.append(h('img', { src: src || value, alt: label }));
+    if (onChange) onChange(value, value ? src || value : '');
   }
   const zone = dropZone(label, async ([file]) => {
     error.textContent = '';

@@ -4,6 +4,7 @@ import { h, progressBar, openDialog, sleep } from './dom.js';
 import { post } from './api.js';
 import { t } from './i18n.js';
 import { setPreset } from './account.js';
+import { upscaleButton } from './upscaling.js';
 
 const FINAL = new Set(['done', 'failed', 'cancelled', 'not_found']);
 
@@ -24,6 +25,11 @@ function paramRows(item) {
     [t('gen.type'), item.task_type],
   ];
   if (p.init_img) rows.push([t('gen.strength'), p.strength]);
+  if (p.enable_hr) rows.push([t('hr.title'), `${p.hr_upscaler} × ${p.hr_scale}`]);
+  if (item.upscaler) {
+    rows.push([t('up.upscaler'), `${item.upscaler} × ${item.scale}`],
+      [t('up.source'), item.source_size]);
+  }
   for (const lora of p.lora_configs || []) {
     rows.push(['LoRA', `${lora.name || lora.versionid} × ${lora.merge_weight ?? 1}`]);
   }
@@ -52,9 +58,11 @@ export function openViewer(item, index, navigate) {
     });
     actions.append(again);
   }
+  const side = h('div', { class: 'viewer-side' }, list, actions);
+  actions.append(upscaleButton(image.large, side));
   const body = h('div', { class: 'viewer' },
     h('div', { class: 'viewer-img' }, h('img', { src: image.large, alt: item.prompt || '' })),
-    h('div', { class: 'viewer-side' }, list, actions));
+    side);
   const dialog = openDialog(t('gallery.image'), body, { wide: true });
   return dialog;
 }

@@ -17,6 +17,8 @@ export function render(view, { navigate, query }) {
 
   function tile(item) {
     const first = item.images[0];
+    // An upscale task (kind "upscale") has no prompt: it says what it did instead.
+    if (item.kind === 'upscale') item.prompt = t('up.label', { scale: item.scale, upscaler: item.upscaler });
     const inner = first
       ? h('img', { src: first.middle || first.small, alt: item.prompt || '', loading: 'lazy' })
       : h('div', { class: 'tile-empty' }, stateBadge(item.state));

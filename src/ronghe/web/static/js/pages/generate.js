@@ -6,6 +6,10 @@ import { takePreset } from '../account.js';
 import { taskCard } from '../tasks.js';
 import { imagePicker } from '../imagepick.js';
 import { controlNetUnits, loraUnits } from '../genunits.js';
+import { samplerControls } from '../sampling.js';
+import { hiresControls } from '../hires.js';
+import { maskEditor } from '../maskpaint.js';
+import { pngInfoDrop } from '../pnginfo.js';
 
 const recent = []; // task ids submitted while the page is open (newest first)
 let lastSeed = null;
@@ -75,6 +79,7 @@ function build(col, f, loras, { navigate, query, results, cards }) {
   ], defaultModel);
   const prompt = h('textarea', { rows: 4, maxlength: 2000, placeholder: t('gen.promptPlaceholder') });
   const neg = h('textarea', { rows: 2, maxlength: 2000, placeholder: t('gen.negPlaceholder') });
+  const modelHint = h('p', { class: 'small muted', id: 'model-family' });
   const count = slider('n_images', t('gen.count'), { min: f.n_images.min, max: f.n_images.max, value: f.n_images.default });
   const size = h('select');
   const width = h('input', { type: 'number', min: 8, step: 8, value: 512 });
@@ -88,8 +93,11 @@ function build(col, f, loras, { navigate, query, results, cards }) {
   const reuse = h('button', { class: 'button small', type: 'button', text: t('gen.reuseSeed'), disabled: true });
   const guidance = slider('scale', t('gen.guidance'), { min: f.scale.min, max: f.scale.max, step: 0.5, value: 7 });
   const steps = slider('ddim_steps', t('gen.steps'), { min: f.ddim_steps.min, max: f.ddim_steps.max, value: f.ddim_steps.default });
+  const sampling = samplerControls();
+  const hires = hiresControls(Object.values(f));
   const addPrompt = h('input', { type: 'checkbox', id: 'add-prompt' });
-  const initImg = imagePicker('init_img', t('gen.initImage'));
+  const mask = maskEditor();
+  const initImg = imagePicker('init_img', t('gen.initImage'), (url, src) => mask.setSource(src));
   const strength = slider('strength', t('gen.strength'), { min: 0, max: 1, step: 0.05, value: f.strength.default });
   const cnUnits = controlNetUnits(() => info(modelSel.value).controlnets);
   const loraRows = loraUnits(() => loras.filter((x) => !x.base_model || x.base_model === info(modelSel.value).name));
@@ -112,14 +120,21 @@ function build(col, f, loras, { navigate, query, results, cards }) {
       size.value = 'custom';
       [width.value, height.value] = want.split('x');
     } else size.value = all[0] || 'custom';
-    for (const el of [width, height]) { el.min = m.min_size; el.max = m.max_size; }
+    for (const el of [width, height]) { el.min = m.min_size; el.max = m.max_size; el.step = m.size_step || 8; }
     custom.hidden = size.value !== 'custom';
   }
   function modelChanged() {
     const m = info(modelSel.value);
+    // The family and what it takes: sizes, and whether a negative prompt reaches it.
+    modelHint.textContent = m.family_label ? t('gen.familyHint', { family: m.family_label,
+      min: m.min_size, max: m.max_size, step: m.size_step || 8 }) : '';
+    neg.disabled = m.negative_prompt === false;
+    neg.placeholder = m.negative_prompt === false ? t('gen.negIgnored') : t('gen.negPlaceholder');
     fillSizes(size.value && size.value !== 'custom' ? size.value : null);
     guidance.set(m.default_scale);
     steps.set(m.default_steps);
+    sampling.setChoices(m.samplers);
+    hires.setChoices(m.hires_upscalers);
     cnUnits.setChoices(m.controlnets);
   }
   size.addEventListener('change', () => { custom.hidden = size.value !== 'custom'; });
@@ -136,6 +151,7 @@ function build(col, f, loras, { navigate, query, results, cards }) {
   const form = h('form', { class: 'stack', novalidate: true, id: 'generate-form' },
     h('h1', { class: 'form-title', text: t('gen.title') }),
     field('model_name', t('gen.model'), modelSel),
+    modelHint,
     field('prompt', t('gen.prompt'), prompt),
     field('neg_prompt', t('gen.negPrompt'), neg),
     h('div', { class: 'two' }, count.el, h('div', { class: 'field', 'data-field': 'output_size' },
@@ -149,11 +165,13 @@ function build(col, f, loras, { navigate, query, results, cards }) {
         h('label', { class: 'inline' }, seedFixed, t('gen.seedFixed')), seed, reuse),
       h('p', { class: 'field-error', role: 'alert' })),
     h('div', { class: 'two' }, guidance.el, steps.el),
+    sampling.el,
+    hires.el,
     h('div', { class: 'field check', 'data-field': 'add_prompt' },
       h('label', { class: 'inline', for: 'add-prompt' }, addPrompt, t('gen.addPrompt')),
       h('p', { class: 'hint', text: t('gen.addPromptHint') }), h('p', { class: 'field-error', role: 'alert' })),
     h('details', { class: 'panel', id: 'panel-img2img' }, h('summary', { text: t('gen.img2img') }),
-      h('p', { class: 'hint', text: t('gen.img2imgHint') }), initImg.el, strength.el),
+      h('p', { class: 'hint', text: t('gen.img2imgHint') }), initImg.el, strength.el, mask.el),
     h('details', { class: 'panel', id: 'panel-cn' }, h('summary', { text: 'ControlNet' }),
       h('div', { 'data-field': 'cn_configs' }, cnUnits.el, h('p', { class: 'field-error', role: 'alert' }))),
     h('details', { class: 'panel', id: 'panel-lora' }, h('summary', { text: 'LoRA' }),
@@ -178,6 +196,8 @@ function build(col, f, loras, { navigate, query, results, cards }) {
     if (p.output_size) fillSizes(p.output_size);
     if (p.scale) guidance.set(p.scale);
     if (p.ddim_steps) steps.set(p.ddim_steps);
+    if (p.sampler_name != null) sampling.set(p.sampler_name, p.scheduler);
+    hires.set(p);
     if (p.select_seed != null && p.select_seed >= 0) {
       seedFixed.checked = true;
       seed.value = p.select_seed;
@@ -186,9 +206,33 @@ function build(col, f, loras, { navigate, query, results, cards }) {
     addPrompt.checked = Boolean(p.add_prompt);
     if (p.init_img) { initImg.set(p.init_img); form.querySelector('#panel-img2img').open = true; }
     if (p.strength != null) strength.set(p.strength);
+    mask.set(p);
     if (p.cn_configs && p.cn_configs.length) { cnUnits.set(p.cn_configs); form.querySelector('#panel-cn').open = true; }
     if (p.lora_configs && p.lora_configs.length) { loraRows.set(p.lora_configs); form.querySelector('#panel-lora').open = true; }
   }
+  // PNG info (pnginfo.js): the settings an image carries, as task_submit fields.  LoRAs are
+  // matched to yours by name or id; what this server lacks is named, not guessed.
+  function fromImage(settings) {
+    const p = { ...settings };
+    const skipped = [];
+    const knownModel = [...modelSel.options].some((o) => o.value === p.model_name)
+      || models.some((m) => m.aliases.includes(p.model_name));
+    if (p.model_name && !knownModel) skipped.push(p.model_name);
+    if (p.lora_configs) {
+      p.lora_configs = p.lora_configs.map((x) => {
+        const found = loras.find((l) => String(l.versionid) === String(x.versionid)
+          || l.model_name === x.versionid);
+        if (!found) skipped.push(`LoRA ${x.versionid}`);
+        return found ? { versionid: found.versionid, merge_weight: x.merge_weight } : null;
+      }).filter(Boolean);
+    }
+    // The image's own seed: it draws the same picture again.
+    apply({ ...p, add_prompt: false });
+    return skipped;
+  }
+  const pngInfo = pngInfoDrop(col.parentElement || col, fromImage);
+  form.querySelector('.form-title').after(pngInfo.el);
+
   const preset = takePreset();
   if (preset) apply(preset);
   else if (query.get('model')) apply({ model_name: query.get('model') });
@@ -203,10 +247,12 @@ function build(col, f, loras, { navigate, query, results, cards }) {
       ddim_steps: steps.get(), add_prompt: addPrompt.checked,
       select_seed: seedFixed.checked ? Number(seed.value) : -1,
       init_img: initImg.get(), strength: strength.get(),
-      cn_configs: cnUnits.get(), lora_configs: loraRows.get(),
+      cn_configs: cnUnits.get(), lora_configs: loraRows.get(), ...sampling.get(),
+      ...hires.get(),
     };
     submit.disabled = true;
     try {
+      Object.assign(body, await mask.get()); // uploads the painted mask, if any
       const { task_id: taskId } = await post('/api/v1b/task_submit', body);
       recent.unshift({ task_id: taskId, params: body });
       if (recent.length > 12) recent.pop();

@@ -54,7 +54,10 @@ export function render(view, { done }) {
       done();
     });
     card.append(h('h2', { text: t(`login.${kind}.title`) }),
-      h('p', { class: 'muted', text: t(`login.${kind}.text`) }), form);
+      h('p', { class: 'muted', text: t(`login.${kind}.text`) }),
+      // The first run: say what the bundled demo model can draw, and where real models come from.
+      kind === 'setup' ? h('p', { class: 'small demo-note', id: 'setup-demo', text: t('login.setup.demo') }) : null,
+      form);
     if (kind === 'signin' && status.allow_signup) {
       const link = h('button', { class: 'link', type: 'button', text: t('login.toSignup') });
       link.addEventListener('click', () => show('signup'));
