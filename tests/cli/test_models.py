@@ -64,5 +64,10 @@ def test_models_add_scan_and_problems(tmp_path: Path, demo_model: DemoModel) -> 
     images = {m["name"]: m for m in json.loads(listed.output)["image"]}
     assert images["mine"]["source"] == "folder" and images["ronghe-demo"]["source"] == "config"
     assert "truncated" in images["cut"]["problem"]
+    from ronghe.cli import out
+
+    # The console is made at import, so COLUMNS set here comes too late: widen it directly
+    # (a worker of the parallel suite has no terminal, and rich then assumes 80 columns).
+    out.width = 300
     table = runner.invoke(app, ["models", *data], env={"COLUMNS": "300"})
     assert table.exit_code == 0 and "truncated" in table.output
