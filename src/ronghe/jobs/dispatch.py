@@ -68,10 +68,15 @@ class InProcessDispatcher:
         with self._wake:
             self._wake.notify()
 
-    def start(self) -> None:
-        redo, failed = self.store.recover(orphaned_worker_prefix=self.instance_prefix)
-        if redo or failed:
-            log.info("recovered tasks from a previous run", rerun=len(redo), failed=len(failed))
+    def start(self, recover: bool = True) -> None:
+        """Recover this instance's lost work, then start the worker threads.  ``recover``
+        False: another dispatcher of this process (same instance) has just recovered it; a
+        second recovery would take the tasks its workers already claimed for lost ones."""
+        if recover:
+            redo, failed = self.store.recover(orphaned_worker_prefix=self.instance_prefix)
+            if redo or failed:
+                log.info("recovered tasks from a previous run", rerun=len(redo),
+                         failed=len(failed))
         self.stopping.clear()
         for device in self.devices:
             wid = worker_id(self.instance_prefix.rstrip(":"), device)
@@ -154,8 +159,15 @@ class WithDownloads:
         (self.downloads if task.queue == self.queue else self.main).submit(task)
 
     def start(self) -> None:
-        self.main.start()
+        # One recovery for the whole instance, before any of its worker threads runs: the
+        # pull worker's covers every queue, so the in-process main worker skips its own
+        # (recovering twice re-queued a task the first worker had just claimed: a third
+        # attempt after one crash, seen in tests/api/images/test_recovery.py).
         self.downloads.start()
+        if isinstance(self.main, InProcessDispatcher):
+            self.main.start(recover=False)
+        else:
+            self.main.start()
 
     def stop(self) -> None:
         self.downloads.stop()
