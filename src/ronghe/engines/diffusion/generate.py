@@ -293,11 +293,11 @@ class ImageEngine:
 
     @staticmethod
     def _arguments(req: GenerationRequest, size: tuple[int, int], init: Image.Image | None,
-                   maps: list[Image.Image], mask: Image.Image | None = None,
-                   family: Family | None = None) -> dict[str, Any]:
+                   maps: list[Image.Image], mask: Image.Image | None,
+                   family: Family) -> dict[str, Any]:
         width, height = size
         args: dict[str, Any] = {}
-        if (mask is None and init is not None and family is not None
+        if (mask is None and init is not None
                 and family.pipelines.get(IMG2IMG) == family.pipelines.get(INPAINT)):
             # A family whose img2img is its inpainting pipeline (FLUX.2 [klein]): the mask
             # covers everything, so ``strength`` alone decides how much changes.
@@ -308,7 +308,7 @@ class ImageEngine:
                     "width": width, "height": height}
         if init is not None:
             args.update(image=init, strength=req.strength)
-            if family is not None and not family.is_sd:
+            if not family.is_sd:
                 # Their img2img pipelines default to the model's native size, not the image's.
                 args.update(width=width, height=height)
         else:
