@@ -35,6 +35,9 @@ def test_a_flux_model_shows_its_family_and_draws(page: Any, server: WebServer) -
     assert neg.is_disabled()
     assert neg.get_attribute("placeholder") == "This model takes no negative prompt"
     assert page.locator("[data-field=ddim_steps] input[type=number]").input_value() == "4"
+    # The mask's starts: FLUX has no latent fills; they come back with the demo (below).
+    fills = page.locator("[data-field=inpainting_fill] select option:not([hidden])")
+    assert fills.evaluate_all("os => os.map(o => o.value)") == ["1", "0"]
 
     page.fill("#generate-form textarea >> nth=0", "a fox in the snow")
     page.locator("[data-field=n_images] input[type=number]").fill("1")
@@ -52,6 +55,7 @@ def test_a_flux_model_shows_its_family_and_draws(page: Any, server: WebServer) -
     # Back to the demo model: its negative prompt is used again.
     page.select_option("[data-field=model_name] select", "ronghe-demo")
     assert neg.is_enabled()
+    assert fills.evaluate_all("os => os.map(o => o.value)") == ["1", "0", "2", "3"]
 
     page.goto("/#/models")
     card = page.locator("#models-base .model-card[data-model='flux-schnell']")

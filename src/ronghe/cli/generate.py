@@ -92,8 +92,10 @@ def generate(
                                                 "mask's box (0-256; 32).",
                                                 show_default=False)] = None,
     fill: Annotated[str | None, typer.Option(help="What the masked area starts from: "
-                                             "original (default) or fill (the colours "
-                                             "around it).", show_default=False)] = None,
+                                             "original (default), fill (the colours "
+                                             "around it), 'latent noise' or 'latent "
+                                             "nothing' (Stable Diffusion models).",
+                                             show_default=False)] = None,
     output_format: Annotated[str | None, typer.Option("--format", help="jpeg (default), "
                                                       "png (lossless) or webp.",
                                                       show_default=False)] = None,

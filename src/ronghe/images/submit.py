@@ -21,7 +21,7 @@ from ronghe.engines.diffusion import control, prompts, samplers
 from ronghe.engines.diffusion.control import annotators
 from ronghe.engines.diffusion.families import CONTROLNET, INPAINT
 from ronghe.engines.diffusion.infotext import FILLS
-from ronghe.engines.diffusion.masking import LATENT_NOISE, LATENT_NOTHING, ORIGINAL
+from ronghe.engines.diffusion.masking import ORIGINAL, fills
 from ronghe.engines.diffusion.outpaint import canvas_size
 from ronghe.engines.diffusion.registry import (
     DEFAULT_GUIDANCE,
@@ -367,9 +367,10 @@ def mask_part(services: Services, user: User, entry: ModelEntry, request: ImageR
                          "inpainting here", field="mask_img")
     options = {**MASK_OPTIONS, **sent}
     fill = options["inpainting_fill"]
-    if fill in (LATENT_NOISE, LATENT_NOTHING):
-        raise BadRequest(f"inpainting_fill: {fill} ({FILLS[fill]}) is not available yet; use "
-                         "0 (fill) or 1 (original)", field="inpainting_fill")
+    if fill not in fills(entry.family_info.is_sd):
+        raise BadRequest(f"inpainting_fill: {fill} ({FILLS[fill]}) applies to Stable "
+                         f"Diffusion UNets; {entry.family_info.label} models ({entry.name}) "
+                         "take 0 (fill) or 1 (original)", field="inpainting_fill")
     return Mask(image_file(services, user, request.mask_img, "mask_img").id,
                 blur=options["mask_blur"], invert=options["inpainting_mask_invert"],
                 only_masked=options["inpaint_full_res"],

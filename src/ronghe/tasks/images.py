@@ -141,6 +141,7 @@ def build_request(ctx: ImageTaskContext, job: ImageJob, model: str, prompt: str,
         preview_seconds=ctx.preview_seconds,
         hires=upscaling.hires_fix(ctx, job, model),
         sampler=job.sampler_name, schedule=job.scheduler,
+        inpainting_fill=job.mask.fill if job.mask is not None else masking.ORIGINAL,
     )
 
 

@@ -139,6 +139,7 @@ def test_the_form_lists_each_family_with_its_sizes_and_steps(family_client: Test
         assert models[name]["default_steps"] == steps and models[name]["size_step"] == 16
         assert models[name]["family_label"] == FAMILIES[family].label
         assert "controlnet" not in models[name]["modes"]
+        assert models[name]["inpainting_fills"] == [1, 0]
     assert models["flux-dev"]["guidance"] == "embedded"
     assert models["flux-dev"]["default_scale"] == 3.5
     assert models["flux-schnell"]["guidance"] == "none"
@@ -170,6 +171,13 @@ def test_each_family_draws_edits_and_inpaints(family_client: TestClient, alice: 
     right = pixels(painted)[:, 80:]
     assert np.abs(right - pixels(source)[:, 80:]).max() <= 3
     assert np.abs(pixels(painted)[:, :56] - pixels(source)[:, :56]).mean() > 5
+    # A1111's latent fills are the Stable Diffusion UNets' (their pipelines start elsewhere).
+    latent = client.post("/api/v1b/task_submit", json={
+        "token": alice.token, "prompt": "x", "model_name": model, "output_size": SIZE,
+        "init_img": url, "mask_img": upload(client, alice, mask), "inpainting_fill": 2})
+    assert latent.status_code == 400
+    assert latent.json()["msg"].startswith("inpainting_fill: 2 (latent noise) applies to "
+                                           "Stable Diffusion UNets")
 
 
 @pytest.mark.parametrize(("model", "lora"), [

@@ -124,6 +124,31 @@ def test_an_alpha_mask_and_fill(client: TestClient, account: Account) -> None:
         done["images"][0]["large"]).content)
 
 
+def test_latent_fills_and_strength(client: TestClient, account: Account) -> None:
+    form = client.get("/api/v1b/get_generation_form").json()["info"][0]
+    demo = next(m for m in form["models"] if m["name"] == "ronghe-demo")
+    assert demo["inpainting_fills"] == [1, 0, 2, 3]
+    init, box = noisy(64, 64, 4), (0, 0, 31, 63)
+    mask = rect_mask((64, 64), box)
+    source = np.asarray(init, np.int16)
+    runs = {(fill, strength): inpaint(client, account, init, mask, mask_blur=0,
+                                      inpainting_fill=fill, strength=strength,
+                                      output_format="png", output_size="64x64")
+            for fill, strength in (("latent noise", 0.5), (3, 0.5), (1, 0.5), (1, 0.2))}
+    out = {key: pixels(client, done["images"][0]["large"]) for key, done in runs.items()}
+    for image in out.values():
+        assert np.array_equal(image[:, 34:], source[:, 34:])
+    # The latent fills start the masked area from noise or nothing, not from the picture.
+    assert np.abs(out[("latent noise", 0.5)][:, :30] - out[(1, 0.5)][:, :30]).mean() > 1
+    assert np.abs(out[(3, 0.5)][:, :30] - out[(1, 0.5)][:, :30]).mean() > 1
+    # strength decides how far the masked area moves from the picture.
+    change = {key: np.abs(image[:, :30] - source[:, :30]).mean() for key, image in out.items()}
+    assert change[(1, 0.2)] < change[(1, 0.5)]
+    large = runs[("latent noise", 0.5)]["images"][0]["large"]
+    assert read_metadata(client.get(large).content)["inpainting_fill"] == 2
+    assert "Masked content: latent noise" in read_parameters(client.get(large).content)
+
+
 def test_mask_fields_are_checked_at_submit(client: TestClient, account: Account) -> None:
     init = upload(client, account, noisy(64, 64))
     mask = upload(client, account, rect_mask((64, 64), (0, 0, 10, 10)))
@@ -140,8 +165,6 @@ def test_mask_fields_are_checked_at_submit(client: TestClient, account: Account)
         "inpaint_full_res_padding: must be an integer 0-256")
     assert refused(init_img=init, mask_img=mask, inpainting_fill="smudge").startswith(
         "inpainting_fill: must be 0 (fill), 1 (original), 2 (latent noise) or 3")
-    assert refused(init_img=init, mask_img=mask, inpainting_fill=2).startswith(
-        "inpainting_fill: 2 (latent noise) is not available yet")
     assert refused(init_img=init, mask_blur=8).startswith(
         "mask_blur: applies to inpainting only; send mask_img")
     assert refused(mask_img=mask).startswith("mask_img: needs init_img")

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from ronghe.engines.diffusion.generate import GenerationRequest, ImageEngine
 from ronghe.engines.diffusion.outpaint import POSITIONS, canvas_size, extend, offset
-from ronghe.engines.diffusion.pipelines import INPAINT, PipelineCache
-from ronghe.engines.diffusion.registry import ModelRegistry
-from tests.conftest import DemoModel
-from tests.engines.diffusion.conftest import image_settings
+from ronghe.engines.diffusion.pipelines import INPAINT
 from tests.image_support import PROMPT
 
 
@@ -69,31 +63,6 @@ def test_inpainting_paints_only_the_new_area(engine: ImageEngine) -> None:
     with pytest.raises(ValueError, match="inpainting"):
         _ = GenerationRequest(prompt="x", seeds=[0], width=8, height=8, steps=1,
                               guidance=1.0, mask_image=mask).mode
-
-
-@pytest.fixture(scope="module")
-def four_channel(demo_model: DemoModel, tmp_path_factory: pytest.TempPathFactory,
-                 one_thread: None) -> ImageEngine:
-    """The demo model with a 4-channel latent space (as SD 1.5's), untrained: the UNet
-    width diffusers' inpainting pipeline takes."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-
-    root = tmp_path_factory.mktemp("four")
-    folder = root / "model"
-    shutil.copytree(demo_model.path, folder)
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel.from_config(
-        {**UNet2DConditionModel.load_config(folder / "unet"), "in_channels": 4,
-         "out_channels": 4})
-    vae = AutoencoderKL.from_config(
-        {**AutoencoderKL.load_config(folder / "vae"), "latent_channels": 4})
-    for name, module in (("unet", unet), ("vae", vae)):
-        shutil.rmtree(folder / name)
-        module.save_pretrained(folder / name)
-    settings = image_settings(root / "data", {"name": "four", "path": str(folder),
-                                              "family": "demo"})
-    registry = ModelRegistry(settings)
-    return ImageEngine(registry, PipelineCache(registry, capacity=1))
 
 
 def test_four_channel_unets_use_diffusers_inpainting_pipeline(four_channel: ImageEngine) -> None:

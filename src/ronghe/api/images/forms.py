@@ -20,7 +20,7 @@ from ronghe.api.images.protocol import (
 )
 from ronghe.catalog.service import LoraInfo
 from ronghe.db.models import User
-from ronghe.engines.diffusion import prompts, samplers
+from ronghe.engines.diffusion import masking, prompts, samplers
 from ronghe.engines.diffusion.families import CONTROLNET, IMG2IMG, INPAINT, TXT2IMG
 from ronghe.engines.diffusion.outpaint import POSITIONS, RATIOS
 from ronghe.engines.diffusion.registry import DEFAULT_GUIDANCE, ModelEntry, ModelRegistry
@@ -71,6 +71,8 @@ def model_info(entry: ModelEntry, default: bool, registry: ModelRegistry,
         samplers=samplers.describe(entry.family),
         weighted_prompts=entry.family in prompts.WEIGHTED_FAMILIES,
         hires_upscalers=upscale.hires_choices(entry, list(upscaler_models)),
+        inpainting_fills=(list(masking.fills(entry.family_info.is_sd))
+                          if entry.family_info.supports(INPAINT) else []),
     )
 
 
@@ -142,8 +144,10 @@ def generation_form(services: Services, user: User | None) -> MiaohuaOk[list[For
         {"name": "inpaint_full_res_padding", "type": "int", "description": "inpainting, "
          "only masked: pixels around the mask's box", "default": 32, "min": 0, "max": 256},
         {"name": "inpainting_fill", "type": "int", "description": "inpainting: what the "
-         "masked area starts from (0 fill: the colours around it, 1 original)", "default": 1,
-         "choices": ["0", "1"], "min": 0, "max": 1},
+         "masked area starts from (0 fill: the colours around it, 1 original, 2 latent "
+         "noise, 3 latent nothing; 2 and 3 on Stable Diffusion UNets: the model's "
+         "inpainting_fills)", "default": 1, "choices": ["0", "1", "2", "3"], "min": 0,
+         "max": 3},
         {"name": "output_format", "type": "str", "description": "the stored images' format",
          "default": "jpeg", "choices": ["jpeg", "png", "webp"]},
         {"name": "enable_hr", "type": "bool", "description": "hires fix: render, upscale "

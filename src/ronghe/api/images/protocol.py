@@ -311,6 +311,9 @@ class FormModel(Body):
     hires_upscalers: list[str] = Field(
         default_factory=list, description="the hr_upscaler values this model takes with "
         "enable_hr (the Latent ones on SD 1.5, SD 2.x and SDXL only); [] = no hires fix")
+    inpainting_fills: list[int] = Field(
+        default_factory=list, description="the inpainting_fill values this model takes with "
+        "mask_img (2, latent noise, and 3, latent nothing, on Stable Diffusion UNets only)")
 
 
 class UpscalerRow(Body):

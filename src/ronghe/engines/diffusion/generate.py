@@ -7,6 +7,7 @@ parameters give the same images, however the batch is split.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -17,11 +18,11 @@ import torch
 from PIL import Image
 
 from ronghe.engines.cpu import budget
-from ronghe.engines.diffusion import control, outpaint, prompts, samplers, upscale
+from ronghe.engines.diffusion import control, masking, outpaint, prompts, samplers, upscale
 from ronghe.engines.diffusion import device as placement
 from ronghe.engines.diffusion.families import Family
 from ronghe.engines.diffusion.guidance import GuidanceSchedule
-from ronghe.engines.diffusion.inpaint import LatentBlend, pipeline_handles
+from ronghe.engines.diffusion.inpaint import LatentBlend, blends, pipeline_handles
 from ronghe.engines.diffusion.pipelines import (
     CONTROLNET,
     CONTROLNET_IMG2IMG,
@@ -71,6 +72,8 @@ class GenerationRequest:
     # Inpainting (outpaint_config): white where to paint, the size of init_image; the
     # black area keeps init_image's pixels exactly.
     mask_image: Image.Image | None = None
+    # A1111's inpainting_fill (masking.py); 2 and 3 act on the latents, here.
+    inpainting_fill: int = masking.ORIGINAL
     controls: list[ControlUnit] = field(default_factory=list)
     loras: list[LoraSource] = field(default_factory=list)
     # Seconds between live previews (0: none); see engines/diffusion/preview.py.
@@ -169,10 +172,17 @@ class ImageEngine:
             maps = [control.control_image(u.source, size, u.processor, u.low, u.high,
                                           u.rate, u.annotators) for u in req.controls]
             mode = req.mode
-            # A UNet the inpainting pipeline refuses inpaints by LatentBlend on txt2img.
+            # A UNet the inpainting pipeline refuses (or a latent fill, which it lacks)
+            # inpaints by LatentBlend: on img2img, or on txt2img from pure noise at
+            # strength 1 (inpaint.py).
             blended = (mode == INPAINT and entry.family_info.is_sd
-                       and not pipeline_handles(loaded.base.unet))
-            pipe = self.cache.pipeline_for_run(loaded, TXT2IMG if blended else mode,
+                       and not pipeline_handles(loaded.base.unet, req.inpainting_fill))
+            if blended and not blends(loaded.base.unet):
+                raise ValueError(f"inpainting_fill: {req.inpainting_fill} (a latent fill) "
+                                 "applies to UNets that denoise latents alone; this model's "
+                                 "takes the mask as input (an inpainting checkpoint)")
+            run_mode = ((TXT2IMG if req.strength >= 1 else IMG2IMG) if blended else mode)
+            pipe = self.cache.pipeline_for_run(loaded, run_mode,
                                                tuple(u.name for u in req.controls))
             init = (req.init_image.convert("RGB").resize(size, Image.Resampling.BICUBIC)
                     if req.init_image is not None else None)
@@ -226,7 +236,8 @@ class ImageEngine:
                  mask: Image.Image | None = None,
                  blended: bool = False) -> tuple[list[Image.Image], int]:
         per_image = req.steps
-        if init is not None and not blended:  # LatentBlend paints from noise: every step
+        from_noise = blended and req.strength >= 1  # every step, as the pipeline does
+        if init is not None and not from_noise:
             # img2img runs only the last ``strength`` share of the schedule.
             per_image = int(req.steps * req.strength)
             if per_image < 1:
@@ -256,7 +267,7 @@ class ImageEngine:
             # spoil it); it renders at its own (usually no guidance).
             requested = entry.recommended_guidance or 0.0
         guidance, guidance_hook = schedule.start(
-            requested, req.steps, skipped=0 if blended else req.steps - per_image)
+            requested, req.steps, skipped=req.steps - per_image)
         negative = (req.negative_prompt or None) if family.negative_prompt else None
         # Weighted or long prompts as compel's embeddings (prompts.py), plain ones as text.
         call = prompts.pipeline_arguments(pipe, entry.family, req.prompt, negative or "")
@@ -265,7 +276,7 @@ class ImageEngine:
         for first in range(0, len(req.seeds), batch):
             seeds = req.seeds[first:first + batch]
             done_before = first * per_image
-            blend = (LatentBlend(pipe, init, mask, seeds)
+            blend = (LatentBlend(pipe, init, mask, seeds, req.inpainting_fill)
                      if blended and init is not None and mask is not None else None)
 
             def callback(_pipe: Any, step: int, _t: Any, kwargs: dict[str, Any],
@@ -274,16 +285,21 @@ class ImageEngine:
                 done = samplers.schedule_step(_pipe, step, per_image)  # 2nd-order: 2 calls
                 guidance_hook(pipe, done)
                 if blend is not None:
-                    kwargs["latents"] = blend(kwargs["latents"], step)
+                    kwargs["latents"] = blend(_pipe, kwargs["latents"], step)
                 if previewer is not None:
                     previewer(tap, kwargs["latents"])
                 if on_step is not None:
                     on_step(done_before + (done + 1) * n, total)
                 return kwargs
 
-            args = ({"width": size[0], "height": size[1]} if blend is not None
-                    else self._arguments(req, size, init, maps, mask, family))
-            with torch.inference_mode(), tap:
+            starting: Any = contextlib.nullcontext()
+            if blend is None:
+                args = self._arguments(req, size, init, maps, mask, family)
+            elif from_noise:
+                args = {"width": size[0], "height": size[1]}
+            else:  # img2img from the blend's own start
+                args, starting = {"image": init, "strength": req.strength}, blend.starting(pipe)
+            with torch.inference_mode(), tap, starting:
                 out = pipe(**call, num_images_per_prompt=len(seeds),
                            generator=[torch.Generator().manual_seed(s) for s in seeds],
                            num_inference_steps=req.steps, guidance_scale=guidance,

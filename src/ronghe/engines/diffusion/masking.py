@@ -16,7 +16,9 @@ upload and mask, and puts the result back:
   pastes it into the upload through the mask.  The delivered image has the upload's size.
 - ``fill`` (0): the masked area is first filled with the colours around it, blurred ever
   finer (A1111's ``masking.fill``), so the model starts from the surroundings rather than
-  from what was there; ``original`` (1) starts from the upload.
+  from what was there; ``original`` (1) starts from the upload.  ``latent noise`` (2) and
+  ``latent nothing`` (3) start the masked area's latents from noise or zeros; the pixels
+  stay the upload's here and ``inpaint.LatentBlend`` does the rest.
 
 Where the feathered mask is 0 the delivered pixels are the upload's, exactly (PNG output
 keeps them bit for bit; JPEG and WebP only up to their compression).
@@ -32,6 +34,14 @@ from PIL import Image
 
 # inpainting_fill, by A1111's index.
 FILL, ORIGINAL, LATENT_NOISE, LATENT_NOTHING = 0, 1, 2, 3
+# The two that act on the starting latents, not on the pixels (inpaint.LatentBlend).
+LATENT_FILLS = (LATENT_NOISE, LATENT_NOTHING)
+
+
+def fills(is_sd: bool) -> tuple[int, ...]:
+    """The inpainting_fill values a family takes: the latent ones on Stable Diffusion UNets
+    only (the other families' inpainting pipelines start from the image's latents)."""
+    return (ORIGINAL, FILL, *LATENT_FILLS) if is_sd else (ORIGINAL, FILL)
 # (sigma, repeats) of the fill's passes, coarse to fine (A1111's masking.fill).
 FILL_PASSES = ((256, 1), (64, 1), (16, 2), (4, 4), (2, 2), (0, 1))
 

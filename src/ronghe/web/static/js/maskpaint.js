@@ -27,7 +27,8 @@ export function maskEditor() {
   const onlyMasked = h('input', { type: 'checkbox', id: 'inpaint-full-res' });
   const padding = slider('inpaint_full_res_padding', t('mask.padding'), { min: 0, max: 256, value: 32 });
   const invert = h('input', { type: 'checkbox', id: 'mask-invert' });
-  const fill = select([{ value: '1', label: t('mask.fillOriginal') }, { value: '0', label: t('mask.fillFill') }], '1');
+  const fillLabels = { 1: 'mask.fillOriginal', 0: 'mask.fillFill', 2: 'mask.fillNoise', 3: 'mask.fillNothing' };
+  const fill = select([1, 0, 2, 3].map((v) => ({ value: String(v), label: t(fillLabels[v]) })), '1');
   const options = h('div', { class: 'mask-options', hidden: true },
     h('div', { class: 'two' }, blur.el, field('inpainting_fill', t('mask.fill'), fill)),
     h('div', { class: 'field check', 'data-field': 'inpainting_mask_invert' },
@@ -177,12 +178,19 @@ export function maskEditor() {
       }
       image.src = src;
     },
+    // The model's inpainting_fill values (the latent ones on Stable Diffusion UNets only).
+    setFills(values) {
+      const allowed = (values && values.length ? values : [1, 0]).map(String);
+      for (const o of fill.options) o.hidden = !allowed.includes(o.value);
+      if (!allowed.includes(fill.value)) fill.value = '1';
+    },
     // From a preset or PNG info: the options (the mask itself stays as painted).
     set(p) {
       if (p.mask_blur != null) blur.set(p.mask_blur);
       if (p.inpaint_full_res != null) onlyMasked.checked = Boolean(p.inpaint_full_res);
       if (p.inpaint_full_res_padding != null) padding.set(p.inpaint_full_res_padding);
-      if (p.inpainting_fill != null && ['0', '1'].includes(String(p.inpainting_fill))) fill.value = String(p.inpainting_fill);
+      const wanted = [...fill.options].find((o) => !o.hidden && o.value === String(p.inpainting_fill));
+      if (p.inpainting_fill != null && wanted) fill.value = wanted.value;
       if (p.inpainting_mask_invert != null) invert.checked = Boolean(p.inpainting_mask_invert);
     },
     // task_submit's mask fields: {} when nothing is painted.

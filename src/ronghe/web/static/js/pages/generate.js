@@ -135,6 +135,7 @@ function build(col, f, loras, { navigate, query, results, cards }) {
     steps.set(m.default_steps);
     sampling.setChoices(m.samplers);
     hires.setChoices(m.hires_upscalers);
+    mask.setFills(m.inpainting_fills);
     cnUnits.setChoices(m.controlnets);
   }
   size.addEventListener('change', () => { custom.hidden = size.value !== 'custom'; });
