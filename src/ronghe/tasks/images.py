@@ -20,10 +20,10 @@ from typing import Any
 from PIL import Image
 from safetensors.torch import load as load_safetensors
 
-from ronghe.catalog.service import LoraCatalog
+from ronghe.catalog.service import LoraCatalog, LoraInfo
 from ronghe.engines.diffusion import masking, outpaint
 from ronghe.engines.diffusion.generate import ControlUnit, GenerationRequest, GenerationResult
-from ronghe.engines.diffusion.infotext import short_hash
+from ronghe.engines.diffusion.infotext import lora_hash, short_hash
 from ronghe.engines.diffusion.output import FORMATS, encode_variants
 from ronghe.engines.diffusion.pipelines import LoraSource
 from ronghe.engines.diffusion.registry import ModelEntry
@@ -68,7 +68,8 @@ def run(ctx: ImageTaskContext) -> dict[str, Any]:
             result.images = [masking.finish(im, prepared) for im in result.images]
         # 5. Encode each image in three sizes with its metadata, and store them.
         ctx.progress(1 - PREPARE_SHARE, {"stage": "saving"})
-        images = save_images(ctx, job, result, request, used_prompt, model_hash(entry))
+        images = save_images(ctx, job, result, request, used_prompt, model_hash(entry),
+                             lora_hashes(ctx.files, ctx.loras, job.loras))
         # 6. The task's result, as task_result reports it.
         return {
             "images": images, "seed": job.seed, "seeds": request.seeds,
@@ -174,6 +175,29 @@ def model_hash(entry: ModelEntry) -> str | None:
         return None
 
 
+# LoRA weights key -> lora_hash; a key's file never changes (a new version is a new key).
+_LORA_HASHES: dict[str, str] = {}
+MAX_LORA_HASHES = 256
+
+
+def lora_hashes(files: FileService, loras: LoraCatalog,
+                wanted: tuple[Lora, ...]) -> dict[str, str]:
+    """A1111's "Lora hashes" of the job's LoRAs, by name: each file read once per process
+    (the engine has just loaded them; one missing since leaves its hash out)."""
+    out: dict[str, str] = {}
+    for item in wanted:
+        try:
+            key = lora_key(loras.get(int(item.id)))
+            if key not in _LORA_HASHES:
+                if len(_LORA_HASHES) >= MAX_LORA_HASHES:
+                    _LORA_HASHES.clear()
+                _LORA_HASHES[key] = lora_hash(files.storage.get(key))
+        except (NotFound, FileNotFoundError):
+            continue
+        out[item.name] = _LORA_HASHES[key]
+    return out
+
+
 def mask_meta(mask: Mask | None) -> dict[str, Any]:
     if mask is None:
         return {}
@@ -184,14 +208,16 @@ def mask_meta(mask: Mask | None) -> dict[str, Any]:
 
 def save_images(ctx: ImageTaskContext, job: ImageJob, result: GenerationResult,
                 request: GenerationRequest, used_prompt: str,
-                hash_: str | None = None) -> list[dict[str, Any]]:
+                hash_: str | None = None,
+                loras: dict[str, str] | None = None) -> list[dict[str, Any]]:
     task = ctx.task
     meta_base = {
         "prompt": used_prompt, "negative_prompt": job.neg_prompt, "steps": job.steps,
         "scale": job.scale, "width": job.width, "height": job.height,
         "model": request.model, "task_type": job.task_type, "task_id": task.id,
         "strength": job.strength if request.init_image is not None else None,
-        "loras": [{"name": x.name, "weight": x.weight} for x in job.loras],
+        "loras": [{"name": x.name, "weight": x.weight, "hash": (loras or {}).get(x.name)}
+                  for x in job.loras],
         "controlnets": [{"cn": c.cn, "weight": c.weight, "start": c.start, "end": c.end,
                          "processor": c.processor, "low": c.low, "high": c.high,
                          "rate": c.rate} for c in job.controls],
@@ -237,6 +263,10 @@ def open_image(files: FileService, file_id: str, user_id: int, what: str,
     return image if keep_mode else image.convert("RGB")
 
 
+def lora_key(info: LoraInfo) -> str:
+    return f"{info.weights_key.rstrip('/')}/{LORA_WEIGHTS_FILE}"
+
+
 def lora_sources(files: FileService, loras: LoraCatalog,
                  wanted: tuple[Lora, ...]) -> list[LoraSource]:
     sources = []
@@ -245,7 +275,7 @@ def lora_sources(files: FileService, loras: LoraCatalog,
             info = loras.get(int(item.id))
         except NotFound:
             raise BadRequest(f"LoRA {item.name!r} no longer exists") from None
-        key = f"{info.weights_key.rstrip('/')}/{LORA_WEIGHTS_FILE}"
+        key = lora_key(info)
 
         def load(key: str = key, name: str = info.name) -> Any:
             try:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from ronghe.engines.diffusion.infotext import lora_hash
 from tests.api.frontdoors.conftest import SECOND, Live, b64png, decoded, picture
 from tests.conftest import PASSWORD, DemoModel
 from tests.image_support import add_lora
@@ -300,7 +301,7 @@ def test_extras_lists_and_refresh(live: Live, alice: dict[str, str]) -> None:
 def test_lora_tags_in_the_prompt_apply_the_callers_loras(live: Live, alice: dict[str, str],
                                                          demo_model: DemoModel) -> None:
     services = live.app.state.services
-    add_lora(services, live.alice.user_id, "stars", demo_model.path, "ronghe-demo")
+    lora_id = add_lora(services, live.alice.user_id, "stars", demo_model.path, "ronghe-demo")
     listed = get(live, "loras", alice)
     assert [(x["name"], x["alias"]) for x in listed] == [("stars", "stars")]
     data = post(live, "txt2img", alice, {"prompt": "a red circle <lora:stars:0.8>",
@@ -308,6 +309,10 @@ def test_lora_tags_in_the_prompt_apply_the_callers_loras(live: Live, alice: dict
     info = json.loads(data["info"])
     assert info["prompt"] == "a red circle"
     assert "<lora:stars:0.8>" in info["infotexts"][0]  # A1111 writes them back as tags
+    # … and their hashes, by which Civitai links them (A1111's addnet hash of the file).
+    stored = services.files.storage.get(
+        f"{services.loras.get(lora_id).weights_key}/pytorch_lora_weights.safetensors")
+    assert f'Lora hashes: "stars: {lora_hash(stored)}"' in info["infotexts"][0]
     r = httpx.post(f"{live.url}{V1}/txt2img", headers=alice, timeout=60,
                    json={"prompt": "x <lora:nope:1>", "width": 64, "height": 64})
     assert r.status_code == 400 and r.json()["param"] == "prompt", r.text

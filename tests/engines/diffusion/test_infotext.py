@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+
+import torch
+from safetensors.torch import save
 
 from ronghe.engines.diffusion.infotext import (
     format_parameters,
+    lora_hash,
     parse_parameters,
     settings,
     short_hash,
@@ -72,3 +77,20 @@ def test_short_hash_is_a1111s_model_hash(tmp_path: Path) -> None:
     # sha256(b"ronghe")[:10]
     import hashlib
     assert short_hash(model) == hashlib.sha256(b"ronghe").hexdigest()[:10]
+
+
+def test_lora_hashes_are_a1111s_addnet_hash() -> None:
+    tensors = {"lora_unet_down.lora_up.weight": torch.arange(6.0).reshape(2, 3)}
+    data = save(tensors, metadata={"ss_output_name": "stars"})
+    header = int.from_bytes(data[:8], "little")
+    # A1111's addnet_hash_safetensors: the SHA-256 of what follows the header, 12 digits.
+    assert lora_hash(data) == hashlib.sha256(data[8 + header:]).hexdigest()[:12]
+    # Other metadata, the same tensors: the same hash (Civitai finds the file by it).
+    assert lora_hash(save(tensors, metadata={"ss_output_name": "renamed"})) == lora_hash(data)
+    assert lora_hash(save({**tensors, "x": torch.ones(1)})) != lora_hash(data)
+    meta = {"prompt": "p", "steps": 4, "seed": 1, "model": "m",
+            "loras": [{"name": "stars", "weight": 0.8, "hash": "0123456789ab"},
+                      {"name": "dots", "weight": 1.0, "hash": None}]}
+    text = format_parameters(meta)
+    assert text.startswith("p <lora:stars:0.8> <lora:dots:1>\n")
+    assert text.endswith('Model: m, Lora hashes: "stars: 0123456789ab"')

@@ -80,6 +80,19 @@ def _denoising(meta: dict[str, Any]) -> Any:
     return meta.get("hr_denoising_strength") if meta.get("enable_hr") else None
 
 
+def lora_hash(data: bytes) -> str:
+    """A1111's hash of a LoRA (``Lora hashes``; Civitai's AutoV3): the SHA-256 of a
+    safetensors file's tensor data (what follows its JSON header), first 12 hex digits, so
+    metadata edits leave it alone."""
+    header = int.from_bytes(data[:8], "little")
+    return hashlib.sha256(memoryview(data)[8 + header:]).hexdigest()[:12]
+
+
+def _lora_hashes(meta: dict[str, Any]) -> str | None:
+    pairs = [f"{x.get('name')}: {x['hash']}" for x in meta.get("loras") or [] if x.get("hash")]
+    return ", ".join(pairs) or None
+
+
 @dataclass(frozen=True)
 class Field:
     """One "Label: value" of the parameters line.
@@ -107,6 +120,8 @@ FIELDS: list[Field] = [
     Field("Size", setting="output_size", value=_size),
     Field("Model hash", "model_hash"),
     Field("Model", "model", "model_name"),
+    # Civitai links the LoRAs of the <lora:name:weight> tags by these (written, not read).
+    Field("Lora hashes", value=_lora_hashes),
     # Read back as strength, or hr_denoising_strength with hires fix (``settings``).
     Field("Denoising strength", setting="strength", parse=float, value=_denoising),
     # No task_submit field yet: written when a control records it, not read back.
