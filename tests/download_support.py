@@ -16,7 +16,9 @@ them.  It answers only the routes a pull uses, the way the real services answer 
   GatedRepo`` as the Hub does.
 
 Behaviours a test switches on: ``cut_once`` (close a file's first response after half its
-bytes), ``rate`` (bytes per second, to interrupt a download on purpose), ``announce`` (a
+bytes), ``rate`` (bytes per second, so a download reports progress as it goes),
+``hold_at`` (a file's responses stop at that byte offset until ``release()``, so a test
+interrupts a download that cannot finish first, however slow the machine), ``announce`` (a
 size larger than the file, so the free-space check refuses it).  ``requests`` records each
 request's path and Range header.
 """
@@ -74,6 +76,18 @@ class ModelServer:
     announce: dict[str, int] = field(default_factory=dict)
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     url: str = ""
+    hold_at: int | None = None
+    released: threading.Event = field(default_factory=threading.Event)
+    # How long a held response waits for release() at most (a test that forgets it).
+    hold_seconds: float = 60.0
+
+    def hold(self, offset: int) -> None:
+        self.released.clear()
+        self.hold_at = offset
+
+    def release(self) -> None:
+        self.hold_at = None
+        self.released.set()
 
     def ranges(self, path: str) -> list[str | None]:
         """The Range headers of the requests for ``path`` (None: the whole file)."""
@@ -190,6 +204,9 @@ def _handler(state: ModelServer) -> type[BaseHTTPRequestHandler]:
             with file.open("rb") as fh:
                 fh.seek(start)
                 while sent < limit:
+                    held = state.hold_at
+                    if held is not None and start + sent >= held:
+                        state.released.wait(state.hold_seconds)
                     chunk = fh.read(min(CHUNK, limit - sent))
                     if not chunk:
                         break

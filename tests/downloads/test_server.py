@@ -86,7 +86,9 @@ def test_a_pull_survives_a_killed_server_and_its_model_generates(
     data = tmp_path / "data"
     prepare(data)
     size = files.files["shapes.safetensors"].stat().st_size
-    files.rate = 1_000_000  # seconds of downloading: time to kill the server mid-way
+    # Progress as it goes, and the file stops at 2.5 MB until the server is killed.
+    files.rate = 1_000_000
+    files.hold(2_500_000)
     with serve(data, demo_model, files) as server:
         tok = token(server, ADMIN)
         started = admin_call(server, tok, "models/pull",
@@ -102,6 +104,7 @@ def test_a_pull_survives_a_killed_server_and_its_model_generates(
         server.proc.kill()  # no graceful stop: the task is left running, its lease held
         server.proc.wait(timeout=10)
     files.rate = None
+    files.release()
     with serve(data, demo_model, files) as server:
         tok = token(server, ADMIN)
         item = wait_pull(server, tok, task_id, lambda i: i["state"] in ("done", "failed"))
@@ -153,6 +156,7 @@ def test_a_pull_is_cancelled_and_leaves_nothing(running: tuple[Server, str],
     server, _ = running
     tok = token(server, ADMIN)
     files.rate = 300_000
+    files.hold(600_000)  # it cannot finish before the cancel
     try:
         started = admin_call(server, tok, "models/pull", ref=f"{files.url}/files/slow.safetensors")
         task_id = started["info"]["task_id"]
@@ -164,6 +168,7 @@ def test_a_pull_is_cancelled_and_leaves_nothing(running: tuple[Server, str],
         item = wait_pull(server, tok, task_id, lambda i: i["state"] != "running")
     finally:
         files.rate = None
+        files.release()
     assert item["state"] == "cancelled"
     assert not (server.data_dir / "models" / "slow.safetensors").exists()
     staging = server.data_dir / "downloads"

@@ -193,16 +193,21 @@ def spawn(data: Path, url: str, limit: int | None = None) -> subprocess.Popen[st
 
 def test_ctrl_c_keeps_the_partial_file_and_the_next_pull_resumes(
         tmp_path: Path, server: ModelServer, checkpoint: Path) -> None:
-    server.rate = 1_000_000  # about 5 s for the file: time to interrupt it
-    data, url = tmp_path / "d", f"{server.url}/files/{FILE}"
-    proc = spawn(data, url)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        event = json.loads(line)
-        if event["event"] == "progress" and event["bytes_done"] > 1_000_000:
-            break
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    # Progress every 0.5 s as the bytes come, and the file stops at 2.5 MB (of 6): it cannot
+    # finish before the Ctrl-C, however late this test gets to send it.
+    server.rate, data, url = 1_000_000, tmp_path / "d", f"{server.url}/files/{FILE}"
+    server.hold(2_500_000)
+    try:
+        proc = spawn(data, url)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = json.loads(line)
+            if event["event"] == "progress" and event["bytes_done"] > 1_000_000:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        server.release()
     assert proc.returncode == 130, err
     assert "interrupted" in err and "run the same command again to resume" in err
     parts = list((data / "downloads").rglob(f"{FILE}.part"))

@@ -126,7 +126,8 @@ class Img2ImgRequest(Processing):
     mask_blur: Annotated[int, Range(0, 64)] | None = None
     mask_round: bool = True
     inpainting_fill: Annotated[int, Range(0, 3)] = Field(
-        default=0, description="0 fill, 1 original (2 and 3 are not available)")
+        default=0, description="0 fill, 1 original, 2 latent noise, 3 latent nothing (2 and 3 "
+        "on Stable Diffusion models)")
     inpaint_full_res: bool = Field(default=True, description=(
         "paint only the masked area (plus the padding) at the full size"))
     inpaint_full_res_padding: Annotated[int, Range(0, 256)] = 0
