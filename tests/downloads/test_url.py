@@ -181,6 +181,11 @@ def test_bad_requests_name_their_option(tmp_path: Path, server: ModelServer) -> 
 
 def spawn(data: Path, url: str, limit: int | None = None) -> subprocess.Popen[str]:
     def quota() -> None:  # a per-process file-size limit: writes past it fail (EFBIG)
+        # Ctrl-C as a terminal delivers it: a shell starts the command with SIGINT at its
+        # default and unblocked, whatever this test process inherited (seen: run after other
+        # tests in the same worker, the child ignored the Ctrl-C and downloaded on).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         if limit is not None:
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
