@@ -180,21 +180,26 @@ _LORA_HASHES: dict[str, str] = {}
 MAX_LORA_HASHES = 256
 
 
+def _remember_hash(key: str, data: bytes) -> str:
+    if len(_LORA_HASHES) >= MAX_LORA_HASHES:
+        _LORA_HASHES.clear()
+    _LORA_HASHES[key] = lora_hash(data)
+    return _LORA_HASHES[key]
+
+
 def lora_hashes(files: FileService, loras: LoraCatalog,
                 wanted: tuple[Lora, ...]) -> dict[str, str]:
-    """A1111's "Lora hashes" of the job's LoRAs, by name: each file read once per process
-    (the engine has just loaded them; one missing since leaves its hash out)."""
+    """A1111's "Lora hashes" of the job's LoRAs, by name.  Loading a LoRA's weights
+    (``lora_sources``) remembers its hash, so a file is read here only when this process
+    has not loaded it (one missing since leaves its hash out)."""
     out: dict[str, str] = {}
     for item in wanted:
         try:
             key = lora_key(loras.get(int(item.id)))
-            if key not in _LORA_HASHES:
-                if len(_LORA_HASHES) >= MAX_LORA_HASHES:
-                    _LORA_HASHES.clear()
-                _LORA_HASHES[key] = lora_hash(files.storage.get(key))
+            out[item.name] = (_LORA_HASHES.get(key)
+                              or _remember_hash(key, files.storage.get(key)))
         except (NotFound, FileNotFoundError):
             continue
-        out[item.name] = _LORA_HASHES[key]
     return out
 
 
@@ -279,9 +284,11 @@ def lora_sources(files: FileService, loras: LoraCatalog,
 
         def load(key: str = key, name: str = info.name) -> Any:
             try:
-                return load_safetensors(files.storage.get(key))
+                data = files.storage.get(key)
             except FileNotFoundError:
                 raise BadRequest(f"LoRA {name!r}: its weights are missing ({key})") from None
+            _remember_hash(key, data)  # for the parameters text (lora_hashes)
+            return load_safetensors(data)
 
         sources.append(LoraSource(f"{info.id}_{info.weights_key}", info.name,
                                   float(item.weight), load))
